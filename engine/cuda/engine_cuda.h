@@ -1,0 +1,21 @@
+/* engine_cuda.h — the CUDA backend's C interface, private to engine/ (engine_cuda_ prefix).
+ * Only files under engine/cuda/ include CUDA, cuBLAS or NCCL headers; this header includes none. */
+#ifndef NY_ENGINE_CUDA_H
+#define NY_ENGINE_CUDA_H
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Library versions this binary runs against (no device needed). Empty string when unknown. */
+void engine_cuda_versions(char *runtime, size_t rlen, char *cublas, size_t blen, char *nccl,
+                          size_t nlen);
+int engine_cuda_device_count(int *count, struct ny_err *err);
+int engine_cuda_selftest(int dev, char *name_out, size_t name_len, struct ny_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

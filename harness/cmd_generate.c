@@ -1,0 +1,10 @@
+/* cmd_generate.c — `nyxaudit generate`. Not built yet: the engine work (issue #5) provides it. */
+#include "harness_int.h"
+
+int harness_cmd_generate(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "nyxaudit generate: not available in this build yet (the engine work, issue #5)\n");
+    return HARNESS_EXIT_INVALID;
+}
