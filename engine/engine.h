@@ -27,4 +27,8 @@ int engine_device_count(int *count, struct ny_err *err);
  * For the gpu test suite and `nyxaudit --version --probe`. */
 int engine_device_selftest(int dev, char *name_out, size_t name_len, struct ny_err *err);
 
+/* ---- tokenizer and chat template (engine/tokenizer*.c) --------------------------------------- */
+
+/* ---- model files, adapters, forward pass and greedy generation (engine/model*.c, cpu/) -------- */
+
 #endif /* NY_ENGINE_H */
