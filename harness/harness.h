@@ -1,0 +1,161 @@
+/* harness.h — the audit harness (prefixes harness_ and store_): configuration, the resumable run
+ * store, the manifest, release gates and the CI outputs (results.json, junit.xml, summary.md).
+ * The audit pipeline that drives datasets → engine → metrics → reports is in audit.c. */
+#ifndef NY_HARNESS_H
+#define NY_HARNESS_H
+
+#include <stdint.h>
+
+#include "common.h"
+
+/* ---- configuration (config.c; format documented in README.md, "Configuration") --------------- */
+struct harness_checkpoint {
+    char *label;        /* "V16"; unique within a configuration */
+    char *model;        /* base model directory as written in the configuration */
+    char *adapter;      /* PEFT adapter directory as written, or NULL */
+    char *model_path;   /* model resolved against the configuration's root */
+    char *adapter_path; /* adapter resolved, or NULL */
+    int baseline;       /* exactly one checkpoint is the baseline */
+};
+
+enum harness_gate_kind {
+    HARNESS_GATE_FLOOR = 0,         /* metric (point or ci95 lower bound) >= threshold */
+    HARNESS_GATE_NO_REGRESSION = 1, /* candidate vs baseline, paired: no drop beyond margin */
+    HARNESS_GATE_CEILING = 2,       /* validity rate (or metric point value) <= threshold */
+};
+
+struct harness_gate_spec {
+    char *name;       /* unique; per-checkpoint expansions become "name[LABEL]" */
+    int kind;         /* enum harness_gate_kind */
+    char *checkpoint; /* a label, or NULL for every non-baseline checkpoint */
+    char *metric;     /* metric key (issue #3 names), validity key or "format_error_rate" */
+    double threshold; /* floor: min; ceiling: max */
+    int on_ci_low;    /* floor only: judge the ci95 lower bound instead of the point value */
+    double margin;    /* no_regression: tolerated drop (absolute, >= 0) */
+    double alpha;     /* no_regression: significance level of the McNemar test */
+    int use_ci;       /* no_regression: judge with the paired ci95 instead of McNemar */
+};
+
+struct harness_config {
+    char *source; /* "built-in demo configuration" or the file's path */
+    char *root;   /* directory relative paths are resolved against */
+    struct harness_checkpoint *checkpoints;
+    size_t n_checkpoints;
+    char *dataset;     /* "demo" (the built-in synthetic corpus) or a record store path */
+    char *dataset_path; /* resolved store path; NULL for "demo" until the run places it */
+    char *split;
+    int64_t n;
+    uint64_t seed;
+    char *codeset_release; /* "demo" = the embedded demo code set */
+    char *codeset_db;      /* resolved path, NULL for the embedded demo code set */
+    int64_t max_new_tokens;
+    int64_t max_prompt_tokens; /* 0: the prompt builder's default budget */
+    int64_t few_shot;          /* retrieved examples per prompt (-1: builder default) */
+    char *device;              /* "cpu" | "cuda" */
+    int64_t tp;                /* tensor-parallel size (cuda) */
+    int64_t threads;           /* CPU threads, 0 = all cores */
+    struct harness_gate_spec *gates;
+    size_t n_gates;
+    char *out_dir;   /* resolved output directory */
+    char *run_store; /* resolved run store path; NULL = <out_dir>/runs.sqlite */
+    int allow_report_text;
+    int quiet;
+};
+
+void harness_config_init(struct harness_config *cfg);
+void harness_config_fini(struct harness_config *cfg);
+
+/* The built-in demo configuration: the demo checkpoints in golden/demo (or $NYXAUDIT_DEMO_DIR),
+ * the synthetic held-out split, the embedded demo code set and the demo gates. */
+int harness_config_default(struct harness_config *cfg, struct ny_err *err);
+
+/* Parse a configuration object (`what` names it in messages; relative paths resolve against
+ * root). Members missing from the object keep the built-in defaults, except "checkpoints"
+ * which, when given, replaces the demo list. *cfg is written only on success. */
+int harness_config_parse(struct json_t *obj, const char *root, const char *what,
+                         struct harness_config *cfg, struct ny_err *err);
+
+/* Load and parse a configuration file (JSON); relative paths resolve against its directory. */
+int harness_config_load(const char *path, struct harness_config *cfg, struct ny_err *err);
+
+/* Check the invariants: >= 1 checkpoint, unique labels, exactly one baseline, gates naming
+ * known checkpoints and metrics, n >= 1, tp >= 1, device known. */
+int harness_config_validate(const struct harness_config *cfg, struct ny_err *err);
+
+/* The checkpoint marked baseline, or NULL. */
+const struct harness_checkpoint *harness_config_baseline(const struct harness_config *cfg);
+
+/* ---- gates (gates.c) ------------------------------------------------------------------------- */
+/* Evaluate every gate against `metrics` (the object `nyxaudit score --json` writes). *out is a
+ * new JSON array of {name, kind, checkpoint, metric, rule, evidence, verdict} in configuration
+ * order (gates for every candidate expanded in checkpoint order); *failed counts "fail"
+ * verdicts. A gate whose evidence is missing from `metrics` fails, naming what is missing. */
+int harness_gates_evaluate(const struct harness_config *cfg, struct json_t *metrics,
+                           struct json_t **out, int *failed, struct ny_err *err);
+
+/* ---- outputs (outputs.c): everything is rendered from results.json --------------------------- */
+/* JUnit XML: one <testcase> per gate; a failed gate has a <failure> with the rule and evidence. */
+int harness_junit_render(struct json_t *results, char **out, struct ny_err *err);
+/* Markdown summary: verdict, checkpoints, metric table, gates, manifest essentials. */
+int harness_summary_render(struct json_t *results, char **out, struct ny_err *err);
+/* Write results.json, junit.xml and summary.md (and the reports when built in) into dir, each
+ * atomically; append summary.md to $GITHUB_STEP_SUMMARY when that is set. */
+int harness_outputs_write(struct json_t *results, const char *dir, struct ny_err *err);
+/* XML-escape s into b (&, <, >, ", ' and control characters). */
+void harness_xml_escape(struct ny_buf *b, const char *s);
+
+/* ---- run store (store.c): SQLite, WAL, one transaction per committed prediction -------------- */
+struct store;
+
+struct store_prediction {
+    char *output;          /* raw decoded text (owned) */
+    char *output_ids;      /* JSON array of generated ids (owned) */
+    int64_t prompt_tokens; /* tokens in the prompt */
+    int64_t gen_tokens;    /* tokens generated */
+    double ms;             /* wall time of the generation in milliseconds */
+};
+void store_prediction_fini(struct store_prediction *p);
+
+/* Open (creating when absent) the run store at path; ":memory:" for tests. */
+int store_open(const char *path, struct store **out, struct ny_err *err);
+void store_close(struct store *st);
+
+/* Start or resume run `run_key`: the first call records the manifest and `now` as the start
+ * time; later calls keep them. *started (owned, ny_free) receives the recorded start time. */
+int store_run_begin(struct store *st, const char *run_key, const char *manifest_json,
+                    const char *now, char **started, struct ny_err *err);
+/* Mark the run finished (the first finish time is kept) with the SHA-256 of its results.json
+ * and the results themselves; *finished receives the recorded finish time. */
+int store_run_finish(struct store *st, const char *run_key, const char *now,
+                     const char *results_json, char **finished, struct ny_err *err);
+/* The stored manifest, results and results SHA-256 of a run (each optional, owned). */
+int store_run_get(struct store *st, const char *run_key, char **manifest_json,
+                  char **results_json, char **results_sha256, struct ny_err *err);
+
+/* Prompts by hash (the SHA-256 of the token ids the model reads). */
+int store_prompt_put(struct store *st, const char *prompt_hash, const char *record_id,
+                     const char *messages_json, int64_t n_tokens, struct ny_err *err);
+
+/* Cached predictions by cache key. *found is 0 or 1; *p is filled only when found. */
+int store_prediction_get(struct store *st, const char *cache_key, struct store_prediction *p,
+                         int *found, struct ny_err *err);
+/* Insert one prediction and commit it (its own transaction). A key already present is kept. */
+int store_prediction_put(struct store *st, const char *cache_key, const char *checkpoint,
+                         const char *prompt_hash, const struct store_prediction *p,
+                         struct ny_err *err);
+/* Number of predictions stored (all runs). */
+int store_prediction_count(struct store *st, int64_t *n, struct ny_err *err);
+
+/* Metrics object of a run (the "metrics" member of results.json). */
+int store_metrics_put(struct store *st, const char *run_key, const char *metrics_json,
+                      struct ny_err *err);
+
+/* File-hash cache keyed by (path, size, mtime, inode) so unchanged 140 GB checkpoints are not
+ * re-read on every run; `nyxaudit verify` always rehashes. */
+int store_filehash_get(struct store *st, const char *path, char hex[65], int64_t *bytes,
+                       struct ny_err *err);
+
+/* All finished runs' results, oldest first, as a new JSON array (for the history page). */
+int store_history_get(struct store *st, struct json_t **out, struct ny_err *err);
+
+#endif /* NY_HARNESS_H */
