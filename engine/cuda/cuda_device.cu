@@ -9,6 +9,13 @@
 #include <nccl.h>
 #endif
 
+/* The backend's ops table (cuda_backend.cu). The registry refers to it weakly, which does not pull
+ * an object out of the static library; this strong reference does, since every binary that asks
+ * for CUDA versions or devices links this file. */
+struct engine_backend_ops;
+extern "C" const struct engine_backend_ops engine_cuda_ops;
+extern "C" const void *const engine_cuda_ops_anchor = &engine_cuda_ops;
+
 #define CUDA_TRY(call, what)                                                                    \
     do {                                                                                        \
         cudaError_t e_ = (call);                                                                \

@@ -15,6 +15,14 @@ void engine_cuda_versions(char *runtime, size_t rlen, char *cublas, size_t blen,
 int engine_cuda_device_count(int *count, struct ny_err *err);
 int engine_cuda_selftest(int dev, char *name_out, size_t name_len, struct ny_err *err);
 
+struct engine_backend;
+struct engine_buf;
+/* A bf16 weight [rows, cols] of the CUDA backend `be` filled on the device with uniform values in
+ * [-scale, scale) drawn from (seed, element index): for the benchmark, no file involved. Freed
+ * with engine_cuda_ops.buf_free. */
+int engine_cuda_weight_random(struct engine_backend *be, size_t rows, size_t cols, uint64_t seed,
+                              float scale, struct engine_buf **out, struct ny_err *err);
+
 #ifdef __cplusplus
 }
 #endif

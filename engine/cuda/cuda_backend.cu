@@ -1,0 +1,482 @@
+/* cuda_backend.cu — the CUDA backend's ops table: lifecycle, buffers, weight upload (bf16 on the
+ * device for BF16 files; fp32 kept for F32/F16 files, so fixtures compare exactly), the per-step
+ * metadata, and the paged KV cache. The arithmetic lives in one .cu per op family. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda_int.cuh"
+#include "engine_cuda.h"
+
+int cuda_fail(struct engine_backend *be, struct ny_err *err, const char *file, int line,
+              const char *what, const char *detail)
+{
+    if (be)
+        be->failed = 1;
+    return ny_err_set(err, NY_E_DEVICE, file, line, "cuda: %s: %s", what, detail);
+}
+
+#define POISON_CHECK(be)                                                                          \
+    do {                                                                                          \
+        if ((be)->failed)                                                                         \
+            return NY_ERR(err, NY_E_STATE, "cuda: the backend failed earlier and is poisoned");   \
+    } while (0)
+
+int cuda_scratch(struct engine_backend *be, int i, size_t bytes, void **out, struct ny_err *err)
+{
+    if (bytes == 0)
+        bytes = 16;
+    if (be->scratch_size[i] < bytes) {
+        CU_CHECK(be, cudaStreamSynchronize(be->stream), "sync before scratch growth");
+        cudaFree(be->scratch[i]);
+        be->scratch[i] = NULL;
+        be->scratch_size[i] = 0;
+        size_t want = bytes + bytes / 4;
+        CU_CHECK(be, cudaMalloc(&be->scratch[i], want), "cudaMalloc scratch");
+        be->scratch_size[i] = want;
+    }
+    *out = be->scratch[i];
+    return NY_OK;
+}
+
+int cuda_upload_ints(struct engine_backend *be, int **slot, size_t *cap, const int *a, size_t n,
+                     struct ny_err *err)
+{
+    if (n == 0)
+        return NY_OK;
+    if (*cap < n) {
+        CU_CHECK(be, cudaStreamSynchronize(be->stream), "sync before index growth");
+        cudaFree(*slot);
+        *slot = NULL;
+        *cap = 0;
+        size_t want = n < 1024 ? 1024 : n * 2;
+        CU_CHECK(be, cudaMalloc((void **)slot, want * sizeof(int)), "cudaMalloc indices");
+        *cap = want;
+    }
+    if (!a) /* grow only */
+        return NY_OK;
+    /* Pageable source: the copy is staged before the call returns, so a is free to change. */
+    CU_CHECK(be, cudaMemcpyAsync(*slot, a, n * sizeof(int), cudaMemcpyHostToDevice, be->stream),
+             "upload indices");
+    return NY_OK;
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------------ */
+static void cuda_destroy(struct engine_backend *be)
+{
+    if (!be)
+        return;
+    cudaSetDevice(be->device);
+    if (be->stream)
+        cudaStreamSynchronize(be->stream);
+    cuda_gemm_plans_free(be);
+    if (be->lt)
+        cublasLtDestroy(be->lt);
+    cudaFree(be->lt_ws);
+    for (int i = 0; i < 4; i++)
+        cudaFree(be->scratch[i]);
+    cudaFree(be->ids_d);
+    cudaFree(be->idx_d);
+    cudaFree(be->inv_freq_d);
+    cudaFree(be->attn_ws);
+    cudaFree(be->row_slot_d);
+    cudaFree(be->row_pos_d);
+    cudaFree(be->sets_d);
+    ny_free(be->seq_start_h);
+    ny_free(be->seq_adapter_h);
+    ny_free(be->seq_slot_h);
+    ny_free(be->seq_pos0_h);
+    if (be->stream)
+        cudaStreamDestroy(be->stream);
+    ny_free(be);
+}
+
+static int cuda_create(int threads, int device, struct engine_backend **out, struct ny_err *err)
+{
+    (void)threads;
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess || n == 0)
+        return NY_ERR(err, NY_E_DEVICE, "cuda: no CUDA device (%s)",
+                      e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
+    if (device < 0 || device >= n)
+        return NY_ERR(err, NY_E_INVALID, "cuda: device %d does not exist (%d visible)", device, n);
+    struct engine_backend *be = (struct engine_backend *)ny_calloc(1, sizeof *be);
+    if (!be)
+        return NY_ERR(err, NY_E_NOMEM, "cuda: out of memory");
+    be->device = device;
+    int rc = NY_OK;
+    if (cudaSetDevice(device) != cudaSuccess ||
+        cudaStreamCreateWithFlags(&be->stream, cudaStreamNonBlocking) != cudaSuccess) {
+        rc = NY_ERR(err, NY_E_DEVICE, "cuda: cannot open device %d", device);
+        goto fail;
+    }
+    if (cublasLtCreate(&be->lt) != CUBLAS_STATUS_SUCCESS) {
+        rc = NY_ERR(err, NY_E_DEVICE, "cuda: cublasLtCreate failed");
+        goto fail;
+    }
+    be->lt_ws_size = (size_t)32 << 20;
+    if (cudaMalloc(&be->lt_ws, be->lt_ws_size) != cudaSuccess) {
+        rc = NY_ERR(err, NY_E_DEVICE, "cuda: cannot allocate the cuBLASLt workspace");
+        goto fail;
+    }
+    *out = be;
+    return NY_OK;
+fail:
+    cuda_destroy(be);
+    return rc;
+}
+
+/* ---- buffers -------------------------------------------------------------------------------- */
+static int cuda_buf_alloc(struct engine_backend *be, size_t n_floats, struct engine_buf **out,
+                          struct ny_err *err)
+{
+    POISON_CHECK(be);
+    struct engine_buf *b = (struct engine_buf *)ny_calloc(1, sizeof *b);
+    if (!b)
+        return NY_ERR(err, NY_E_NOMEM, "cuda: out of memory");
+    cudaError_t e = cudaMalloc(&b->d, (n_floats ? n_floats : 1) * sizeof(float));
+    if (e != cudaSuccess) {
+        ny_free(b);
+        return NY_ERR(err, NY_E_DEVICE, "cuda: cannot allocate %zu floats: %s", n_floats,
+                      cudaGetErrorString(e));
+    }
+    b->n = n_floats;
+    b->wtype = CUDA_W_NONE;
+    *out = b;
+    return NY_OK;
+}
+
+static void cuda_buf_free(struct engine_backend *be, struct engine_buf *b)
+{
+    if (!b)
+        return;
+    if (be && be->stream)
+        cudaStreamSynchronize(be->stream);
+    cudaFree(b->d);
+    ny_free(b);
+}
+
+static int cuda_buf_write(struct engine_backend *be, struct engine_buf *b, size_t off,
+                          const float *src, size_t n_floats, struct ny_err *err)
+{
+    POISON_CHECK(be);
+    if (b->wtype != CUDA_W_NONE || off > b->n || n_floats > b->n - off)
+        return NY_ERR(err, NY_E_RANGE, "cuda: buf_write of %zu floats at %zu outside %zu",
+                      n_floats, off, b->n);
+    CU_CHECK(be, cudaMemcpyAsync((float *)b->d + off, src, n_floats * sizeof(float),
+                                 cudaMemcpyHostToDevice, be->stream), "buf_write");
+    CU_CHECK(be, cudaStreamSynchronize(be->stream), "buf_write sync");
+    return NY_OK;
+}
+
+static int cuda_buf_read(struct engine_backend *be, const struct engine_buf *b, size_t off,
+                         float *dst, size_t n_floats, struct ny_err *err)
+{
+    POISON_CHECK(be);
+    if (b->wtype != CUDA_W_NONE || off > b->n || n_floats > b->n - off)
+        return NY_ERR(err, NY_E_RANGE, "cuda: buf_read of %zu floats at %zu outside %zu",
+                      n_floats, off, b->n);
+    CU_CHECK(be, cudaMemcpyAsync(dst, (const float *)b->d + off, n_floats * sizeof(float),
+                                 cudaMemcpyDeviceToHost, be->stream), "buf_read");
+    CU_CHECK(be, cudaStreamSynchronize(be->stream), "buf_read sync");
+    return NY_OK;
+}
+
+/* Host conversion in chunks so a 2 GB weight never needs a 2 GB host copy at once. */
+static int cuda_weight_upload(struct engine_backend *be, enum engine_dtype dt, const void *src,
+                              size_t rows, size_t cols, struct engine_buf **out,
+                              struct ny_err *err)
+{
+    POISON_CHECK(be);
+    size_t n;
+    if (ny_mul_overflow(rows, cols, &n) || n == 0)
+        return NY_ERR(err, NY_E_RANGE, "cuda: weight of %zu x %zu", rows, cols);
+    int wt = dt == ENGINE_DTYPE_BF16 ? CUDA_W_BF16 : CUDA_W_F32;
+    size_t esz = wt == CUDA_W_BF16 ? 2 : 4;
+    struct engine_buf *b = (struct engine_buf *)ny_calloc(1, sizeof *b);
+    if (!b)
+        return NY_ERR(err, NY_E_NOMEM, "cuda: out of memory");
+    cudaError_t e = cudaMalloc(&b->d, n * esz);
+    if (e != cudaSuccess) {
+        ny_free(b);
+        return NY_ERR(err, NY_E_DEVICE, "cuda: cannot allocate a %zu x %zu weight: %s", rows,
+                      cols, cudaGetErrorString(e));
+    }
+    b->n = n;
+    b->wtype = wt;
+    b->rows = rows;
+    b->cols = cols;
+    int rc = NY_OK;
+    if (wt == CUDA_W_BF16) {
+        /* bf16 in the file: bytes as they are (memcpy handles any alignment). */
+        e = cudaMemcpy(b->d, src, n * 2, cudaMemcpyHostToDevice);
+        if (e != cudaSuccess)
+            rc = NY_ERR(err, NY_E_DEVICE, "cuda: weight upload: %s", cudaGetErrorString(e));
+        be->n_bf16_weights++;
+    } else {
+        const size_t chunk = (size_t)1 << 22;
+        float *tmp = (float *)ny_malloc((n < chunk ? n : chunk) * sizeof(float));
+        if (!tmp)
+            rc = NY_ERR(err, NY_E_NOMEM, "cuda: out of memory converting a weight");
+        for (size_t i = 0; rc == NY_OK && i < n; i += chunk) {
+            size_t m = n - i < chunk ? n - i : chunk;
+            engine_dtype_to_f32(dt, (const char *)src + i * engine_dtype_size(dt), tmp, m);
+            e = cudaMemcpy((float *)b->d + i, tmp, m * sizeof(float), cudaMemcpyHostToDevice);
+            if (e != cudaSuccess)
+                rc = NY_ERR(err, NY_E_DEVICE, "cuda: weight upload: %s", cudaGetErrorString(e));
+        }
+        ny_free(tmp);
+    }
+    if (rc) {
+        cudaFree(b->d);
+        ny_free(b);
+        return rc;
+    }
+    *out = b;
+    return NY_OK;
+}
+
+/* ---- per step ------------------------------------------------------------------------------- */
+static int grow_host_ints(int **p, int n)
+{
+    int *q = (int *)ny_reallocarray(*p, (size_t)(n > 0 ? n : 1), sizeof(int));
+    if (!q)
+        return NY_E_NOMEM;
+    *p = q;
+    return NY_OK;
+}
+
+/* The step's row lists (see struct cuda_step_sets), uploaded once. */
+static int build_sets(struct engine_backend *be, const struct engine_batch *b, struct ny_err *err)
+{
+    struct cuda_step_sets *ss = &be->sets;
+    memset(ss, 0, sizeof *ss);
+    int nr = b->n_rows, used = 0;
+    for (int s = 0; s < b->n_seqs; s++) {
+        if (b->seq_adapter[s] >= CUDA_MAX_ADAPTERS)
+            return NY_ERR(err, NY_E_UNSUPPORTED, "cuda: adapter index %d (at most %d adapters)",
+                          b->seq_adapter[s], CUDA_MAX_ADAPTERS);
+        if (b->seq_adapter[s] + 1 > ss->n_adapters)
+            ss->n_adapters = b->seq_adapter[s] + 1;
+    }
+    int *h = (int *)ny_malloc((size_t)(3 * nr + 1) * sizeof(int));
+    if (!h)
+        return NY_ERR(err, NY_E_NOMEM, "cuda: out of memory");
+    for (int s = 0; s < b->n_seqs; s++)
+        if (b->seq_start[s + 1] - b->seq_start[s] == 1)
+            h[used++] = b->seq_start[s];
+    ss->single_all_n = used;
+    for (int a = 0; a < ss->n_adapters; a++) {
+        ss->single_off[a] = used;
+        for (int s = 0; s < b->n_seqs; s++)
+            if (b->seq_adapter[s] == a && b->seq_start[s + 1] - b->seq_start[s] == 1)
+                h[used++] = b->seq_start[s];
+        ss->single_n[a] = used - ss->single_off[a];
+        ss->all_off[a] = used;
+        for (int s = 0; s < b->n_seqs; s++)
+            if (b->seq_adapter[s] == a)
+                for (int r = b->seq_start[s]; r < b->seq_start[s + 1]; r++)
+                    h[used++] = r;
+        ss->all_n[a] = used - ss->all_off[a];
+    }
+    int rc = cuda_upload_ints(be, &be->sets_d, &be->sets_cap, h, (size_t)used, err);
+    if (!rc)
+        CU_CHECK(be, cudaStreamSynchronize(be->stream), "step lists sync");
+    ny_free(h);
+    return rc;
+}
+
+static int cuda_step_begin(struct engine_backend *be, const struct engine_batch *batch,
+                           struct ny_err *err)
+{
+    POISON_CHECK(be);
+    int nr = batch->n_rows, ns = batch->n_seqs;
+    if (nr < 0 || ns < 0 || batch->seq_start[0] != 0 || batch->seq_start[ns] != nr)
+        return NY_ERR(err, NY_E_INVALID, "cuda: inconsistent batch (%d rows, %d requests)", nr,
+                      ns);
+    if (grow_host_ints(&be->seq_start_h, ns + 1) || grow_host_ints(&be->seq_adapter_h, ns) ||
+        grow_host_ints(&be->seq_slot_h, ns) || grow_host_ints(&be->seq_pos0_h, ns))
+        return NY_ERR(err, NY_E_NOMEM, "cuda: out of memory");
+    memcpy(be->seq_start_h, batch->seq_start, (size_t)(ns + 1) * sizeof(int));
+    memcpy(be->seq_adapter_h, batch->seq_adapter, (size_t)ns * sizeof(int));
+    memcpy(be->seq_slot_h, batch->seq_slot, (size_t)ns * sizeof(int));
+    memcpy(be->seq_pos0_h, batch->seq_pos0, (size_t)ns * sizeof(int));
+    be->n_rows = nr;
+    be->n_seqs = ns;
+    int *tmp = (int *)ny_malloc((size_t)(2 * (nr > 0 ? nr : 1)) * sizeof(int));
+    if (!tmp)
+        return NY_ERR(err, NY_E_NOMEM, "cuda: out of memory");
+    for (int s = 0; s < ns; s++)
+        for (int r = batch->seq_start[s]; r < batch->seq_start[s + 1]; r++) {
+            tmp[r] = batch->seq_slot[s];
+            tmp[nr + r] = batch->seq_pos0[s] + (r - batch->seq_start[s]);
+        }
+    int rc = cuda_upload_ints(be, &be->row_slot_d, &be->row_slot_cap, tmp, (size_t)nr, err);
+    if (!rc)
+        rc = cuda_upload_ints(be, &be->row_pos_d, &be->row_pos_cap, tmp + nr, (size_t)nr, err);
+    if (!rc)
+        rc = build_sets(be, batch, err);
+    if (!rc) /* tmp is pageable: wait for the staged copies before freeing it */
+        CU_CHECK(be, cudaStreamSynchronize(be->stream), "step_begin sync");
+    ny_free(tmp);
+    return rc;
+}
+
+/* ---- KV cache ------------------------------------------------------------------------------- */
+static void cuda_kv_destroy(struct engine_backend *be, struct engine_kv *kv)
+{
+    if (!kv)
+        return;
+    if (be && be->stream)
+        cudaStreamSynchronize(be->stream);
+    cudaFree(kv->k);
+    cudaFree(kv->v);
+    cudaFree(kv->table_d);
+    ny_free(kv->table_h);
+    ny_free(kv->free_pages);
+    ny_free(kv);
+}
+
+static int cuda_kv_create(struct engine_backend *be, const struct engine_kv_shape *sh,
+                          struct engine_kv **out, struct ny_err *err)
+{
+    POISON_CHECK(be);
+    if (sh->n_layers <= 0 || sh->n_kv_heads <= 0 || sh->head_dim <= 0 || sh->head_dim > 256 ||
+        sh->n_slots <= 0 || sh->max_tokens <= 0)
+        return NY_ERR(err, NY_E_INVALID, "cuda: bad KV-cache shape (head_dim %d)", sh->head_dim);
+    struct engine_kv *kv = (struct engine_kv *)ny_calloc(1, sizeof *kv);
+    if (!kv)
+        return NY_ERR(err, NY_E_NOMEM, "cuda: out of memory");
+    kv->shape = *sh;
+    kv->bf16 = be->n_bf16_weights > 0;
+    kv->pages_per_slot = (sh->max_tokens + CUDA_KV_PAGE - 1) / CUDA_KV_PAGE;
+    kv->n_pages = kv->pages_per_slot * sh->n_slots;
+    size_t per_tok = (size_t)sh->n_kv_heads * sh->head_dim * (kv->bf16 ? 2 : 4), bytes;
+    int rc = NY_OK;
+    if (ny_mul_overflow(per_tok, (size_t)kv->n_pages * CUDA_KV_PAGE * sh->n_layers, &bytes)) {
+        rc = NY_ERR(err, NY_E_RANGE, "cuda: KV cache size overflows");
+        goto fail;
+    }
+    kv->table_h = (int *)ny_malloc((size_t)kv->n_pages * sizeof(int));
+    kv->free_pages = (int *)ny_malloc((size_t)kv->n_pages * sizeof(int));
+    if (!kv->table_h || !kv->free_pages) {
+        rc = NY_ERR(err, NY_E_NOMEM, "cuda: out of memory");
+        goto fail;
+    }
+    for (int i = 0; i < kv->n_pages; i++) {
+        kv->table_h[i] = -1;
+        kv->free_pages[i] = kv->n_pages - 1 - i; /* pop gives page 0 first */
+    }
+    kv->n_free = kv->n_pages;
+    kv->table_dirty = 1;
+    if (cudaMalloc(&kv->k, bytes) != cudaSuccess || cudaMalloc(&kv->v, bytes) != cudaSuccess ||
+        cudaMalloc((void **)&kv->table_d, (size_t)kv->n_pages * sizeof(int)) != cudaSuccess) {
+        cudaGetLastError();
+        rc = NY_ERR(err, NY_E_DEVICE, "cuda: cannot allocate a KV cache of 2 x %zu MiB",
+                    bytes >> 20);
+        goto fail;
+    }
+    *out = kv;
+    return NY_OK;
+fail:
+    cuda_kv_destroy(be, kv);
+    return rc;
+}
+
+static int cuda_kv_slot_reset(struct engine_backend *be, struct engine_kv *kv, int slot,
+                              struct ny_err *err)
+{
+    POISON_CHECK(be);
+    if (slot < 0 || slot >= kv->shape.n_slots)
+        return NY_ERR(err, NY_E_RANGE, "cuda: KV slot %d of %d", slot, kv->shape.n_slots);
+    int *t = kv->table_h + (size_t)slot * kv->pages_per_slot;
+    for (int p = kv->pages_per_slot - 1; p >= 0; p--)
+        if (t[p] >= 0) {
+            kv->free_pages[kv->n_free++] = t[p];
+            t[p] = -1;
+        }
+    kv->table_dirty = 1;
+    return NY_OK;
+}
+
+/* Map pages for every row of the step (called by the attention op before storing k/v). */
+int cuda_kv_map_step(struct engine_backend *be, struct engine_kv *kv, struct ny_err *err)
+{
+    for (int s = 0; s < be->n_seqs; s++) {
+        int slot = be->seq_slot_h[s];
+        int last = be->seq_pos0_h[s] + (be->seq_start_h[s + 1] - be->seq_start_h[s]) - 1;
+        if (slot < 0 || slot >= kv->shape.n_slots || be->seq_pos0_h[s] < 0 ||
+            last >= kv->shape.max_tokens)
+            return NY_ERR(err, NY_E_RANGE, "cuda: request %d (slot %d) reaches position %d of %d",
+                          s, slot, last, kv->shape.max_tokens);
+        int *t = kv->table_h + (size_t)slot * kv->pages_per_slot;
+        for (int p = 0; p <= last / CUDA_KV_PAGE; p++)
+            if (t[p] < 0) {
+                if (kv->n_free == 0)
+                    return NY_ERR(err, NY_E_INTERNAL, "cuda: KV page pool exhausted");
+                t[p] = kv->free_pages[--kv->n_free];
+                kv->table_dirty = 1;
+            }
+    }
+    if (kv->table_dirty) {
+        CU_CHECK(be, cudaMemcpyAsync(kv->table_d, kv->table_h, (size_t)kv->n_pages * sizeof(int),
+                                     cudaMemcpyHostToDevice, be->stream), "upload block table");
+        CU_CHECK(be, cudaStreamSynchronize(be->stream), "block table sync");
+        kv->table_dirty = 0;
+    }
+    return NY_OK;
+}
+
+/* ---- wrappers that refuse a poisoned backend ----------------------------------------------- */
+#define WRAP(name, params, args)                                                                  \
+    static int cuda_##name params                                                                 \
+    {                                                                                             \
+        POISON_CHECK(be);                                                                         \
+        CU_CHECK(be, cudaSetDevice(be->device), "cudaSetDevice");                                 \
+        return cuda_op_##name args;                                                               \
+    }
+WRAP(embed, (struct engine_backend * be, const struct engine_buf *t, const int32_t *ids, int dim,
+             struct engine_buf *o, struct ny_err *err), (be, t, ids, dim, o, err))
+WRAP(rmsnorm, (struct engine_backend * be, const struct engine_buf *x, const struct engine_buf *w,
+               int dim, float eps, struct engine_buf *o, struct ny_err *err),
+     (be, x, w, dim, eps, o, err))
+WRAP(matmul, (struct engine_backend * be, const struct engine_buf *x, int in,
+              const struct engine_buf *w, int out, const struct engine_lora_term *lora, int nl,
+              const int *rows, int nor, struct engine_buf *y, struct ny_err *err),
+     (be, x, in, w, out, lora, nl, rows, nor, y, err))
+WRAP(rope, (struct engine_backend * be, struct engine_buf *x, int nh, int hd, const float *f,
+            float af, struct ny_err *err), (be, x, nh, hd, f, af, err))
+WRAP(attention, (struct engine_backend * be, struct engine_kv *kv, int layer,
+                 const struct engine_buf *q, const struct engine_buf *k,
+                 const struct engine_buf *v, int nh, float scale, struct engine_buf *o,
+                 struct ny_err *err), (be, kv, layer, q, k, v, nh, scale, o, err))
+WRAP(swiglu, (struct engine_backend * be, const struct engine_buf *g, const struct engine_buf *u,
+              int ff, struct engine_buf *o, struct ny_err *err), (be, g, u, ff, o, err))
+WRAP(add, (struct engine_backend * be, struct engine_buf *x, const struct engine_buf *y, int dim,
+           struct ny_err *err), (be, x, y, dim, err))
+WRAP(argmax, (struct engine_backend * be, const struct engine_buf *l, int n, int vocab,
+              int32_t *ids, struct ny_err *err), (be, l, n, vocab, ids, err))
+
+extern "C" const struct engine_backend_ops engine_cuda_ops = {
+    "cuda",
+    cuda_create,
+    cuda_destroy,
+    cuda_buf_alloc,
+    cuda_buf_free,
+    cuda_buf_write,
+    cuda_buf_read,
+    cuda_weight_upload,
+    cuda_step_begin,
+    cuda_embed,
+    cuda_rmsnorm,
+    cuda_matmul,
+    cuda_rope,
+    cuda_attention,
+    cuda_swiglu,
+    cuda_add,
+    cuda_argmax,
+    cuda_kv_create,
+    cuda_kv_destroy,
+    cuda_kv_slot_reset,
+};

@@ -1,0 +1,176 @@
+/* cuda_elementwise.cu — the row-wise element ops: embedding gather, SwiGLU, residual add, the
+ * fp32 -> bf16 row staging used by the GEMMs, and random bf16 weights for `nyxaudit bench`.
+ * Each output element is computed from its own inputs only (no reductions). */
+#include "cuda_int.cuh"
+#include "engine_cuda.h"
+
+__global__ static void k_embed_bf16(const __nv_bfloat16 *table, const int32_t *ids, int dim,
+                                    float *out)
+{
+    int r = blockIdx.y;
+    const __nv_bfloat16 *src = table + (size_t)ids[r] * dim;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < dim; i += gridDim.x * blockDim.x)
+        out[(size_t)r * dim + i] = __bfloat162float(src[i]);
+}
+
+__global__ static void k_embed_f32(const float *table, const int32_t *ids, int dim, float *out)
+{
+    int r = blockIdx.y;
+    const float *src = table + (size_t)ids[r] * dim;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < dim; i += gridDim.x * blockDim.x)
+        out[(size_t)r * dim + i] = src[i];
+}
+
+int cuda_op_embed(struct engine_backend *be, const struct engine_buf *table, const int32_t *ids,
+                  int dim, struct engine_buf *out, struct ny_err *err)
+{
+    int n = be->n_rows;
+    if (table->wtype == CUDA_W_NONE || (size_t)dim != table->cols ||
+        (size_t)n * dim > out->n)
+        return NY_ERR(err, NY_E_INVALID, "cuda embed: table %zu x %zu, dim %d, %d rows",
+                      table->rows, table->cols, dim, n);
+    for (int r = 0; r < n; r++)
+        if (ids[r] < 0 || (size_t)ids[r] >= table->rows)
+            return NY_ERR(err, NY_E_RANGE, "cuda embed: id %d outside vocabulary %zu", ids[r],
+                          table->rows);
+    if (n == 0)
+        return NY_OK;
+    int rc = cuda_upload_ints(be, (int **)&be->ids_d, &be->ids_cap, ids, (size_t)n, err);
+    if (rc)
+        return rc;
+    dim3 grid((unsigned)((dim + 255) / 256 < 16 ? (dim + 255) / 256 : 16), (unsigned)n);
+    if (table->wtype == CUDA_W_BF16)
+        k_embed_bf16<<<grid, 256, 0, be->stream>>>((const __nv_bfloat16 *)table->d, be->ids_d,
+                                                   dim, (float *)out->d);
+    else
+        k_embed_f32<<<grid, 256, 0, be->stream>>>((const float *)table->d, be->ids_d, dim,
+                                                  (float *)out->d);
+    CU_LAUNCHED(be, "embed kernel");
+    return NY_OK;
+}
+
+__global__ static void k_swiglu(const float *g, const float *u, size_t n, float *out)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        float x = g[i];
+        out[i] = x / (1.0f + expf(-x)) * u[i];
+    }
+}
+
+static unsigned grid_for(size_t n)
+{
+    size_t b = (n + 255) / 256;
+    return (unsigned)(b < 4096 ? (b ? b : 1) : 4096);
+}
+
+int cuda_op_swiglu(struct engine_backend *be, const struct engine_buf *gate,
+                   const struct engine_buf *up, int ff, struct engine_buf *out,
+                   struct ny_err *err)
+{
+    size_t n = (size_t)be->n_rows * ff;
+    if (n > gate->n || n > up->n || n > out->n)
+        return NY_ERR(err, NY_E_RANGE, "cuda swiglu: %d rows x %d outside the buffers",
+                      be->n_rows, ff);
+    if (n == 0)
+        return NY_OK;
+    k_swiglu<<<grid_for(n), 256, 0, be->stream>>>((const float *)gate->d, (const float *)up->d,
+                                                  n, (float *)out->d);
+    CU_LAUNCHED(be, "swiglu kernel");
+    return NY_OK;
+}
+
+__global__ static void k_add(float *x, const float *y, size_t n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        x[i] += y[i];
+}
+
+int cuda_op_add(struct engine_backend *be, struct engine_buf *x, const struct engine_buf *y,
+                int dim, struct ny_err *err)
+{
+    size_t n = (size_t)be->n_rows * dim;
+    if (n > x->n || n > y->n)
+        return NY_ERR(err, NY_E_RANGE, "cuda add: %d rows x %d outside the buffers", be->n_rows,
+                      dim);
+    if (n == 0)
+        return NY_OK;
+    k_add<<<grid_for(n), 256, 0, be->stream>>>((float *)x->d, (const float *)y->d, n);
+    CU_LAUNCHED(be, "add kernel");
+    return NY_OK;
+}
+
+__global__ static void k_rows_to_bf16(const float *src, const int *idx, int n, int cols,
+                                      __nv_bfloat16 *dst)
+{
+    int i = blockIdx.y;
+    const float *s = src + (size_t)(idx ? idx[i] : i) * cols;
+    for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < cols; c += gridDim.x * blockDim.x)
+        dst[(size_t)i * cols + c] = __float2bfloat16_rn(s[c]);
+    (void)n;
+}
+
+int cuda_rows_to_bf16(struct engine_backend *be, const float *src, const int *idx_d, int n,
+                      int cols, __nv_bfloat16 *dst, struct ny_err *err)
+{
+    if (n <= 0)
+        return NY_OK;
+    int bx = (cols + 255) / 256;
+    dim3 grid((unsigned)(bx < 16 ? bx : 16), (unsigned)n);
+    k_rows_to_bf16<<<grid, 256, 0, be->stream>>>(src, idx_d, n, cols, dst);
+    CU_LAUNCHED(be, "bf16 staging kernel");
+    return NY_OK;
+}
+
+/* ---- random weights for the benchmark: uniform in [-scale, scale), from (seed, index) -------- */
+__device__ static uint64_t splitmix64(uint64_t z)
+{
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+__global__ static void k_random_bf16(__nv_bfloat16 *w, size_t n, uint64_t seed, float scale)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        uint64_t h = splitmix64(seed * 0x100000001b3ull + i);
+        float u = (float)(h >> 40) * (1.0f / 16777216.0f); /* [0, 1) */
+        w[i] = __float2bfloat16_rn((2.0f * u - 1.0f) * scale);
+    }
+}
+
+extern "C" int engine_cuda_weight_random(struct engine_backend *be, size_t rows, size_t cols,
+                                         uint64_t seed, float scale, struct engine_buf **out,
+                                         struct ny_err *err)
+{
+    size_t n;
+    if (ny_mul_overflow(rows, cols, &n) || n == 0)
+        return NY_ERR(err, NY_E_RANGE, "cuda: random weight of %zu x %zu", rows, cols);
+    struct engine_buf *b = (struct engine_buf *)ny_calloc(1, sizeof *b);
+    if (!b)
+        return NY_ERR(err, NY_E_NOMEM, "cuda: out of memory");
+    cudaError_t e = cudaMalloc(&b->d, n * 2);
+    if (e != cudaSuccess) {
+        ny_free(b);
+        return NY_ERR(err, NY_E_DEVICE, "cuda: cannot allocate a %zu x %zu weight: %s", rows,
+                      cols, cudaGetErrorString(e));
+    }
+    b->n = n;
+    b->wtype = CUDA_W_BF16;
+    b->rows = rows;
+    b->cols = cols;
+    be->n_bf16_weights++;
+    k_random_bf16<<<4096, 256, 0, be->stream>>>((__nv_bfloat16 *)b->d, n, seed, scale);
+    e = cudaGetLastError();
+    if (e != cudaSuccess) {
+        cudaFree(b->d);
+        ny_free(b);
+        return cuda_fail(be, err, __FILE__, __LINE__, "random weight kernel",
+                         cudaGetErrorString(e));
+    }
+    *out = b;
+    return NY_OK;
+}

@@ -1,0 +1,148 @@
+/* cuda_int.cuh — private to engine/cuda/: the CUDA backend's objects (buffers, KV cache, the
+ * backend instance), the error-check macros and the launchers each op-family .cu file provides.
+ * Included only by .cu files (it includes CUDA headers). */
+#ifndef NY_ENGINE_CUDA_INT_CUH
+#define NY_ENGINE_CUDA_INT_CUH
+
+#include <cublasLt.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#include "engine_backend_int.h"
+
+/* ---- error checks: every API return code, and the last error after each launch ---------------- */
+#define CU_CHECK(be, call, what)                                                                  \
+    do {                                                                                          \
+        cudaError_t e_ = (call);                                                                  \
+        if (e_ != cudaSuccess)                                                                    \
+            return cuda_fail((be), err, __FILE__, __LINE__, what, cudaGetErrorString(e_));        \
+    } while (0)
+#define CU_LAUNCHED(be, what) CU_CHECK(be, cudaGetLastError(), what)
+#define CUBLAS_CHECK(be, call, what)                                                              \
+    do {                                                                                          \
+        cublasStatus_t s_ = (call);                                                               \
+        if (s_ != CUBLAS_STATUS_SUCCESS)                                                          \
+            return cuda_fail((be), err, __FILE__, __LINE__, what, cublasLtGetStatusString(s_));   \
+    } while (0)
+
+/* Weight storage on the device. */
+enum cuda_wtype { CUDA_W_NONE = 0, CUDA_W_BF16 = 1, CUDA_W_F32 = 2 };
+
+/* A device buffer: an fp32 activation buffer (wtype NONE) or an uploaded weight [rows, cols]. */
+struct engine_buf {
+    void *d;
+    size_t n;        /* elements */
+    int wtype;       /* enum cuda_wtype */
+    size_t rows, cols;
+};
+
+/* Paged KV cache: pages of CUDA_KV_PAGE tokens from one pool per layer; each slot maps its
+ * logical pages to pool pages through a block table (host copy + device copy). */
+#define CUDA_KV_PAGE 64
+struct engine_kv {
+    struct engine_kv_shape shape;
+    int bf16;             /* 1: bf16 keys/values, 0: fp32 */
+    int pages_per_slot;   /* ceil(max_tokens / CUDA_KV_PAGE) */
+    int n_pages;          /* pool size (pages per layer) */
+    void *k, *v;          /* [n_layers][n_pages][CUDA_KV_PAGE][n_kv_heads][head_dim] */
+    int *table_h;         /* [n_slots][pages_per_slot], -1 = unmapped */
+    int *table_d;
+    int *free_pages;      /* stack of free pool pages */
+    int n_free;
+    int table_dirty;
+};
+
+/* Cached cuBLASLt plan for one GEMM shape (bf16 x bf16 -> fp32, no split-K). */
+struct cuda_gemm_plan {
+    int m, n, k, accumulate;
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t la, lb, lc;
+    cublasLtMatmulAlgo_t algo;
+};
+#define CUDA_GEMM_PLANS 64
+
+/* Device row lists of the current step (offsets into engine_backend.sets_d), built once by
+ * step_begin so that a GEMM never uploads indices (a pageable upload can stall the stream). */
+#define CUDA_MAX_ADAPTERS 64
+struct cuda_step_sets {
+    int single_all_off, single_all_n;   /* rows of one-row requests (decode rows) */
+    int n_adapters;                     /* 1 + the largest adapter index in the step */
+    int single_off[CUDA_MAX_ADAPTERS], single_n[CUDA_MAX_ADAPTERS]; /* those rows, by adapter */
+    int all_off[CUDA_MAX_ADAPTERS], all_n[CUDA_MAX_ADAPTERS];       /* all rows, by adapter */
+};
+
+struct engine_backend {
+    int device;
+    int failed;                   /* set after a device failure: the engine is poisoned */
+    cudaStream_t stream;
+    cublasLtHandle_t lt;
+    void *lt_ws;                  /* cuBLASLt workspace */
+    size_t lt_ws_size;
+    struct cuda_gemm_plan plans[CUDA_GEMM_PLANS];
+    int n_plans;
+    int n_bf16_weights;
+    /* the current step (copied from step_begin) */
+    int n_rows, n_seqs;
+    int *seq_start_h, *seq_adapter_h, *seq_slot_h, *seq_pos0_h; /* host copies */
+    int *row_slot_d, *row_pos_d;  /* per row, device */
+    size_t row_slot_cap, row_pos_cap;
+    struct cuda_step_sets sets;
+    int *sets_d;
+    size_t sets_cap;
+    /* scratch: grown on demand, device */
+    void *scratch[4];
+    size_t scratch_size[4];
+    int32_t *ids_d;
+    size_t ids_cap;
+    int *idx_d;                   /* row index lists for gathers */
+    size_t idx_cap;
+    float *inv_freq_d;
+    float inv_freq_h[512];
+    int inv_freq_n;
+    float *attn_ws;
+    size_t attn_ws_size;
+};
+
+/* Record a device failure (poisons the backend) and return NY_E_DEVICE. */
+int cuda_fail(struct engine_backend *be, struct ny_err *err, const char *file, int line,
+              const char *what, const char *detail);
+/* Device scratch area i (0..3) of at least bytes bytes; contents undefined. */
+int cuda_scratch(struct engine_backend *be, int i, size_t bytes, void **out, struct ny_err *err);
+/* Device copy of the host int array a[0..n) in a reusable buffer (*slot, *cap); a == NULL only
+ * grows the buffer. */
+int cuda_upload_ints(struct engine_backend *be, int **slot, size_t *cap, const int *a, size_t n,
+                     struct ny_err *err);
+
+/* ---- op families (one .cu each) --------------------------------------------------------------- */
+int cuda_op_embed(struct engine_backend *be, const struct engine_buf *table, const int32_t *ids,
+                  int dim, struct engine_buf *out, struct ny_err *err);
+int cuda_op_rmsnorm(struct engine_backend *be, const struct engine_buf *x,
+                    const struct engine_buf *w, int dim, float eps, struct engine_buf *out,
+                    struct ny_err *err);
+int cuda_op_rope(struct engine_backend *be, struct engine_buf *x, int n_heads, int head_dim,
+                 const float *inv_freq, float attn_factor, struct ny_err *err);
+int cuda_op_swiglu(struct engine_backend *be, const struct engine_buf *gate,
+                   const struct engine_buf *up, int ff, struct engine_buf *out,
+                   struct ny_err *err);
+int cuda_op_add(struct engine_backend *be, struct engine_buf *x, const struct engine_buf *y,
+                int dim, struct ny_err *err);
+int cuda_op_argmax(struct engine_backend *be, const struct engine_buf *logits, int n, int vocab,
+                   int32_t *ids, struct ny_err *err);
+int cuda_op_matmul(struct engine_backend *be, const struct engine_buf *x, int in,
+                   const struct engine_buf *w, int out, const struct engine_lora_term *lora,
+                   int n_lora, const int *rows, int n_out_rows, struct engine_buf *y,
+                   struct ny_err *err);
+int cuda_op_attention(struct engine_backend *be, struct engine_kv *kv, int layer,
+                      const struct engine_buf *q, const struct engine_buf *k,
+                      const struct engine_buf *v, int n_heads, float scale,
+                      struct engine_buf *out, struct ny_err *err);
+void cuda_gemm_plans_free(struct engine_backend *be);
+/* Map KV pages for every row of the current step and upload the block table when it changed. */
+int cuda_kv_map_step(struct engine_backend *be, struct engine_kv *kv, struct ny_err *err);
+
+/* fp32 -> bf16 copy of rows: dst[i, :] = src[idx ? idx[i] : i, :] (width cols), i < n. */
+int cuda_rows_to_bf16(struct engine_backend *be, const float *src, const int *idx_d, int n,
+                      int cols, __nv_bfloat16 *dst, struct ny_err *err);
+
+#endif
