@@ -1,0 +1,600 @@
+/* report_pdf_sections.c — the PDF's sections in reading order: cover with the verdict and an
+ * at-a-glance table, summary and delta tables, definitions, charts, gates, error analysis,
+ * validity and the reproducibility manifest. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "report_pdf_int.h"
+
+#define INK 0x222222u
+#define MUTED 0x666666u
+#define GOOD 0x1b7f3bu
+#define BAD 0xb3261eu
+
+
+/* ---- cover ------------------------------------------------------------------------------------- */
+
+static void kv(struct pdf *p, const char *k, const char *v)
+{
+    double x = PDF_ML + 130;
+    pdf_need(p, 14);
+    pdf_text(p, PDF_ML, p->y + 10, 9.5, PDF_BOLD, INK, k);
+    double y0 = p->y;
+    pdf_para(p, x, PDF_CW - 130, 9.5, PDF_REGULAR, INK, v);
+    if (p->y < y0 + 14)
+        p->y = y0 + 14;
+}
+
+static void verdict_box(struct pdf *p)
+{
+    const struct rp_doc *d = p->d;
+    uint32_t col = d->pass ? GOOD : BAD;
+    pdf_fill_rect(p, PDF_ML, p->y, PDF_CW, 74, col);
+    pdf_text(p, PDF_ML + 16, p->y + 32, 24, PDF_BOLD, 0xffffff,
+             d->pass ? "RELEASE VERDICT: PASS" : "RELEASE VERDICT: FAIL");
+    char s[600];
+    if (d->ngates == 0)
+        snprintf(s, sizeof s, "No release gates were configured.");
+    else if (d->nfail == 0)
+        snprintf(s, sizeof s, "All %zu release gates pass.", d->ngates);
+    else {
+        size_t k = (size_t)snprintf(s, sizeof s, "%zu of %zu release gates fail:", d->nfail,
+                                    d->ngates);
+        for (size_t i = 0; i < d->ngates && k < sizeof s - 80; i++)
+            if (!d->gates[i].pass)
+                k += (size_t)snprintf(s + k, sizeof s - k, " %.60s%s", d->gates[i].name,
+                                      d->gates[i].checkpoint ? "" : "");
+    }
+    double y = p->y;
+    p->y += 38;
+    pdf_para(p, PDF_ML + 16, PDF_CW - 32, 10.5, PDF_REGULAR, 0xffffff, s);
+    p->y = y + 86;
+}
+
+/* Delta cell "+1.0 pp (p 0.62)" coloured by the 95% interval: green above 0, red below. */
+static void delta_cell(const struct rp_doc *d, const char *cand, const char *metric, char *out,
+                       size_t cap, uint32_t *col)
+{
+    const struct rp_cmp *k = rp_doc_cmp(d, d->ck[d->base].label, cand, metric);
+    *col = INK;
+    if (!k) {
+        snprintf(out, cap, "not compared");
+        *col = MUTED;
+        return;
+    }
+    char dl[32], pp[32];
+    rp_fmt_pp(dl, sizeof dl, k->delta);
+    rp_fmt_p(pp, sizeof pp, k->p);
+    snprintf(out, cap, "%s (p %s)", dl, pp);
+    *col = k->lo > 0 ? GOOD : k->hi < 0 ? BAD : INK;
+}
+
+static void glance(struct pdf *p)
+{
+    const struct rp_doc *d = p->d;
+    static const char *const head[] = {"Candidate vs baseline", "CPT exact", "ICD exact",
+                                       "All three exact", "Gates"};
+    static const double w[] = {119, 100, 100, 100, 80};
+    static const enum rp_anchor al[] = {RP_LEFT, RP_RIGHT, RP_RIGHT, RP_RIGHT, RP_CENTER};
+    static const char *const keys[] = {"cpt_exact", "icd_exact", "all_three_exact"};
+    const struct pdf_table t = {5, head, w, al, 8.5};
+    pdf_subheading(p, "At a glance");
+    pdf_table_head(p, &t);
+    for (size_t i = 0; i < d->nck; i++) {
+        if (i == d->base)
+            continue;
+        char c0[200], c[3][80], g[64];
+        uint32_t col[5] = {INK, INK, INK, INK, INK};
+        snprintf(c0, sizeof c0, "%s vs %s", d->ck[i].label, d->ck[d->base].label);
+        for (int m = 0; m < 3; m++)
+            delta_cell(d, d->ck[i].label, keys[m], c[m], sizeof c[m], &col[m + 1]);
+        size_t ng = 0, nf = 0;
+        for (size_t j = 0; j < d->ngates; j++)
+            if (d->gates[j].checkpoint && !strcmp(d->gates[j].checkpoint, d->ck[i].label)) {
+                ng++;
+                nf += !d->gates[j].pass;
+            }
+        if (ng == 0)
+            snprintf(g, sizeof g, "none");
+        else if (nf == 0)
+            snprintf(g, sizeof g, "%zu/%zu pass", ng, ng);
+        else
+            snprintf(g, sizeof g, "%zu/%zu FAIL", nf, ng);
+        col[4] = ng == 0 ? MUTED : nf ? BAD : GOOD;
+        const char *cells[5] = {c0, c[0], c[1], c[2], g};
+        pdf_table_row(p, &t, cells, col, 0);
+    }
+    p->y += 4;
+    pdf_para(p, PDF_ML, PDF_CW, 8, PDF_REGULAR, MUTED,
+             "Differences in percentage points (pp) with the exact McNemar p. Green: better "
+             "than the baseline with 95% confidence (the paired interval lies above 0); red: "
+             "worse; black: no clear difference on these records.");
+}
+
+void pdf_cover(struct pdf *p)
+{
+    const struct rp_doc *d = p->d;
+    char s[800];
+    p->y += 10;
+    pdf_text(p, PDF_ML, p->y + 20, 22, PDF_BOLD, 0x2f3b4c, "NYXAudit release audit");
+    pdf_text(p, PDF_ML, p->y + 38, 11, PDF_REGULAR, MUTED,
+             "Radiology medical-coding model checkpoints: accuracy, safety and evidence");
+    p->y += 56;
+    verdict_box(p);
+    struct ny_buf b;
+    ny_buf_init(&b);
+    for (size_t i = 0; i < d->nck; i++)
+        ny_buf_printf(&b, "%s%s%s", i ? ", " : "", d->ck[i].label,
+                      d->ck[i].baseline ? " (baseline)" : "");
+    kv(p, "Checkpoints compared", b.data ? b.data : "");
+    ny_buf_fini(&b);
+    snprintf(s, sizeof s, "%s, split %s", d->dataset, d->split);
+    kv(p, "Dataset", s);
+    snprintf(s, sizeof s, "%lld records (sampling seed %lld)", (long long)d->n, (long long)d->seed);
+    kv(p, "Records scored (n)", s);
+    kv(p, "Code-set release", d->release);
+    snprintf(s, sizeof s, "%s%s%s", d->started, d->finished ? " to " : "",
+             d->finished ? d->finished : "");
+    kv(p, "Run date (UTC)", s);
+    kv(p, "Run id", d->run_id);
+    p->y += 4;
+    glance(p);
+}
+
+/* ---- summary and deltas ------------------------------------------------------------------------ */
+
+static void summary_table(struct pdf *p, size_t from, size_t to)
+{
+    const struct rp_doc *d = p->d;
+    const char *head[8];
+    double w[8];
+    enum rp_anchor al[8];
+    size_t nc = to - from;
+    head[0] = "Metric";
+    w[0] = 115;
+    al[0] = RP_LEFT;
+    char labels[8][120];
+    for (size_t i = 0; i < nc; i++) {
+        snprintf(labels[i], sizeof labels[i], "%s%s", d->ck[from + i].label,
+                 d->ck[from + i].baseline ? " (baseline)" : "");
+        head[i + 1] = labels[i];
+        w[i + 1] = (PDF_CW - 115) / (double)nc;
+        al[i + 1] = RP_RIGHT;
+    }
+    const struct pdf_table t = {nc + 1, head, w, al, 8.5};
+    pdf_table_head(p, &t);
+    for (int m = 0; m < RP_NMETRICS; m++) {
+        char cell[8][80];
+        const char *cells[8] = {rp_metrics[m].name};
+        for (size_t i = 0; i < nc; i++) {
+            rp_fmt_value(cell[i], sizeof cell[i], &d->ck[from + i].m[m]);
+            cells[i + 1] = cell[i];
+        }
+        pdf_table_row(p, &t, cells, NULL, 0);
+    }
+}
+
+static void deltas_table(struct pdf *p)
+{
+    const struct rp_doc *d = p->d;
+    static const char *const head[] = {"Comparison", "Metric", "Delta", "95% CI (paired)",
+                                       "McNemar p", "Holm p"};
+    static const double w[] = {105, 110, 60, 100, 62, 62};
+    static const enum rp_anchor al[] = {RP_LEFT, RP_LEFT, RP_RIGHT, RP_RIGHT, RP_RIGHT, RP_RIGHT};
+    const struct pdf_table t = {6, head, w, al, 8.5};
+    if (d->ncmp == 0) {
+        pdf_para(p, PDF_ML, PDF_CW, 9, PDF_REGULAR, MUTED, "No paired comparisons in results.");
+        return;
+    }
+    pdf_table_head(p, &t);
+    for (size_t i = 0; i < d->ncmp; i++) {
+        const struct rp_cmp *k = &d->cmp[i];
+        char c0[200], dl[32], ci[64], pv[32], ph[32];
+        snprintf(c0, sizeof c0, "%s \xe2\x88\x92 %s", k->b, k->a);
+        rp_fmt_pp(dl, sizeof dl, k->delta);
+        rp_fmt_pp_ci(ci, sizeof ci, k->lo, k->hi);
+        rp_fmt_p(pv, sizeof pv, k->p);
+        if (k->has_adj)
+            rp_fmt_p(ph, sizeof ph, k->p_adj);
+        else
+            snprintf(ph, sizeof ph, "\xe2\x80\x94");
+        uint32_t dc = k->lo > 0 ? GOOD : k->hi < 0 ? BAD : INK;
+        const uint32_t col[6] = {INK, INK, dc, dc, INK, INK};
+        const char *cells[6] = {c0, rp_metrics[rp_metric_index(k->metric)].name, dl, ci, pv, ph};
+        pdf_table_row(p, &t, cells, col, 0);
+    }
+}
+
+static void cochran_table(struct pdf *p)
+{
+    const struct rp_doc *d = p->d;
+    if (!d->cochran || json_object_size(d->cochran) == 0)
+        return;
+    static const char *const head[] = {"Metric", "Cochran's Q", "df", "p"};
+    static const double w[] = {160, 110, 80, 110};
+    static const enum rp_anchor al[] = {RP_LEFT, RP_RIGHT, RP_RIGHT, RP_RIGHT};
+    const struct pdf_table t = {4, head, w, al, 8.5};
+    pdf_subheading(p, "Do the checkpoints differ at all? (Cochran's Q)");
+    pdf_table_head(p, &t);
+    for (int m = 0; m < RP_NMETRICS; m++) {
+        const json_t *e = json_object_get(d->cochran, rp_metrics[m].key);
+        if (!json_is_object(e))
+            continue;
+        char q[32], df[32], pv[32];
+        const json_t *jq = json_object_get(e, "q"), *jd = json_object_get(e, "df");
+        const json_t *jp = json_object_get(e, "p");
+        snprintf(q, sizeof q, "%.3f", json_is_number(jq) ? json_number_value(jq) : NAN);
+        snprintf(df, sizeof df, "%.0f", json_is_number(jd) ? json_number_value(jd) : NAN);
+        rp_fmt_p(pv, sizeof pv, json_is_number(jp) ? json_number_value(jp) : NAN);
+        const char *cells[4] = {rp_metrics[m].name, q, df, pv};
+        pdf_table_row(p, &t, cells, NULL, 0);
+    }
+}
+
+void pdf_summary(struct pdf *p)
+{
+    const struct rp_doc *d = p->d;
+    char s[300];
+    pdf_heading(p, "Summary: every metric with its 95% interval");
+    snprintf(s, sizeof s,
+             "Values are the share of the %lld records scored, as percentages, with the 95%% "
+             "interval in brackets. Definitions follow the tables.", (long long)d->n);
+    pdf_para(p, PDF_ML, PDF_CW, 8.5, PDF_REGULAR, MUTED, s);
+    p->y += 4;
+    for (size_t from = 0; from < d->nck; from += 3) {
+        size_t to = from + 3 < d->nck ? from + 3 : d->nck;
+        summary_table(p, from, to);
+        p->y += 8;
+    }
+    pdf_heading(p, "Differences between checkpoints (paired, same records)");
+    pdf_para(p, PDF_ML, PDF_CW, 8.5, PDF_REGULAR, MUTED,
+             "Delta is the second checkpoint minus the first, in percentage points. Green: the "
+             "paired 95% interval lies above 0 (better); red: below 0 (worse).");
+    p->y += 4;
+    deltas_table(p);
+    cochran_table(p);
+}
+
+void pdf_definitions(struct pdf *p)
+{
+    pdf_heading(p, "What each metric means");
+    for (int m = 0; m < RP_NMETRICS; m++) {
+        pdf_need(p, 30);
+        p->y += 4;
+        double y0 = p->y;
+        pdf_text(p, PDF_ML, p->y + 9, 8.5, PDF_BOLD, INK, rp_metrics[m].name);
+        pdf_para(p, PDF_ML + 110, PDF_CW - 110, 8.5, PDF_REGULAR, INK, rp_metrics[m].define);
+        if (p->y < y0 + 12)
+            p->y = y0 + 12;
+    }
+    pdf_subheading(p, "Intervals and tests");
+    for (int i = 0; rp_method_notes[i]; i++) {
+        pdf_para(p, PDF_ML, PDF_CW, 8.5, PDF_REGULAR, INK, rp_method_notes[i]);
+        p->y += 3;
+    }
+}
+
+/* ---- charts ------------------------------------------------------------------------------------ */
+
+
+static void chart(struct pdf *p, const char *title, const char *note, double h,
+                  void (*draw)(struct pdf *, struct rp_canvas *, const void *), const void *arg)
+{
+    struct rp_canvas c;
+    pdf_need(p, h + 60);
+    pdf_subheading(p, title);
+    if (note)
+        pdf_para(p, PDF_ML, PDF_CW, 8, PDF_REGULAR, MUTED, note);
+    p->y += 4;
+    pdf_canvas_init(p, &c, PDF_ML);
+    p->y += rp_chart_legend(p->d, &c, PDF_CW) + 2;
+    pdf_canvas_init(p, &c, PDF_ML);
+    draw(p, &c, arg);
+    p->y += h + 6;
+}
+
+static void draw_metrics(struct pdf *p, struct rp_canvas *c, const void *a)
+{
+    (void)a;
+    rp_chart_metrics(p->d, c, PDF_CW);
+}
+
+static void draw_deltas(struct pdf *p, struct rp_canvas *c, const void *a)
+{
+    (void)a;
+    rp_chart_deltas(p->d, c, PDF_CW);
+}
+
+struct bd_arg {
+    const char *metric;
+    int by;
+};
+
+static void draw_bd(struct pdf *p, struct rp_canvas *c, const void *a)
+{
+    const struct bd_arg *b = a;
+    rp_chart_breakdown(p->d, c, PDF_CW, b->metric, b->by);
+}
+
+void pdf_charts(struct pdf *p)
+{
+    const struct rp_doc *d = p->d;
+    pdf_heading(p, "Charts");
+    chart(p, "Every metric per checkpoint (bars) with its 95% interval (whiskers)", NULL,
+          rp_chart_metrics(d, NULL, PDF_CW), draw_metrics, NULL);
+    double h = rp_chart_deltas(d, NULL, PDF_CW);
+    if (h > 0)
+        chart(p, "Paired differences with 95% intervals",
+              "Square: delta; line: paired 95% interval; green above 0 means better, red below "
+              "0 worse, grey no clear difference.", h, draw_deltas, NULL);
+    static const struct bd_arg bd[4] = {
+        {"cpt_exact", 0}, {"icd_exact", 0}, {"cpt_exact", 1}, {"icd_exact", 1}};
+    static const char *const titles[4] = {
+        "CPT exact by modality", "ICD exact by modality",
+        "CPT exact by primary CPT (largest groups)", "ICD exact by primary CPT (largest groups)"};
+    for (int i = 0; i < 4; i++) {
+        h = rp_chart_breakdown(d, NULL, PDF_CW, bd[i].metric, bd[i].by);
+        if (h > 0)
+            chart(p, titles[i], NULL, h, draw_bd, &bd[i]);
+    }
+}
+
+/* ---- gates ------------------------------------------------------------------------------------- */
+
+void pdf_gates(struct pdf *p)
+{
+    const struct rp_doc *d = p->d;
+    static const char *const head[] = {"Gate", "Checkpoint", "Rule", "Evidence", "Verdict"};
+    static const double w[] = {112, 58, 130, 152, 47};
+    static const enum rp_anchor al[] = {RP_LEFT, RP_LEFT, RP_LEFT, RP_LEFT, RP_CENTER};
+    const struct pdf_table t = {5, head, w, al, 8};
+    pdf_heading(p, "Release gates");
+    pdf_para(p, PDF_ML, PDF_CW, 8.5, PDF_REGULAR, MUTED,
+             "Each gate is a rule fixed before the run; the release passes only if every gate "
+             "passes. Floors bound a metric from below, no-regression gates compare a candidate "
+             "with the baseline by the paired test, ceilings bound invalid-code rates.");
+    p->y += 4;
+    if (d->ngates == 0) {
+        pdf_para(p, PDF_ML, PDF_CW, 9, PDF_REGULAR, INK, "No gates were configured.");
+        return;
+    }
+    pdf_table_head(p, &t);
+    for (size_t i = 0; i < d->ngates; i++) {
+        const struct rp_gate *g = &d->gates[i];
+        struct ny_buf ev;
+        ny_buf_init(&ev);
+        rp_fmt_evidence(&ev, g->evidence);
+        char name[300];
+        snprintf(name, sizeof name, "%s (%s)", g->name, g->kind);
+        const char *cells[5] = {name, g->checkpoint ? g->checkpoint : "all", g->rule,
+                                ev.data ? ev.data : "", g->pass ? "PASS" : "FAIL"};
+        const uint32_t col[5] = {INK, INK, INK, INK, g->pass ? GOOD : BAD};
+        pdf_table_row(p, &t, cells, col, 0);
+        ny_buf_fini(&ev);
+    }
+}
+
+/* ---- error analysis ---------------------------------------------------------------------------- */
+
+static void taxonomy(struct pdf *p)
+{
+    const struct rp_doc *d = p->d;
+    const char *head[8] = {"ICD error type"};
+    double w[8] = {200};
+    enum rp_anchor al[8] = {RP_LEFT};
+    size_t nc = d->nck < 7 ? d->nck : 7;
+    for (size_t i = 0; i < nc; i++) {
+        head[i + 1] = d->ck[i].label;
+        w[i + 1] = (PDF_CW - 200) / (double)nc;
+        al[i + 1] = RP_RIGHT;
+    }
+    const struct pdf_table t = {nc + 1, head, w, al, 8.5};
+    pdf_subheading(p, "Error taxonomy (ICD misses, counts)");
+    pdf_table_head(p, &t);
+    for (int k = 0; k < RP_NTAXONOMY; k++) {
+        char cell[8][32];
+        const char *cells[8] = {rp_taxonomy_names[k]};
+        for (size_t i = 0; i < nc; i++) {
+            snprintf(cell[i], sizeof cell[i], "%lld", (long long)d->ck[i].taxonomy[k]);
+            cells[i + 1] = cell[i];
+        }
+        pdf_table_row(p, &t, cells, NULL, 0);
+    }
+}
+
+static int conf_cmp(const void *a, const void *b)
+{
+    const json_t *x = *(const json_t *const *)a, *y = *(const json_t *const *)b;
+    json_int_t cx = json_integer_value(json_object_get(x, "count"));
+    json_int_t cy = json_integer_value(json_object_get(y, "count"));
+    if (cx != cy)
+        return cx > cy ? -1 : 1;
+    int r = strcmp(json_string_value(json_object_get(x, "gold")),
+                   json_string_value(json_object_get(y, "gold")));
+    return r ? r : strcmp(json_string_value(json_object_get(x, "pred")),
+                          json_string_value(json_object_get(y, "pred")));
+}
+
+static void confusions(struct pdf *p)
+{
+    const struct rp_doc *d = p->d;
+    static const char *const head[] = {"Checkpoint", "Gold code", "Predicted instead", "Count"};
+    static const double w[] = {120, 140, 140, 99};
+    static const enum rp_anchor al[] = {RP_LEFT, RP_LEFT, RP_LEFT, RP_RIGHT};
+    const struct pdf_table t = {4, head, w, al, 8.5};
+    pdf_subheading(p, "Most confused code pairs (top 8 per checkpoint)");
+    pdf_table_head(p, &t);
+    for (size_t i = 0; i < d->nck; i++) {
+        size_t n = json_array_size(d->ck[i].confusions);
+        const json_t **v = ny_calloc(n ? n : 1, sizeof *v);
+        if (!v) {
+            p->failed = 1;
+            return;
+        }
+        for (size_t j = 0; j < n; j++)
+            v[j] = json_array_get(d->ck[i].confusions, j);
+        qsort(v, n, sizeof *v, conf_cmp);
+        for (size_t j = 0; j < n && j < 8; j++) {
+            char cnt[32];
+            snprintf(cnt, sizeof cnt, "%lld",
+                     (long long)json_integer_value(json_object_get(v[j], "count")));
+            const char *cells[4] = {d->ck[i].label,
+                                    json_string_value(json_object_get(v[j], "gold")),
+                                    json_string_value(json_object_get(v[j], "pred")), cnt};
+            pdf_table_row(p, &t, cells, NULL, 0);
+        }
+        if (n == 0) {
+            const char *cells[4] = {d->ck[i].label, "(no confusions)", "", ""};
+            pdf_table_row(p, &t, cells, NULL, 0);
+        }
+        ny_free(v);
+    }
+}
+
+#define SAMPLE_MAX 20
+
+static void disagreements(struct pdf *p)
+{
+    const struct rp_doc *d = p->d;
+    const char *head[10] = {"Record", "Gold"};
+    double w[10] = {80, 0};
+    enum rp_anchor al[10] = {RP_LEFT, RP_LEFT};
+    size_t nc = d->nck < 6 ? d->nck : 6;
+    w[1] = (PDF_CW - 80) / (double)(nc + 1);
+    for (size_t i = 0; i < nc; i++) {
+        head[i + 2] = d->ck[i].label;
+        w[i + 2] = w[1];
+        al[i + 2] = RP_LEFT;
+    }
+    const struct pdf_table t = {nc + 2, head, w, al, 7.5};
+    char s[400];
+    pdf_subheading(p, "Sample of disagreements");
+    snprintf(s, sizeof s,
+             "The first %d of %zu records (in run order) where the checkpoints' predicted code "
+             "sets differ. Red: differs from gold.%s", SAMPLE_MAX, d->ndisagree,
+             d->allow_text ? "" : " Report excerpts are not shown: reports are PHI and this run "
+                                  "does not allow report text (run.allow_report_text is false).");
+    pdf_para(p, PDF_ML, PDF_CW, 8, PDF_REGULAR, MUTED, s);
+    p->y += 4;
+    pdf_table_head(p, &t);
+    size_t shown = 0;
+    for (size_t r = 0; r < d->nrec && shown < SAMPLE_MAX; r++) {
+        const struct rp_record *x = &d->rec[r];
+        if (!x->disagree)
+            continue;
+        shown++;
+        char id[200];
+        snprintf(id, sizeof id, "%s%s%s%s%s", x->id, x->modality ? " \xc2\xb7 " : "",
+                 x->modality ? x->modality : "", x->primary_cpt ? " \xc2\xb7 " : "",
+                 x->primary_cpt ? x->primary_cpt : "");
+        const char *cells[10] = {id, x->gold};
+        uint32_t col[10] = {INK, INK};
+        for (size_t i = 0; i < nc; i++) {
+            cells[i + 2] = x->pred[i] ? x->pred[i] : "(no output)";
+            col[i + 2] = x->wrong[i] ? BAD : INK;
+        }
+        pdf_table_row(p, &t, cells, col, 0);
+        if (d->allow_text && x->excerpt) {
+            static const double we[] = {80, PDF_CW - 80};
+            const struct pdf_table te = {2, head, we, al, 7.5};
+            const char *ex[2] = {"excerpt", x->excerpt};
+            p->row--;
+            pdf_table_row(p, &te, ex, NULL, 0);
+        }
+    }
+    if (shown == 0) {
+        const char *cells[10] = {"(none)", "The checkpoints agree on every record.", "", "", "",
+                                 "", "", "", "", ""};
+        pdf_table_row(p, &t, cells, NULL, 0);
+    }
+}
+
+void pdf_errors(struct pdf *p)
+{
+    pdf_heading(p, "Error analysis");
+    taxonomy(p);
+    confusions(p);
+    disagreements(p);
+}
+
+/* ---- validity ---------------------------------------------------------------------------------- */
+
+void pdf_validity(struct pdf *p)
+{
+    const struct rp_doc *d = p->d;
+    const char *head[8] = {"Measure"};
+    double w[8] = {200};
+    enum rp_anchor al[8] = {RP_LEFT};
+    size_t nc = d->nck < 7 ? d->nck : 7;
+    for (size_t i = 0; i < nc; i++) {
+        head[i + 1] = d->ck[i].label;
+        w[i + 1] = (PDF_CW - 200) / (double)nc;
+        al[i + 1] = RP_RIGHT;
+    }
+    const struct pdf_table t = {nc + 1, head, w, al, 8.5};
+    char s[200];
+    pdf_heading(p, "Validity against the code set");
+    snprintf(s, sizeof s,
+             "Rates over all predicted codes of each kind, checked against code-set release %s.",
+             d->release);
+    pdf_para(p, PDF_ML, PDF_CW, 8.5, PDF_REGULAR, MUTED, s);
+    p->y += 4;
+    pdf_table_head(p, &t);
+    char cell[8][64];
+    const char *cells[8];
+    for (int k = 0; k < RP_NVALIDITY; k++) {
+        cells[0] = rp_validity_names[k];
+        for (size_t i = 0; i < nc; i++) {
+            rp_fmt_pct(cell[i], sizeof cell[i], d->ck[i].validity[k]);
+            cells[i + 1] = cell[i];
+        }
+        pdf_table_row(p, &t, cells, NULL, 0);
+    }
+    cells[0] = "Records with format errors";
+    for (size_t i = 0; i < nc; i++) {
+        snprintf(cell[i], sizeof cell[i], "%lld", (long long)d->ck[i].format_errors);
+        cells[i + 1] = cell[i];
+    }
+    pdf_table_row(p, &t, cells, NULL, 0);
+    /* Raw counts: the union of keys, sorted, as the metrics module wrote them. */
+    const json_t *keys = json_object();
+    for (size_t i = 0; keys && i < nc; i++) {
+        const char *k;
+        const json_t *v;
+        if (d->ck[i].validity_counts)
+            json_object_foreach((json_t *)d->ck[i].validity_counts, k, v)
+                json_object_set_new((json_t *)keys, k, json_null());
+    }
+    const char *k;
+    const json_t *v;
+    size_t nk = keys ? json_object_size(keys) : 0, i = 0;
+    const char **names = ny_calloc(nk ? nk : 1, sizeof *names);
+    if (keys && names) {
+        json_object_foreach((json_t *)keys, k, v) names[i++] = k;
+        for (size_t a = 1; a < nk; a++)
+            for (size_t b = a; b > 0 && strcmp(names[b - 1], names[b]) > 0; b--) {
+                const char *tmp = names[b];
+                names[b] = names[b - 1];
+                names[b - 1] = tmp;
+            }
+        for (size_t a = 0; a < nk; a++) {
+            char lab[160];
+            snprintf(lab, sizeof lab, "count: %s", names[a]);
+            cells[0] = lab;
+            for (size_t c = 0; c < nc; c++) {
+                const json_t *x = d->ck[c].validity_counts
+                                      ? json_object_get(d->ck[c].validity_counts, names[a])
+                                      : NULL;
+                if (x)
+                    rp_fmt_json_scalar(cell[c], sizeof cell[c], x, names[a]);
+                else
+                    snprintf(cell[c], sizeof cell[c], "\xe2\x80\x94");
+                cells[c + 1] = cell[c];
+            }
+            pdf_table_row(p, &t, cells, NULL, 0);
+        }
+    }
+    ny_free(names);
+    json_decref((json_t *)keys);
+}

@@ -1,0 +1,132 @@
+/* test_model.c — results validation, the number formats the reports print, code-line
+ * normalisation for disagreement flags, and the one HTML escape. */
+#include "rp_test_util.h"
+
+#include "report_int.h"
+
+static void test_fixture_is_valid_and_flags(void **state)
+{
+    (void)state;
+    json_t *r = fixture();
+    struct ny_err err;
+    ny_err_init(&err);
+    assert_int_equal(report_results_check(r, &err), 0);
+    struct rp_doc d;
+    assert_int_equal(rp_doc_load(&d, r, &err), 0);
+    assert_int_equal(d.nck, 3);
+    assert_int_equal(d.base, 0);
+    assert_string_equal(d.ck[1].label, "V17");
+    assert_int_equal(d.nrec, json_array_size(json_object_get(r, "records")));
+    /* Disagreement flags recomputed by hand from the records' lines. */
+    size_t nd = 0;
+    for (size_t i = 0; i < d.nrec; i++) {
+        json_t *p = json_object_get(json_array_get(json_object_get(r, "records"), i),
+                                    "predictions");
+        const char *a = json_string_value(json_object_get(p, "V16"));
+        int differ = strcmp(a, json_string_value(json_object_get(p, "V17"))) ||
+                     strcmp(a, json_string_value(json_object_get(p, "Epoch-1")));
+        assert_int_equal(d.rec[i].disagree, differ); /* the fixture writes canonical lines */
+        nd += differ;
+    }
+    assert_int_equal(d.ndisagree, nd);
+    char sha[65], *canon = ny_json_dumps(r, 0), want[65];
+    ny_sha256_hex(canon, strlen(canon), want);
+    assert_int_equal(report_results_sha256(r, sha, &err), 0);
+    assert_string_equal(sha, want);
+    assert_string_equal(d.sha, want);
+    ny_free(canon);
+    rp_doc_fini(&d);
+    json_decref(r);
+}
+
+static void test_formats(void **state)
+{
+    (void)state;
+    char s[64];
+    rp_fmt_pct(s, sizeof s, 0.9123);
+    assert_string_equal(s, "91.2%");
+    rp_fmt_pct(s, sizeof s, -0.0001);
+    assert_string_equal(s, "0.0%");
+    struct rp_value v = {0.9, 0.8789, 0.93449, 1};
+    rp_fmt_value(s, sizeof s, &v);
+    assert_string_equal(s, "90.0% [87.9, 93.4]");
+    v.has_ci = 0;
+    rp_fmt_value(s, sizeof s, &v);
+    assert_string_equal(s, "90.0%");
+    rp_fmt_pp(s, sizeof s, 0.0333);
+    assert_string_equal(s, "+3.3 pp");
+    rp_fmt_pp(s, sizeof s, -0.15);
+    assert_string_equal(s, "\xe2\x88\x92" "15.0 pp");
+    rp_fmt_pp(s, sizeof s, 0.0002);
+    assert_string_equal(s, "0.0 pp");
+    rp_fmt_pp_ci(s, sizeof s, -0.02, 0.03);
+    assert_string_equal(s, "[\xe2\x88\x92" "2.0, +3.0]");
+    rp_fmt_p(s, sizeof s, 0.0004);
+    assert_string_equal(s, "< 0.001");
+    rp_fmt_p(s, sizeof s, 0.0042);
+    assert_string_equal(s, "0.004");
+    rp_fmt_p(s, sizeof s, 0.625);
+    assert_string_equal(s, "0.62");
+    rp_fmt_p(s, sizeof s, 1.0);
+    assert_string_equal(s, "1.00");
+}
+
+static void test_codes_norm(void **state)
+{
+    (void)state;
+    static const char *const cases[][2] = {
+        {"74177, 26, R10.84", "26 74177 R1084"},
+        {"r10.84,26 , 74177", "26 74177 R1084"},
+        {"74177, 26, R10.84, R10.84", "26 74177 R1084"},
+        {"", ""},
+        {" , ,", ""},
+        {"M25511", "M25511"},
+        {"M25.511.", "M25511"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *n = rp_codes_norm(cases[i][0]);
+        assert_non_null(n);
+        assert_string_equal(n, cases[i][1]);
+        ny_free(n);
+    }
+}
+
+static void test_html_escape(void **state)
+{
+    (void)state;
+    struct ny_buf b;
+    ny_buf_init(&b);
+    assert_int_equal(rp_html_escape(&b, "<script>alert('x & \"y\"')</script>"), 0);
+    assert_string_equal(b.data, "&lt;script&gt;alert(&#39;x &amp; &quot;y&quot;&#39;)&lt;/script&gt;");
+    ny_buf_fini(&b);
+    ny_buf_init(&b);
+    assert_int_equal(rp_html_escape(&b, "plain \xe2\x88\x92 text"), 0);
+    assert_string_equal(b.data, "plain \xe2\x88\x92 text");
+    ny_buf_fini(&b);
+}
+
+static void test_evidence(void **state)
+{
+    (void)state;
+    json_t *e = json_pack("{s:f, s:[f,f], s:f, s:s}", "threshold", 0.8, "ci95", 0.82, 0.88,
+                          "value", 0.85, "note", "lower bound");
+    struct ny_buf b;
+    ny_buf_init(&b);
+    assert_int_equal(rp_fmt_evidence(&b, e), 0);
+    assert_string_equal(b.data,
+                        "value 85.0%; ci95 [82.0%, 88.0%]; note lower bound; threshold 80.0%");
+    ny_buf_fini(&b);
+    json_decref(e);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fixture_is_valid_and_flags),
+        cmocka_unit_test(test_formats),
+        cmocka_unit_test(test_codes_norm),
+        cmocka_unit_test(test_html_escape),
+        cmocka_unit_test(test_evidence),
+    };
+    return cmocka_run_group_tests(tests, rp_setup, rp_teardown);
+}
