@@ -28,7 +28,141 @@ int engine_device_count(int *count, struct ny_err *err);
 int engine_device_selftest(int dev, char *name_out, size_t name_len, struct ny_err *err);
 
 /* ---- tokenizer and chat template (engine/tokenizer*.c) --------------------------------------- */
+/* Byte-level BPE tokenizers in Hugging Face's tokenizer.json format (the Llama-3 tokenizer and
+ * ones trained like it), exact to Hugging Face `tokenizers`; and the Llama-3 chat template.
+ * A tokenizer is immutable once open: encode, decode and lookups may run from several threads. */
+struct engine_tokenizer;
+
+/* Load a tokenizer.json (and tokenizer_config.json beside it when present: bos_token, eos_token,
+ * chat_template). Features outside byte-level BPE (other models, normalizers, truncation, ...)
+ * are refused with NY_E_UNSUPPORTED naming the file and field; malformed files with NY_E_FORMAT.
+ * *out owned by the caller (engine_tokenizer_close). */
+int engine_tokenizer_open(const char *path, struct engine_tokenizer **out, struct ny_err *err);
+void engine_tokenizer_close(struct engine_tokenizer *tok); /* NULL is a no-op */
+
+/* Encode len bytes of UTF-8 text (invalid UTF-8: NY_E_INVALID naming the byte offset). Added
+ * and special tokens written in the text are recognised, as Hugging Face does. add_special:
+ * also add what the post-processor adds (TemplateProcessing: BOS; a ByteLevel post-processor,
+ * as in ../shared/tokenizers/llama3, adds nothing). *ids (ny_free) may be NULL when *n_ids == 0. */
+int engine_tokenizer_encode(const struct engine_tokenizer *tok, const char *text, size_t len,
+                            int add_special, int32_t **ids, size_t *n_ids, struct ny_err *err);
+
+/* Decode ids to text as Hugging Face's decode does (byte-level decoding, then invalid UTF-8
+ * replaced by U+FFFD); skip_special drops special tokens. An id outside [0, vocab size) is
+ * NY_E_RANGE. *text (ny_free) is NUL-terminated; *len excludes the NUL. */
+int engine_tokenizer_decode(const struct engine_tokenizer *tok, const int32_t *ids, size_t n_ids,
+                            int skip_special, char **text, size_t *len, struct ny_err *err);
+
+/* Id of a token written as in the vocabulary ("<|eot_id|>", "Ġthe"), or -1. */
+int32_t engine_tokenizer_token_id(const struct engine_tokenizer *tok, const char *token);
+/* The token's string as in the vocabulary (borrowed, valid until close), or NULL. */
+const char *engine_tokenizer_token_str(const struct engine_tokenizer *tok, int32_t id);
+/* Number of ids: the highest id (model or added token) plus one. */
+size_t engine_tokenizer_vocab_size(const struct engine_tokenizer *tok);
+/* Ids of tokenizer_config.json's bos_token / eos_token, or -1 when not given. */
+int32_t engine_tokenizer_bos_id(const struct engine_tokenizer *tok);
+int32_t engine_tokenizer_eos_id(const struct engine_tokenizer *tok);
+
+/* One chat message; both strings borrowed, NUL-terminated UTF-8. */
+struct engine_chat_msg {
+    const char *role;
+    const char *content;
+};
+
+/* Llama-3 chat template to ids, exactly as transformers' apply_chat_template(tokenize=True):
+ * BOS once, then per message "<|start_header_id|>" role "<|end_header_id|>\n\n" content (trimmed
+ * as Jinja's trim) "<|eot_id|>", then "<|start_header_id|>assistant<|end_header_id|>\n\n" when
+ * add_generation_prompt (the template of ../shared/tokenizers/llama3 appends it always, so there
+ * the flag is ignored). A tokenizer_config.json chat_template other than Llama-3's is
+ * NY_E_UNSUPPORTED. *ids owned by the caller (ny_free). */
+int engine_chat_encode(const struct engine_tokenizer *tok, const struct engine_chat_msg *msgs,
+                       size_t n_msgs, int add_generation_prompt, int32_t **ids, size_t *n_ids,
+                       struct ny_err *err);
+/* The same from a JSON array of {"role": string, "content": string} objects; `what` names the
+ * source in messages ("requests.jsonl line 3"). */
+int engine_chat_encode_json(const struct engine_tokenizer *tok, const struct json_t *messages,
+                            int add_generation_prompt, const char *what, int32_t **ids,
+                            size_t *n_ids, struct ny_err *err);
+/* The template's text before tokenisation (for tests and logs); *text owned by the caller. */
+int engine_chat_render(const struct engine_tokenizer *tok, const struct engine_chat_msg *msgs,
+                       size_t n_msgs, int add_generation_prompt, char **text, size_t *len,
+                       struct ny_err *err);
+
 
 /* ---- model files, adapters, forward pass and greedy generation (engine/model*.c, cpu/) -------- */
+/* A Llama-family model in Hugging Face format (config.json, generation_config.json, safetensors
+ * single or sharded; BF16, F16 or F32), loaded onto a backend (fp32 on the CPU), with any number
+ * of PEFT LoRA adapters over the one base, chosen per request. Greedy decoding only. Results are
+ * deterministic: a request's ids and logits are bit-identical run to run whatever the thread
+ * count and whatever other requests share the call. */
+struct engine_model;
+
+struct engine_model_opts {
+    const char *device;  /* "cpu" (default when NULL) or "cuda" */
+    int threads;         /* CPU worker threads; 0 = one per online core */
+    int tp;              /* tensor-parallel GPUs (cuda only); 0 or 1 = none */
+    int gpu;             /* first GPU index (cuda only) */
+};
+
+/* Open the model in directory dir. Every tensor's offset, shape and dtype is checked against
+ * the header, the file size and config.json; errors name the file and tensor. *out is owned by
+ * the caller (engine_model_close). opts may be NULL (cpu, all cores). */
+int engine_model_open(const char *dir, const struct engine_model_opts *opts,
+                      struct engine_model **out, struct ny_err *err);
+void engine_model_close(struct engine_model *m); /* NULL is a no-op */
+
+/* Attach the PEFT LoRA adapter in directory dir (adapter_config.json, adapter_model.safetensors)
+ * under `name` (unique; borrowed, copied). Unmerged (merge = 0): y = W·x + scale·B·(A·x), used by
+ * requests that name it; *index (optional) receives its index for engine_request.adapter.
+ * Merged (merge = 1): W += scale·B·A is folded into the base weights in fp32 — then EVERY request
+ * sees it, and no index is usable (*index = -1). DoRA, modules_to_save, bias != "none" and
+ * shapes or ranks that disagree with the config are refused with a clear error. */
+int engine_model_adapter_add(struct engine_model *m, const char *name, const char *dir,
+                             int merge, int *index, struct ny_err *err);
+/* Index of the adapter called name, or -1. */
+int engine_model_adapter_find(const struct engine_model *m, const char *name);
+
+/* What callers need to know about the loaded model (borrowed, valid until close). */
+struct engine_model_info {
+    int vocab_size, hidden_size, n_layers, n_heads, n_kv_heads, head_dim, intermediate_size;
+    int max_position_embeddings;
+    int bos_id;           /* -1 when the config gives none */
+    int n_eos;            /* eos ids of config.json and generation_config.json */
+    const int *eos_ids;
+    int n_adapters;
+    const char *device;   /* "cpu", "cuda" */
+    int threads;
+};
+void engine_model_info_get(const struct engine_model *m, struct engine_model_info *out);
+
+/* One request of a batch; the ids are borrowed for the call. */
+struct engine_request {
+    const int32_t *input_ids;  /* n_input >= 1 ids, each < vocab_size */
+    size_t n_input;
+    int adapter;               /* index from engine_model_adapter_add, or -1 for the base */
+};
+
+struct engine_gen_opts {
+    int max_new_tokens;        /* >= 1 */
+    int ignore_eos;            /* 1: generate exactly max_new_tokens */
+    int first_logits;          /* 1: return the vocabulary's logits at the first new position */
+    int max_batch;             /* requests decoded together (KV-cache slots); 0 = 16 */
+};
+
+/* The outcome of one request; owned by the caller, released with engine_result_fini. */
+struct engine_result {
+    int32_t *output_ids;       /* generated ids, ending with the eos id when it stopped on one */
+    size_t n_output;
+    int stopped_on_eos;        /* 1 when the last id is an eos id (and ignore_eos is 0) */
+    float *first_logits;       /* vocab_size floats when asked, else NULL */
+};
+
+/* Greedy decoding of n requests (ties to the lowest id), stopping on the model's eos ids (unless
+ * ignore_eos) or after max_new_tokens. results[0..n) are written only when the whole call
+ * succeeds. A backend failure poisons the model (later calls: NY_E_STATE). */
+int engine_generate(struct engine_model *m, const struct engine_request *reqs, size_t n,
+                    const struct engine_gen_opts *opts, struct engine_result *results,
+                    struct ny_err *err);
+void engine_result_fini(struct engine_result *r); /* NULL is a no-op; frees the arrays */
 
 #endif /* NY_ENGINE_H */

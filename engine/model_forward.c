@@ -1,0 +1,146 @@
+/* model_forward.c — the Llama forward pass, written once against the backend ops table: one step
+ * turns a batch of rows (prompts and/or single decode tokens, grouped by request) into the logits
+ * of each request's last row. Shapes: R rows, H hidden, Q = heads·head_dim, K = kv_heads·head_dim,
+ * F intermediate, V vocab, S requests in the step. */
+#include <math.h>
+#include <string.h>
+
+#include "engine_model_int.h"
+
+static void fwd_free_bufs(struct engine_fwd *f)
+{
+    struct engine_buf **b[] = {&f->x, &f->h, &f->q, &f->k, &f->v, &f->att, &f->g, &f->u};
+    for (size_t i = 0; i < sizeof b / sizeof b[0]; i++) {
+        f->m->ops->buf_free(f->m->be, *b[i]);
+        *b[i] = NULL;
+    }
+    f->cap_rows = 0;
+}
+
+/* Make the activation buffers hold `rows` rows and the logits `seqs` rows. */
+static int fwd_reserve(struct engine_fwd *f, int rows, int seqs, struct ny_err *err)
+{
+    const struct engine_config *c = &f->m->cfg;
+    const struct engine_backend_ops *ops = f->m->ops;
+    int rc = NY_OK;
+    if (rows > f->cap_rows) {
+        fwd_free_bufs(f);
+        size_t r = (size_t)rows, qd = (size_t)c->n_heads * c->head_dim;
+        size_t kvd = (size_t)c->n_kv_heads * c->head_dim;
+        struct {
+            struct engine_buf **b;
+            size_t w;
+        } want[] = {{&f->x, (size_t)c->hidden}, {&f->h, (size_t)c->hidden}, {&f->q, qd},
+                    {&f->k, kvd},  {&f->v, kvd}, {&f->att, qd},
+                    {&f->g, (size_t)c->intermediate}, {&f->u, (size_t)c->intermediate}};
+        for (size_t i = 0; i < sizeof want / sizeof want[0] && rc == NY_OK; i++)
+            rc = ops->buf_alloc(f->m->be, r * want[i].w, want[i].b, err);
+        if (rc != NY_OK) {
+            fwd_free_bufs(f);
+            return rc;
+        }
+        f->cap_rows = rows;
+    }
+    if (seqs > f->cap_seqs) {
+        ops->buf_free(f->m->be, f->logits);
+        f->logits = NULL;
+        f->cap_seqs = 0;
+        rc = ops->buf_alloc(f->m->be, (size_t)seqs * c->vocab, &f->logits, err);
+        if (rc != NY_OK)
+            return rc;
+        int *lr = ny_reallocarray(f->last_rows, (size_t)seqs, sizeof *lr);
+        if (!lr)
+            return NY_ERR(err, NY_E_NOMEM, "out of memory");
+        f->last_rows = lr;
+        f->cap_seqs = seqs;
+    }
+    return NY_OK;
+}
+
+int engine_fwd_init(struct engine_fwd *f, struct engine_model *m, const struct engine_kv_shape *kvs,
+                    struct ny_err *err)
+{
+    memset(f, 0, sizeof *f);
+    f->m = m;
+    return m->ops->kv_create(m->be, kvs, &f->kv, err);
+}
+
+void engine_fwd_fini(struct engine_fwd *f)
+{
+    if (!f->m)
+        return;
+    fwd_free_bufs(f);
+    f->m->ops->buf_free(f->m->be, f->logits);
+    f->m->ops->kv_destroy(f->m->be, f->kv);
+    ny_free(f->last_rows);
+    memset(f, 0, sizeof *f);
+}
+
+/* y = W·x (+ the LoRA terms of projection p of layer l). */
+static int proj(struct engine_fwd *f, int l, enum engine_proj p, const struct engine_buf *x,
+                struct engine_buf *y, struct ny_err *err)
+{
+    struct engine_model *m = f->m;
+    const struct engine_layer *L = &m->layers[l];
+    int out, in;
+    engine_proj_shape(&m->cfg, p, &out, &in);
+    return m->ops->matmul(m->be, x, in, L->w[p], out, L->lora[p], L->lora[p] ? m->n_adapters : 0,
+                          NULL, 0, y, err);
+}
+
+/* One decoder layer on f->x [R, H], in place. */
+static int fwd_layer(struct engine_fwd *f, int l, struct ny_err *err)
+{
+    struct engine_model *m = f->m;
+    const struct engine_backend_ops *ops = m->ops;
+    const struct engine_config *c = &m->cfg;
+    const struct engine_layer *L = &m->layers[l];
+    struct engine_backend *be = m->be;
+    int rc;
+    /* attention block: h = norm(x); q,k,v = h·Wᵀ; rope; att; x += att·Woᵀ */
+    if ((rc = ops->rmsnorm(be, f->x, L->in_norm, c->hidden, c->rms_eps, f->h, err)) ||
+        (rc = proj(f, l, ENGINE_Q, f->h, f->q, err)) ||
+        (rc = proj(f, l, ENGINE_K, f->h, f->k, err)) ||
+        (rc = proj(f, l, ENGINE_V, f->h, f->v, err)) ||
+        (rc = ops->rope(be, f->q, c->n_heads, c->head_dim, m->inv_freq, 1.0f, err)) ||
+        (rc = ops->rope(be, f->k, c->n_kv_heads, c->head_dim, m->inv_freq, 1.0f, err)) ||
+        (rc = ops->attention(be, f->kv, l, f->q, f->k, f->v, c->n_heads,
+                             1.0f / sqrtf((float)c->head_dim), f->att, err)) ||
+        (rc = proj(f, l, ENGINE_O, f->att, f->h, err)) ||
+        (rc = ops->add(be, f->x, f->h, c->hidden, err)))
+        return rc;
+    /* MLP block: h = norm(x); x += (silu(h·Wgᵀ) ⊙ h·Wuᵀ)·Wdᵀ */
+    if ((rc = ops->rmsnorm(be, f->x, L->post_norm, c->hidden, c->rms_eps, f->h, err)) ||
+        (rc = proj(f, l, ENGINE_GATE, f->h, f->g, err)) ||
+        (rc = proj(f, l, ENGINE_UP, f->h, f->u, err)) ||
+        (rc = ops->swiglu(be, f->g, f->u, c->intermediate, f->g, err)) ||
+        (rc = proj(f, l, ENGINE_DOWN, f->g, f->h, err)) ||
+        (rc = ops->add(be, f->x, f->h, c->hidden, err)))
+        return rc;
+    return NY_OK;
+}
+
+int engine_fwd_step(struct engine_fwd *f, const struct engine_batch *b, const int32_t *ids,
+                    struct ny_err *err)
+{
+    struct engine_model *m = f->m;
+    const struct engine_backend_ops *ops = m->ops;
+    const struct engine_config *c = &m->cfg;
+    int rc = fwd_reserve(f, b->n_rows, b->n_seqs, err);
+    if (rc != NY_OK)
+        return rc;
+    for (int s = 0; s < b->n_seqs; s++)
+        f->last_rows[s] = b->seq_start[s + 1] - 1;
+    if ((rc = ops->step_begin(m->be, b, err)) ||
+        (rc = ops->embed(m->be, m->embed, ids, c->hidden, f->x, err)))
+        return rc;
+    for (int l = 0; l < c->n_layers; l++)
+        if ((rc = fwd_layer(f, l, err)) != NY_OK)
+            return rc;
+    /* logits of each request's last row: norm(x)·W_lmᵀ */
+    if ((rc = ops->rmsnorm(m->be, f->x, m->final_norm, c->hidden, c->rms_eps, f->h, err)) ||
+        (rc = ops->matmul(m->be, f->h, c->hidden, m->lm_head, c->vocab, NULL, 0, f->last_rows,
+                          b->n_seqs, f->logits, err)))
+        return rc;
+    return NY_OK;
+}
