@@ -173,10 +173,13 @@ int codeset_lookup(struct codeset_db *db, const char *release, enum metrics_kind
 /* Wilson score interval for k successes of n at z. n == 0 gives [0, 1]. */
 void metrics_wilson(uint64_t k, uint64_t n, double z, double *lo, double *hi);
 
-/* Newcombe (1998, Stat Med 17:2635) method 10: 95% interval for p_b - p_a from paired binary
- * outcomes. n11 = both 1, n10 = a 1 and b 0, n01 = a 0 and b 1, n00 = both 0. The correlation
- * phi = (n11*n00 - n10*n01) / sqrt(product of the four margins), taken as 0 when that product
- * is 0. delta = (n01 - n10) / n. n == 0 gives delta 0 and [-1, 1]. */
+/* Newcombe (1998, Stat Med 17:2635) method 10: interval for p_b - p_a from paired binary outcomes
+ * by squaring and adding the Wilson limits of p_b and p_a, with their correlation phi.
+ * n11 = both 1, n10 = a 1 and b 0, n01 = a 0 and b 1, n00 = both 0; A = n11 n00 - n10 n01 and
+ * M = the product of the four margins: phi = (A - n/2)/sqrt(M) when A > n/2, 0 when
+ * 0 <= A <= n/2, A/sqrt(M) when A < 0, and 0 when M = 0 (Newcombe's corrected phi, as in
+ * Altman et al. 2000 ch. 6 and Fagerland et al. 2017 ch. 8). delta = (n01 - n10) / n; limits are
+ * clipped to [-1, 1]. n == 0 gives delta 0 and [-1, 1]. */
 void metrics_newcombe_paired(uint64_t n11, uint64_t n10, uint64_t n01, uint64_t n00, double z,
                              double *delta, double *lo, double *hi);
 

@@ -44,9 +44,13 @@ void metrics_newcombe_paired(uint64_t n11, uint64_t n10, uint64_t n01, uint64_t 
     double r1 = (double)(n11 + n10), r0 = (double)(n01 + n00);
     double c1 = (double)(n11 + n01), c0 = (double)(n10 + n00);
     double prod = r1 * r0 * c1 * c0;
-    double phi = 0.0;
-    if (prod > 0.0)
-        phi = ((double)n11 * (double)n00 - (double)n10 * (double)n01) / sqrt(prod);
+    /* Newcombe's phi: A = n11 n00 - n10 n01; A > n/2 gives (A - n/2)/sqrt(prod), 0 <= A <= n/2
+     * gives 0, A < 0 gives A/sqrt(prod); 0 when a margin is empty. */
+    double phi = 0.0, a = (double)n11 * (double)n00 - (double)n10 * (double)n01;
+    if (prod > 0.0 && a > nn / 2.0)
+        phi = (a - nn / 2.0) / sqrt(prod);
+    else if (prod > 0.0 && a < 0.0)
+        phi = a / sqrt(prod);
     double theta = p1 - p2;
     double dl = (p1 - l1) * (p1 - l1) - 2.0 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) * (u2 - p2);
     double du = (u1 - p1) * (u1 - p1) - 2.0 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) * (p2 - l2);
