@@ -165,4 +165,20 @@ int engine_generate(struct engine_model *m, const struct engine_request *reqs, s
                     struct ny_err *err);
 void engine_result_fini(struct engine_result *r); /* NULL is a no-op; frees the arrays */
 
+/* ---- benchmark (engine/cuda/cuda_bench.c; only in builds with the CUDA backend) -------------- */
+/* A Llama-shaped decoder with random bf16 weights made on the device (no files); the workload is
+ * `prompts` prompts of `prompt_len` tokens, each decoding `new_tokens` tokens greedily, `batch`
+ * requests at a time; lora_rank > 0 adds one random adapter of that rank on all 7 projections,
+ * used by every request. */
+struct engine_bench_opts {
+    int hidden, intermediate, layers, heads, kv_heads, head_dim, vocab;
+    int prompts, prompt_len, new_tokens, batch, lora_rank;
+    int device;      /* GPU index */
+    uint64_t seed;
+};
+/* Runs the workload on the CUDA backend and prints, to out, the card's measured copy bandwidth
+ * and bf16 GEMM rate, prefill tokens/s and TFLOP/s, decode ms per step and TB/s, and the peak
+ * device memory. NY_E_INVALID for a bad shape, NY_E_DEVICE for a device failure. */
+int engine_bench_run(const struct engine_bench_opts *o, FILE *out, struct ny_err *err);
+
 #endif /* NY_ENGINE_H */

@@ -153,6 +153,8 @@ static void cuda_buf_free(struct engine_backend *be, struct engine_buf *b)
         return;
     if (be && be->stream)
         cudaStreamSynchronize(be->stream);
+    if (be && b->wtype == CUDA_W_BF16)
+        be->n_bf16_weights--;
     cudaFree(b->d);
     ny_free(b);
 }

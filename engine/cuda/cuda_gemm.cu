@@ -295,6 +295,13 @@ static int gemm_unit(struct engine_backend *be, const __nv_bfloat16 *xb, int m, 
     return NY_OK;
 }
 
+int cuda_gemm_bf16(struct engine_backend *be, const __nv_bfloat16 *xb, int m, int K,
+                   const struct engine_buf *w, int N, float *Y, float alpha, float beta,
+                   struct ny_err *err)
+{
+    return gemm_unit(be, xb, m, K, w, N, Y, alpha, beta, err);
+}
+
 static int unit_ok(const struct engine_buf *w) { return skinny_ok(w); }
 
 /* One request's rows [r0, r0 + m) through the prefill path (base + its adapter). */

@@ -141,6 +141,11 @@ void cuda_gemm_plans_free(struct engine_backend *be);
 /* Map KV pages for every row of the current step and upload the block table when it changed. */
 int cuda_kv_map_step(struct engine_backend *be, struct engine_kv *kv, struct ny_err *err);
 
+/* Y[m, :] = alpha · Xb[m, :] · Wᵀ + beta · Y[m, :] through cuBLASLt (the prefill path). */
+int cuda_gemm_bf16(struct engine_backend *be, const __nv_bfloat16 *xb, int m, int K,
+                   const struct engine_buf *w, int N, float *Y, float alpha, float beta,
+                   struct ny_err *err);
+
 /* fp32 -> bf16 copy of rows: dst[i, :] = src[idx ? idx[i] : i, :] (width cols), i < n. */
 int cuda_rows_to_bf16(struct engine_backend *be, const float *src, const int *idx_d, int n,
                       int cols, __nv_bfloat16 *dst, struct ny_err *err);

@@ -23,6 +23,16 @@ struct engine_buf;
 int engine_cuda_weight_random(struct engine_backend *be, size_t rows, size_t cols, uint64_t seed,
                               float scale, struct engine_buf **out, struct ny_err *err);
 
+/* Wait for the backend's queued work. */
+int engine_cuda_sync(struct engine_backend *be, struct ny_err *err);
+/* Bytes of device memory in use on the backend's device now (total - free, all processes). */
+int engine_cuda_mem_used(struct engine_backend *be, size_t *used, struct ny_err *err);
+/* The card's ceilings, measured: device-to-device copy bandwidth (bytes read + written per
+ * second, a 1 GiB copy, median of 10) and the bf16 GEMM rate of the prefill path (cuBLASLt,
+ * 8192 x 8192 x 8192, median of 10), on random data. */
+int engine_cuda_peaks(struct engine_backend *be, double *copy_bytes_s, double *gemm_flop_s,
+                      struct ny_err *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,471 @@
+/* test_ops.c — the CUDA backend's primitives against the CPU reference backend on fresh random
+ * inputs (fp32 weights: 1e-5 relative; bf16 weights: 1e-2 relative, the bf16 rounding of
+ * activations the GPU does and the CPU does not), argmax ties and NaN, and batch invariance of
+ * matmul (with LoRA) and attention: a request's rows are bit-identical alone and inside batches.
+ * Exits 77 (SKIP) without the CUDA backend or a device. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "engine.h"
+#include "engine_backend_int.h"
+
+static const struct engine_backend_ops *G, *C; /* GPU, CPU */
+static struct engine_backend *gbe, *cbe;
+static uint64_t rng = 0x12345678abcdefull;
+
+static float frand(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (float)((rng >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
+}
+
+static float *rand_vec(size_t n, float scale)
+{
+    float *v = malloc(n * sizeof *v);
+    assert_non_null(v);
+    for (size_t i = 0; i < n; i++)
+        v[i] = frand() * scale;
+    return v;
+}
+
+/* bf16 bytes (round to nearest even) of fp32 values, and those values back in fp32 */
+static uint16_t *to_bf16(const float *v, size_t n)
+{
+    uint16_t *h = malloc(n * 2);
+    assert_non_null(h);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &v[i], 4);
+        u += 0x7fff + ((u >> 16) & 1);
+        h[i] = (uint16_t)(u >> 16);
+    }
+    return h;
+}
+
+#define OK(call)                                                                                  \
+    do {                                                                                          \
+        struct ny_err e_;                                                                         \
+        ny_err_init(&e_);                                                                         \
+        int rc_ = (call);                                                                         \
+        if (rc_)                                                                                  \
+            fail_msg("%s: %s", #call, e_.msg);                                                    \
+    } while (0)
+#define E (&e_)
+
+/* The same weight on both backends. */
+struct wpair {
+    struct engine_buf *g, *c;
+};
+static struct wpair weight(enum engine_dtype dt, const float *v, size_t rows, size_t cols)
+{
+    struct wpair w;
+    uint16_t *b = dt == ENGINE_DTYPE_BF16 ? to_bf16(v, rows * cols) : NULL;
+    const void *src = b ? (const void *)b : (const void *)v;
+    OK(G->weight_upload(gbe, dt, src, rows, cols, &w.g, E));
+    OK(C->weight_upload(cbe, dt, src, rows, cols, &w.c, E));
+    free(b);
+    return w;
+}
+static void wfree(struct wpair w)
+{
+    G->buf_free(gbe, w.g);
+    C->buf_free(cbe, w.c);
+}
+static struct wpair act(const float *v, size_t n)
+{
+    struct wpair a;
+    OK(G->buf_alloc(gbe, n, &a.g, E));
+    OK(C->buf_alloc(cbe, n, &a.c, E));
+    if (v) {
+        OK(G->buf_write(gbe, a.g, 0, v, n, E));
+        OK(C->buf_write(cbe, a.c, 0, v, n, E));
+    }
+    return a;
+}
+
+static double rel_err(const float *a, const float *ref, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (isnan(a[i]))
+            return INFINITY;
+        num += ((double)a[i] - ref[i]) * ((double)a[i] - ref[i]);
+        den += (double)ref[i] * ref[i];
+    }
+    return sqrt(num / (den > 0 ? den : 1));
+}
+
+/* Read n floats of a pair; return the relative error of the GPU against the CPU. */
+static double compare(struct wpair a, size_t n)
+{
+    float *g = malloc(n * 4), *c = malloc(n * 4);
+    assert_non_null(g);
+    assert_non_null(c);
+    for (size_t i = 0; i < n; i++)
+        g[i] = NAN; /* poison: every element must be written */
+    OK(G->buf_read(gbe, a.g, 0, g, n, E));
+    OK(C->buf_read(cbe, a.c, 0, c, n, E));
+    double r = rel_err(g, c, n);
+    free(g);
+    free(c);
+    return r;
+}
+
+/* A batch of n_seqs requests with the given row counts, positions and adapters. */
+struct tbatch {
+    int start[65], slot[64], pos0[64], adapter[64];
+    struct engine_batch b;
+};
+static void make_batch(struct tbatch *t, int n, const int *rows, const int *pos0, const int *ad)
+{
+    t->start[0] = 0;
+    for (int s = 0; s < n; s++) {
+        t->start[s + 1] = t->start[s] + rows[s];
+        t->slot[s] = s;
+        t->pos0[s] = pos0 ? pos0[s] : 0;
+        t->adapter[s] = ad ? ad[s] : -1;
+    }
+    t->b.n_rows = t->start[n];
+    t->b.n_seqs = n;
+    t->b.seq_start = t->start;
+    t->b.seq_slot = t->slot;
+    t->b.seq_pos0 = t->pos0;
+    t->b.seq_adapter = t->adapter;
+}
+static void both_step(struct tbatch *t)
+{
+    OK(G->step_begin(gbe, &t->b, E));
+    OK(C->step_begin(cbe, &t->b, E));
+}
+
+static void test_elementwise(void **state)
+{
+    (void)state;
+    int rows[3] = {5, 1, 2}, pos0[3] = {0, 7, 3}, dim = 96, nh = 3, hd = 32;
+    struct tbatch t;
+    make_batch(&t, 3, rows, pos0, NULL);
+    both_step(&t);
+    int nr = t.b.n_rows;
+    /* embed (bf16 and f32 tables) */
+    for (int dt = 0; dt < 2; dt++) {
+        float *tab = rand_vec(50 * (size_t)dim, 1.0f);
+        struct wpair w = weight(dt ? ENGINE_DTYPE_BF16 : ENGINE_DTYPE_F32, tab, 50, dim);
+        int32_t ids[8] = {3, 49, 0, 7, 7, 12, 33, 1};
+        struct wpair o = act(NULL, (size_t)nr * dim);
+        OK(G->embed(gbe, w.g, ids, dim, o.g, E));
+        OK(C->embed(cbe, w.c, ids, dim, o.c, E));
+        assert_true(compare(o, (size_t)nr * dim) == 0.0);
+        wfree(w);
+        wfree(o);
+        free(tab);
+    }
+    /* rmsnorm, swiglu, add, rope */
+    float *xv = rand_vec((size_t)nr * dim, 3.0f), *wv = rand_vec(dim, 1.0f);
+    float *yv = rand_vec((size_t)nr * dim, 3.0f);
+    struct wpair x = act(xv, (size_t)nr * dim), y = act(yv, (size_t)nr * dim);
+    struct wpair o = act(NULL, (size_t)nr * dim), nw = weight(ENGINE_DTYPE_F32, wv, 1, dim);
+    OK(G->rmsnorm(gbe, x.g, nw.g, dim, 1e-5f, o.g, E));
+    OK(C->rmsnorm(cbe, x.c, nw.c, dim, 1e-5f, o.c, E));
+    assert_true(compare(o, (size_t)nr * dim) < 1e-6);
+    OK(G->swiglu(gbe, x.g, y.g, dim, o.g, E));
+    OK(C->swiglu(cbe, x.c, y.c, dim, o.c, E));
+    assert_true(compare(o, (size_t)nr * dim) < 1e-6);
+    OK(G->add(gbe, x.g, y.g, dim, E));
+    OK(C->add(cbe, x.c, y.c, dim, E));
+    assert_true(compare(x, (size_t)nr * dim) == 0.0);
+    float inv[16];
+    for (int i = 0; i < hd / 2; i++)
+        inv[i] = powf(10000.0f, -2.0f * i / hd);
+    OK(G->rope(gbe, y.g, nh, hd, inv, 1.0f, E));
+    OK(C->rope(cbe, y.c, nh, hd, inv, 1.0f, E));
+    assert_true(compare(y, (size_t)nr * dim) < 1e-6);
+    wfree(x);
+    wfree(y);
+    wfree(o);
+    wfree(nw);
+    free(xv);
+    free(yv);
+    free(wv);
+}
+
+static void test_argmax(void **state)
+{
+    (void)state;
+    int rows[1] = {4};
+    struct tbatch t;
+    make_batch(&t, 1, rows, NULL, NULL);
+    both_step(&t);
+    int V = 70000;
+    float *l = rand_vec(4 * (size_t)V, 5.0f);
+    l[0 * V + 100] = 9.0f; /* ties: the lowest id wins */
+    l[0 * V + 60000] = 9.0f;
+    l[0 * V + 30000] = 9.0f;
+    l[1 * V + 5] = NAN; /* NaN never wins */
+    l[1 * V + 6] = 8.5f;
+    for (int j = 0; j < V; j++) /* all equal: id 0 */
+        l[2 * V + j] = -1.0f;
+    l[3 * V + V - 1] = 50.0f;
+    struct wpair a = act(l, 4 * (size_t)V);
+    int32_t g[4], c[4];
+    OK(G->argmax(gbe, a.g, 4, V, g, E));
+    OK(C->argmax(cbe, a.c, 4, V, c, E));
+    assert_int_equal(g[0], 100);
+    assert_int_equal(g[1], 6);
+    assert_int_equal(g[2], 0);
+    assert_int_equal(g[3], V - 1);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(g[i], c[i]);
+    wfree(a);
+    free(l);
+}
+
+/* matmul against the CPU for fp32 and bf16 weights, prefill units and decode rows, LoRA on some
+ * requests, and the rows subset. */
+static void test_matmul(void **state)
+{
+    (void)state;
+    int shapes[][2] = {{64, 48}, {256, 136}, {4096, 1024}, {136, 256}, {72, 40}};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+        for (int dt = 0; dt < 2; dt++) {
+            int K = shapes[si][0], N = shapes[si][1], R = 8;
+            int rows[5] = {7, 1, 1, 3, 1}, ad[5] = {0, 0, -1, 1, 1};
+            struct tbatch t;
+            make_batch(&t, 5, rows, NULL, ad);
+            both_step(&t);
+            int nr = t.b.n_rows;
+            enum engine_dtype d = dt ? ENGINE_DTYPE_BF16 : ENGINE_DTYPE_F32;
+            float *wv = rand_vec((size_t)N * K, 0.05f), *xv = rand_vec((size_t)nr * K, 1.0f);
+            float *av = rand_vec((size_t)R * K, 0.05f), *bv = rand_vec((size_t)N * R, 0.05f);
+            float *a2 = rand_vec((size_t)R * K, 0.05f), *b2 = rand_vec((size_t)N * R, 0.05f);
+            struct wpair w = weight(d, wv, N, K), la = weight(d, av, R, K);
+            struct wpair lb = weight(d, bv, N, R), la2 = weight(d, a2, R, K);
+            struct wpair lb2 = weight(d, b2, N, R);
+            struct wpair x = act(xv, (size_t)nr * K), y = act(NULL, (size_t)nr * N);
+            struct engine_lora_term lg[2] = {{la.g, lb.g, R, 2.0f}, {la2.g, lb2.g, R, 0.5f}};
+            struct engine_lora_term lc[2] = {{la.c, lb.c, R, 2.0f}, {la2.c, lb2.c, R, 0.5f}};
+            double tol = dt ? 1e-2 : 1e-5;
+            OK(G->matmul(gbe, x.g, K, w.g, N, lg, 2, NULL, 0, y.g, E));
+            OK(C->matmul(cbe, x.c, K, w.c, N, lc, 2, NULL, 0, y.c, E));
+            double r = compare(y, (size_t)nr * N);
+            print_message("matmul %dx%d %s: rel err %.2e\n", K, N, dt ? "bf16" : "f32", r);
+            assert_true(r < tol);
+            int sel[3] = {6, 12, 7};
+            OK(G->matmul(gbe, x.g, K, w.g, N, lg, 2, sel, 3, y.g, E));
+            OK(C->matmul(cbe, x.c, K, w.c, N, lc, 2, sel, 3, y.c, E));
+            assert_true(compare(y, 3 * (size_t)N) < tol);
+            wfree(w), wfree(la), wfree(lb), wfree(la2), wfree(lb2), wfree(x), wfree(y);
+            free(wv), free(xv), free(av), free(bv), free(a2), free(b2);
+        }
+}
+
+/* Attention: prefill of two requests, then a decode step of three, against the CPU. */
+static void run_attention(int nh, int nkv, int hd, int plen, enum engine_dtype dt)
+{
+    struct engine_kv_shape sh = {2, nkv, hd, 3, plen + 8};
+    struct engine_kv *kg, *kc;
+    /* the GPU picks its KV dtype from the weights it holds: upload one of dtype dt first */
+    float one = 1.0f;
+    struct wpair dummy = weight(dt, &one, 1, 1);
+    OK(G->kv_create(gbe, &sh, &kg, E));
+    OK(C->kv_create(cbe, &sh, &kc, E));
+    int rows1[3] = {plen, 3, 1};
+    int rows2[3] = {1, 1, 1}, pos2[3] = {plen, 3, 1};
+    for (int step = 0; step < 2; step++) {
+        struct tbatch t;
+        make_batch(&t, 3, step ? rows2 : rows1, step ? pos2 : NULL, NULL);
+        both_step(&t);
+        int nr = t.b.n_rows;
+        for (int layer = 0; layer < 2; layer++) {
+            float *qv = rand_vec((size_t)nr * nh * hd, 1.0f);
+            float *kv = rand_vec((size_t)nr * nkv * hd, 1.0f);
+            float *vv = rand_vec((size_t)nr * nkv * hd, 1.0f);
+            struct wpair q = act(qv, (size_t)nr * nh * hd), k = act(kv, (size_t)nr * nkv * hd);
+            struct wpair v = act(vv, (size_t)nr * nkv * hd), o = act(NULL, (size_t)nr * nh * hd);
+            float sc = 1.0f / sqrtf((float)hd);
+            OK(G->attention(gbe, kg, layer, q.g, k.g, v.g, nh, sc, o.g, E));
+            OK(C->attention(cbe, kc, layer, q.c, k.c, v.c, nh, sc, o.c, E));
+            double r = compare(o, (size_t)nr * nh * hd);
+            print_message("attention %d/%d heads x %d, %d tokens, step %d layer %d: %.2e\n", nh,
+                          nkv, hd, plen, step, layer, r);
+            assert_true(r < (dt == ENGINE_DTYPE_BF16 ? 1e-2 : 1e-5));
+            wfree(q), wfree(k), wfree(v), wfree(o);
+            free(qv), free(kv), free(vv);
+        }
+    }
+    G->kv_destroy(gbe, kg);
+    C->kv_destroy(cbe, kc);
+    wfree(dummy);
+}
+
+static void test_attention(void **state)
+{
+    (void)state;
+    run_attention(4, 2, 16, 9, ENGINE_DTYPE_F32);
+    run_attention(32, 8, 128, 600, ENGINE_DTYPE_F32);
+}
+
+/* Request A (prefill of 7 rows, then one decode row) with adapter 0 and request B (decode, base)
+ * give bit-identical matmul rows alone and inside batches of other requests, at other offsets. */
+static void inv_matmul_once(int K, int N, int pos_a, const int *rows, const int *ad, int n,
+                            const float *xa, const float *xb, struct engine_buf *w,
+                            const struct engine_lora_term *l, float *ya, float *yb)
+{
+    struct tbatch t;
+    make_batch(&t, n, rows, NULL, ad);
+    OK(G->step_begin(gbe, &t.b, E));
+    int nr = t.b.n_rows;
+    float *x = rand_vec((size_t)nr * K, 1.0f); /* the other requests: random rows */
+    /* request 0 of rows[] sizes is "a" at index pos_a; the last request is "b" when rows of b
+     * (1) are given after a */
+    memcpy(x + (size_t)t.start[pos_a] * K, xa, (size_t)rows[pos_a] * K * 4);
+    memcpy(x + (size_t)t.start[n - 1] * K, xb, (size_t)K * 4);
+    struct engine_buf *xg, *yg;
+    OK(G->buf_alloc(gbe, (size_t)nr * K, &xg, E));
+    OK(G->buf_alloc(gbe, (size_t)nr * N, &yg, E));
+    OK(G->buf_write(gbe, xg, 0, x, (size_t)nr * K, E));
+    OK(G->matmul(gbe, xg, K, w, N, l, 1, NULL, 0, yg, E));
+    OK(G->buf_read(gbe, yg, (size_t)t.start[pos_a] * N, ya, (size_t)rows[pos_a] * N, E));
+    OK(G->buf_read(gbe, yg, (size_t)t.start[n - 1] * N, yb, (size_t)N, E));
+    G->buf_free(gbe, xg);
+    G->buf_free(gbe, yg);
+    free(x);
+}
+
+static void test_matmul_invariance(void **state)
+{
+    (void)state;
+    int K = 1024, N = 1002, R = 16;
+    float *wv = rand_vec((size_t)N * K, 0.05f), *av = rand_vec((size_t)R * K, 0.05f);
+    float *bv = rand_vec((size_t)N * R, 0.05f);
+    struct wpair w = weight(ENGINE_DTYPE_BF16, wv, N, K), la = weight(ENGINE_DTYPE_BF16, av, R, K);
+    struct wpair lb = weight(ENGINE_DTYPE_BF16, bv, N, R);
+    struct engine_lora_term l = {la.g, lb.g, R, 2.0f};
+    float *xa = rand_vec(7 * (size_t)K, 1.0f), *xb = rand_vec((size_t)K, 1.0f);
+    float *ya0 = malloc(7 * (size_t)N * 4), *yb0 = malloc((size_t)N * 4);
+    float *ya = malloc(7 * (size_t)N * 4), *yb = malloc((size_t)N * 4);
+    int r0[2] = {7, 1}, a0[2] = {0, -1};
+    inv_matmul_once(K, N, 0, r0, a0, 2, xa, xb, w.g, &l, ya0, yb0);
+    /* inside larger batches: other prefills and decode rows before and after, other adapters */
+    for (int trial = 0; trial < 4; trial++) {
+        int rows[40], ad[40], n = 3 + 9 * trial, pos_a = 1 + trial * 3;
+        for (int i = 0; i < n; i++) {
+            rows[i] = (i % 3 == 0) ? 2 + i % 5 : 1;
+            ad[i] = i % 2 ? 0 : -1;
+        }
+        rows[pos_a] = 7;
+        ad[pos_a] = 0;
+        rows[n - 1] = 1;
+        ad[n - 1] = -1;
+        inv_matmul_once(K, N, pos_a, rows, ad, n, xa, xb, w.g, &l, ya, yb);
+        assert_memory_equal(ya, ya0, 7 * (size_t)N * 4);
+        assert_memory_equal(yb, yb0, (size_t)N * 4);
+    }
+    /* 70 decode rows in one step (two skinny passes): row b still identical */
+    int rows[71], ad[71];
+    for (int i = 0; i < 71; i++)
+        rows[i] = 1, ad[i] = i % 3 ? 0 : -1;
+    rows[0] = 7;
+    ad[0] = 0;
+    ad[70] = -1;
+    inv_matmul_once(K, N, 0, rows, ad, 71, xa, xb, w.g, &l, ya, yb);
+    assert_memory_equal(ya, ya0, 7 * (size_t)N * 4);
+    assert_memory_equal(yb, yb0, (size_t)N * 4);
+    wfree(w), wfree(la), wfree(lb);
+    free(wv), free(av), free(bv), free(xa), free(xb), free(ya0), free(yb0), free(ya), free(yb);
+}
+
+/* Attention of request A (prefill 300 rows, then decode) is bit-identical whether it runs alone
+ * in slot 0 or in slot 2 beside two other requests. */
+static void test_attention_invariance(void **state)
+{
+    (void)state;
+    int nh = 8, nkv = 2, hd = 64, L = 300;
+    float one = 1.0f;
+    struct wpair dummy = weight(ENGINE_DTYPE_BF16, &one, 1, 1); /* bf16 KV */
+    size_t qa = (size_t)(L + 1) * nh * hd, ka = (size_t)(L + 1) * nkv * hd;
+    float *q = rand_vec(qa, 1.0f), *k = rand_vec(ka, 1.0f), *v = rand_vec(ka, 1.0f);
+    float *out[2];
+    for (int mode = 0; mode < 2; mode++) {
+        struct engine_kv_shape sh = {1, nkv, hd, 3, L + 4};
+        struct engine_kv *kv;
+        OK(G->kv_create(gbe, &sh, &kv, E));
+        out[mode] = malloc(qa * 4);
+        for (int step = 0; step < 2; step++) {
+            int nself = step ? 1 : L, n = mode ? 3 : 1, rows[3], pos0[3];
+            int self = mode ? 2 : 0;
+            for (int i = 0; i < n; i++)
+                rows[i] = step ? 1 : 5 + i, pos0[i] = step ? 5 + i : 0;
+            rows[self] = nself;
+            pos0[self] = step ? L : 0;
+            struct tbatch t;
+            make_batch(&t, n, rows, pos0, NULL);
+            if (mode) { /* other slots */
+                t.slot[0] = 1, t.slot[1] = 0, t.slot[2] = 2;
+            }
+            OK(G->step_begin(gbe, &t.b, E));
+            int nr = t.b.n_rows, r0 = t.start[self];
+            float *bq = rand_vec((size_t)nr * nh * hd, 1.0f);
+            float *bk = rand_vec((size_t)nr * nkv * hd, 1.0f);
+            float *bvv = rand_vec((size_t)nr * nkv * hd, 1.0f);
+            size_t off = step ? (size_t)L : 0;
+            memcpy(bq + (size_t)r0 * nh * hd, q + off * nh * hd, (size_t)nself * nh * hd * 4);
+            memcpy(bk + (size_t)r0 * nkv * hd, k + off * nkv * hd, (size_t)nself * nkv * hd * 4);
+            memcpy(bvv + (size_t)r0 * nkv * hd, v + off * nkv * hd, (size_t)nself * nkv * hd * 4);
+            struct engine_buf *gq, *gk, *gv, *go;
+            OK(G->buf_alloc(gbe, (size_t)nr * nh * hd, &gq, E));
+            OK(G->buf_alloc(gbe, (size_t)nr * nkv * hd, &gk, E));
+            OK(G->buf_alloc(gbe, (size_t)nr * nkv * hd, &gv, E));
+            OK(G->buf_alloc(gbe, (size_t)nr * nh * hd, &go, E));
+            OK(G->buf_write(gbe, gq, 0, bq, (size_t)nr * nh * hd, E));
+            OK(G->buf_write(gbe, gk, 0, bk, (size_t)nr * nkv * hd, E));
+            OK(G->buf_write(gbe, gv, 0, bvv, (size_t)nr * nkv * hd, E));
+            OK(G->attention(gbe, kv, 0, gq, gk, gv, nh, 0.125f, go, E));
+            OK(G->buf_read(gbe, go, (size_t)r0 * nh * hd, out[mode] + off * nh * hd,
+                           (size_t)nself * nh * hd, E));
+            G->buf_free(gbe, gq), G->buf_free(gbe, gk), G->buf_free(gbe, gv);
+            G->buf_free(gbe, go);
+            free(bq), free(bk), free(bvv);
+        }
+        G->kv_destroy(gbe, kv);
+    }
+    assert_memory_equal(out[0], out[1], qa * 4);
+    free(out[0]), free(out[1]), free(q), free(k), free(v);
+    wfree(dummy);
+}
+
+int main(void)
+{
+    struct ny_err err;
+    ny_err_init(&err);
+    int n = 0;
+    if (engine_device_count(&n, &err) != NY_OK || n == 0) {
+        printf("SKIP: %s\n", err.msg[0] ? err.msg : "no CUDA device");
+        return 77;
+    }
+    if (engine_backend_find("cuda", &G, &err) || engine_backend_find("cpu", &C, &err) ||
+        G->create(1, 0, &gbe, &err) || C->create(4, 0, &cbe, &err)) {
+        printf("backends: %s\n", err.msg);
+        return 1;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_elementwise),
+        cmocka_unit_test(test_argmax),
+        cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_matmul_invariance),
+        cmocka_unit_test(test_attention_invariance),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    G->destroy(gbe);
+    C->destroy(cbe);
+    return rc;
+}
