@@ -119,9 +119,11 @@ double rp_chart_deltas(const struct rp_doc *d, const struct rp_canvas *c, double
         m = fmax(m, fmax(fabs(d->cmp[i].lo), fabs(d->cmp[i].hi)));
     double r = nice_bound(m), x0 = lab + 8, x1 = w - 12, mid = (x0 + x1) / 2;
     double half = (x1 - x0) / 2, h = top + (double)d->ncmp * rowh;
+    for (size_t i = 0; i < d->ncmp; i += 2) /* zebra rows under the grid */
+        rect(c, 0, top + (double)i * rowh, w, rowh, 0xf3f3f3);
     for (int t = -4; t <= 4; t++) {
         double x = mid + half * t / 4.0;
-        line(c, x, top - 2, x, h, t ? 0.4 : 1.0, t ? GRID : INK, t != 0);
+        line(c, x, top, x, h, t ? 0.4 : 1.0, t ? GRID : INK, t != 0);
         if (t % 2 == 0) {
             char s[32];
             rp_fmt_pp(s, sizeof s, r * t / 4.0);
@@ -134,8 +136,6 @@ double rp_chart_deltas(const struct rp_doc *d, const struct rp_canvas *c, double
         char s[256];
         int mi = rp_metric_index(k->metric);
         snprintf(s, sizeof s, "%.40s \xe2\x88\x92 %.40s  %s", k->b, k->a, rp_metrics[mi].name);
-        if (i % 2 == 0)
-            rect(c, 0, y - rowh / 2, w, rowh, 0xf3f3f3);
         text(c, lab, y + 3, 7.5, RP_RIGHT, 0, INK, s);
         uint32_t col = k->lo > 0 ? GOOD : k->hi < 0 ? BAD : MUTED;
         double xl = mid + half * fmax(-1, k->lo / r), xh = mid + half * fmin(1, k->hi / r);

@@ -118,6 +118,24 @@ int rp_fmt_evidence(struct ny_buf *b, const json_t *evidence);
  * disagreement tests only; the metrics module does the scoring. Heap string, NULL on OOM. */
 char *rp_codes_norm(const char *line);
 
+/* ---- flattening free-form objects (report_walk.c) --------------------------------------------- */
+typedef void (*rp_row_fn)(void *ctx, const char *path, const char *value);
+/* Keys of an object sorted (heap array freed with ny_free; NULL on OOM). */
+const char **rp_sorted_keys(const json_t *o, size_t *n);
+/* One row per scalar (or array of scalars) under obj, depth first, keys sorted, skipping the
+ * top-level key skip_key (may be NULL). 0 or NY_E_NOMEM. */
+int rp_walk(const json_t *obj, const char *skip_key, rp_row_fn fn, void *ctx);
+/* 1 when manifest.files is a non-empty array of objects (shown as its own table). */
+int rp_manifest_files_ok(const json_t *manifest);
+/* The path, bytes and sha256 of one manifest.files entry as text. */
+void rp_file_fields(const json_t *f, char *path, size_t pcap, char *bytes, size_t bcap,
+                    char *sha, size_t scap);
+
+/* Union of the keys of every checkpoint's validity.counts, sorted (heap array of borrowed keys,
+ * freed with ny_free; NULL on OOM), and one checkpoint's count as text ("—" when absent). */
+const char **rp_validity_count_keys(const struct rp_doc *d, size_t *n);
+void rp_validity_count(const struct rp_ckpt *c, const char *key, char *out, size_t cap);
+
 /* Append s HTML-escaped (& < > " ') to b: the one escape every HTML and SVG string goes through. */
 int rp_html_escape(struct ny_buf *b, const char *s);
 

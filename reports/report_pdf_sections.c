@@ -278,7 +278,7 @@ void pdf_definitions(struct pdf *p)
 /* ---- charts ------------------------------------------------------------------------------------ */
 
 
-static void chart(struct pdf *p, const char *title, const char *note, double h,
+static void chart(struct pdf *p, const char *title, const char *note, double h, int legend,
                   void (*draw)(struct pdf *, struct rp_canvas *, const void *), const void *arg)
 {
     struct rp_canvas c;
@@ -288,7 +288,8 @@ static void chart(struct pdf *p, const char *title, const char *note, double h,
         pdf_para(p, PDF_ML, PDF_CW, 8, PDF_REGULAR, MUTED, note);
     p->y += 4;
     pdf_canvas_init(p, &c, PDF_ML);
-    p->y += rp_chart_legend(p->d, &c, PDF_CW) + 2;
+    if (legend)
+        p->y += rp_chart_legend(p->d, &c, PDF_CW) + 2;
     pdf_canvas_init(p, &c, PDF_ML);
     draw(p, &c, arg);
     p->y += h + 6;
@@ -322,12 +323,12 @@ void pdf_charts(struct pdf *p)
     const struct rp_doc *d = p->d;
     pdf_heading(p, "Charts");
     chart(p, "Every metric per checkpoint (bars) with its 95% interval (whiskers)", NULL,
-          rp_chart_metrics(d, NULL, PDF_CW), draw_metrics, NULL);
+          rp_chart_metrics(d, NULL, PDF_CW), 1, draw_metrics, NULL);
     double h = rp_chart_deltas(d, NULL, PDF_CW);
     if (h > 0)
         chart(p, "Paired differences with 95% intervals",
               "Square: delta; line: paired 95% interval; green above 0 means better, red below "
-              "0 worse, grey no clear difference.", h, draw_deltas, NULL);
+              "0 worse, grey no clear difference.", h, 0, draw_deltas, NULL);
     static const struct bd_arg bd[4] = {
         {"cpt_exact", 0}, {"icd_exact", 0}, {"cpt_exact", 1}, {"icd_exact", 1}};
     static const char *const titles[4] = {
@@ -336,7 +337,7 @@ void pdf_charts(struct pdf *p)
     for (int i = 0; i < 4; i++) {
         h = rp_chart_breakdown(d, NULL, PDF_CW, bd[i].metric, bd[i].by);
         if (h > 0)
-            chart(p, titles[i], NULL, h, draw_bd, &bd[i]);
+            chart(p, titles[i], NULL, h, 1, draw_bd, &bd[i]);
     }
 }
 
@@ -557,44 +558,22 @@ void pdf_validity(struct pdf *p)
         cells[i + 1] = cell[i];
     }
     pdf_table_row(p, &t, cells, NULL, 0);
-    /* Raw counts: the union of keys, sorted, as the metrics module wrote them. */
-    const json_t *keys = json_object();
-    for (size_t i = 0; keys && i < nc; i++) {
-        const char *k;
-        const json_t *v;
-        if (d->ck[i].validity_counts)
-            json_object_foreach((json_t *)d->ck[i].validity_counts, k, v)
-                json_object_set_new((json_t *)keys, k, json_null());
+    /* Raw counts as the metrics module wrote them: the union of keys, sorted. */
+    size_t nk;
+    const char **names = rp_validity_count_keys(d, &nk);
+    if (!names) {
+        p->failed = 1;
+        return;
     }
-    const char *k;
-    const json_t *v;
-    size_t nk = keys ? json_object_size(keys) : 0, i = 0;
-    const char **names = ny_calloc(nk ? nk : 1, sizeof *names);
-    if (keys && names) {
-        json_object_foreach((json_t *)keys, k, v) names[i++] = k;
-        for (size_t a = 1; a < nk; a++)
-            for (size_t b = a; b > 0 && strcmp(names[b - 1], names[b]) > 0; b--) {
-                const char *tmp = names[b];
-                names[b] = names[b - 1];
-                names[b - 1] = tmp;
-            }
-        for (size_t a = 0; a < nk; a++) {
-            char lab[160];
-            snprintf(lab, sizeof lab, "count: %s", names[a]);
-            cells[0] = lab;
-            for (size_t c = 0; c < nc; c++) {
-                const json_t *x = d->ck[c].validity_counts
-                                      ? json_object_get(d->ck[c].validity_counts, names[a])
-                                      : NULL;
-                if (x)
-                    rp_fmt_json_scalar(cell[c], sizeof cell[c], x, names[a]);
-                else
-                    snprintf(cell[c], sizeof cell[c], "\xe2\x80\x94");
-                cells[c + 1] = cell[c];
-            }
-            pdf_table_row(p, &t, cells, NULL, 0);
+    for (size_t a = 0; a < nk; a++) {
+        char lab[160];
+        snprintf(lab, sizeof lab, "count: %s", names[a]);
+        cells[0] = lab;
+        for (size_t c = 0; c < nc; c++) {
+            rp_validity_count(&d->ck[c], names[a], cell[c], sizeof cell[c]);
+            cells[c + 1] = cell[c];
         }
+        pdf_table_row(p, &t, cells, NULL, 0);
     }
     ny_free(names);
-    json_decref((json_t *)keys);
 }
