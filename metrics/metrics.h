@@ -206,6 +206,15 @@ void metrics_rng_seed(struct metrics_rng *r, uint64_t seed);
 uint64_t metrics_rng_next(struct metrics_rng *r);
 uint64_t metrics_rng_below(struct metrics_rng *r, uint64_t n);
 
+/* Percentile-bootstrap interval of the mean of v[0..n) (n >= 1): B resamples, each n indices drawn
+ * in order with metrics_rng_below(n) from one generator seeded with seed; the resample mean sums
+ * v[idx[0]] + v[idx[1]] + ... left to right and divides by n; the limits are the 0.025 and 0.975
+ * quantiles (metrics_quantile_sorted) of the sorted means. metrics_evaluate draws its indices the
+ * same way (one sequence shared by every model and statistic), so its icd_recall and
+ * icd_precision intervals equal this function on the per-record values. NY_E_NOMEM on failure. */
+int metrics_bootstrap_mean_ci(const double *v, size_t n, uint64_t seed, size_t B, double *lo,
+                              double *hi);
+
 /* Percentile of sorted values (NumPy's default "linear" rule: h = (m-1) q, interpolate between
  * x[floor h] and x[floor h + 1]). m >= 1. */
 double metrics_quantile_sorted(const double *x, size_t m, double q);

@@ -255,3 +255,32 @@ double metrics_quantile_sorted(const double *x, size_t m, double q)
     double f = h - (double)i;
     return x[i] + f * (x[i + 1] - x[i]);
 }
+
+static int cmp_dbl(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int metrics_bootstrap_mean_ci(const double *v, size_t n, uint64_t seed, size_t B, double *lo,
+                              double *hi)
+{
+    if (n == 0 || B == 0)
+        return NY_E_INVALID;
+    double *means = ny_calloc(B, sizeof *means);
+    if (!means)
+        return NY_E_NOMEM;
+    struct metrics_rng rng;
+    metrics_rng_seed(&rng, seed);
+    for (size_t b = 0; b < B; b++) {
+        double s = 0.0;
+        for (size_t r = 0; r < n; r++)
+            s += v[metrics_rng_below(&rng, n)];
+        means[b] = s / (double)n;
+    }
+    qsort(means, B, sizeof *means, cmp_dbl);
+    *lo = metrics_quantile_sorted(means, B, 0.025);
+    *hi = metrics_quantile_sorted(means, B, 0.975);
+    ny_free(means);
+    return 0;
+}
