@@ -1,50 +1,186 @@
-/* cmd_audit.c — the default command, `nyxaudit --split heldout --n 500`: audits the configured
- * checkpoints. Until the demo checkpoints and the pipeline exist it says what is missing. */
+/* cmd_audit.c — the default command, `nyxaudit --split heldout --n 500`: reads the configuration
+ * (built in, or --config FILE), applies the flags, loads the checkpoints on the engine and runs
+ * the audit (harness/audit.c). Exit codes as in README.md. */
+#include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "harness.h"
 #include "harness_int.h"
 
-/* Where the demo checkpoints live: $NYXAUDIT_DEMO_DIR, else golden/demo in the source tree. */
-static const char *demo_dir(void)
+struct overrides {
+    const char *config, *split, *out, *device;
+    int64_t n, seed, tp; /* -1 = not given */
+    int quiet;
+};
+
+static int parse_int(const char *flag, const char *s, int64_t lo, int64_t hi, int64_t *out,
+                     struct ny_err *err)
 {
-    const char *d = getenv("NYXAUDIT_DEMO_DIR");
-    return d && d[0] ? d : NY_SOURCE_DIR "/golden/demo";
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (!s[0] || *end || errno || v < lo || v > hi)
+        return NY_ERR(err, NY_E_INVALID, "%s needs an integer in [%lld, %lld], not \"%s\"", flag,
+                      (long long)lo, (long long)hi, s);
+    *out = v;
+    return NY_OK;
+}
+
+static int parse_args(int argc, char **argv, struct overrides *o, struct ny_err *err)
+{
+    *o = (struct overrides){.n = -1, .seed = -1, .tp = -1};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
+            o->quiet = 1;
+            continue;
+        }
+        static const char *const valued[] = {"--config", "--split", "--n", "--seed", "--out",
+                                             "--device", "--tp", NULL};
+        int known = 0;
+        for (int k = 0; valued[k]; k++)
+            known |= !strcmp(a, valued[k]);
+        if (!known)
+            return NY_ERR(err, NY_E_INVALID, "unexpected argument '%s' (see nyxaudit --help)", a);
+        if (i + 1 >= argc || !argv[i + 1][0])
+            return NY_ERR(err, NY_E_INVALID, "%s needs a value", a);
+        const char *v = argv[++i];
+        int rc = NY_OK;
+        if (!strcmp(a, "--config"))
+            o->config = v;
+        else if (!strcmp(a, "--split"))
+            o->split = v;
+        else if (!strcmp(a, "--out"))
+            o->out = v;
+        else if (!strcmp(a, "--device"))
+            o->device = v;
+        else if (!strcmp(a, "--n"))
+            rc = parse_int(a, v, 1, 10000000, &o->n, err);
+        else if (!strcmp(a, "--seed"))
+            rc = parse_int(a, v, 0, INT64_MAX, &o->seed, err);
+        else
+            rc = parse_int(a, v, 1, 64, &o->tp, err);
+        if (rc)
+            return rc;
+    }
+    return NY_OK;
+}
+
+static int replace(char **slot, const char *v, struct ny_err *err)
+{
+    char *d = ny_strdup(v);
+    if (!d)
+        return NY_ERR(err, NY_E_NOMEM, "out of memory");
+    ny_free(*slot);
+    *slot = d;
+    return NY_OK;
+}
+
+static int apply(struct harness_config *cfg, const struct overrides *o, struct ny_err *err)
+{
+    int rc = NY_OK;
+    if (o->split)
+        rc = replace(&cfg->split, o->split, err);
+    if (!rc && o->out)
+        rc = replace(&cfg->out_dir, o->out, err);
+    if (!rc && o->device)
+        rc = replace(&cfg->device, o->device, err);
+    if (o->n > 0)
+        cfg->n = o->n;
+    if (o->seed >= 0)
+        cfg->seed = (uint64_t)o->seed;
+    if (o->tp > 0)
+        cfg->tp = o->tp;
+    cfg->quiet = o->quiet;
+    return rc ? rc : harness_config_validate(cfg, err);
+}
+
+/* Name every missing checkpoint directory at once (exit 2), so a user fixes them in one go. */
+static int check_checkpoints(const struct harness_config *cfg, struct ny_err *err)
+{
+    int missing = 0;
+    for (size_t i = 0; i < cfg->n_checkpoints; i++) {
+        const struct harness_checkpoint *c = &cfg->checkpoints[i];
+        const char *dirs[2] = {c->model_path, c->adapter_path};
+        for (int k = 0; k < 2; k++)
+            if (dirs[k] && !ny_dir_exists(dirs[k])) {
+                fprintf(stderr, "nyxaudit: checkpoint %s: %s directory missing: %s\n", c->label,
+                        k ? "adapter" : "model", dirs[k]);
+                missing++;
+            }
+    }
+    if (!missing)
+        return NY_OK;
+    if (!strcmp(cfg->source, "built-in demo configuration"))
+        return NY_ERR(err, NY_E_NOTFOUND,
+                      "cannot audit: the default configuration audits the demo checkpoints "
+                      "(V16, V17, Epoch-1) in golden/demo (or $NYXAUDIT_DEMO_DIR), and %d "
+                      "director%s missing. They are made by the demo checkpoint work (issue #8); "
+                      "point --config at real checkpoints instead.", missing,
+                      missing == 1 ? "y is" : "ies are");
+    return NY_ERR(err, NY_E_NOTFOUND, "%s: %d checkpoint director%s missing", cfg->source,
+                  missing, missing == 1 ? "y is" : "ies are");
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    harness_audit_request_stop();
+}
+
+static int run(const struct harness_config *cfg, struct ny_err *err, int *gates_failed)
+{
+    struct harness_decoder *dec = NULL;
+    int rc = harness_engine_decoder_open(cfg, &dec, err);
+    if (rc)
+        return rc;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESETHAND; /* a second Ctrl-C kills at once */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    struct harness_audit_outcome out;
+    rc = harness_audit_run(cfg, dec, &out, err);
+    harness_engine_decoder_close(dec);
+    if (rc)
+        return rc;
+    *gates_failed = out.gates_failed;
+    if (!cfg->quiet)
+        fprintf(stderr, "nyxaudit: run %s: %s (%d gate%s failed; %lld predictions decoded, %lld "
+                "from the store); outputs in %s/\n", out.run_id,
+                out.gates_failed ? "FAIL" : "PASS", out.gates_failed,
+                out.gates_failed == 1 ? "" : "s", (long long)out.decoded,
+                (long long)out.cached, cfg->out_dir);
+    return NY_OK;
 }
 
 int harness_cmd_audit(int argc, char **argv)
 {
-    static const char *const checkpoints[] = {"v16", "v17", "epoch1"};
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q"))
-            continue;
-        if (!strncmp(argv[i], "--", 2) && i + 1 < argc) {
-            i++; /* flags with values are checked by the full audit once it lands */
-            continue;
-        }
-        fprintf(stderr, "nyxaudit: unexpected argument '%s' (see nyxaudit --help)\n", argv[i]);
-        return HARNESS_EXIT_INVALID;
+    struct ny_err err;
+    ny_err_init(&err);
+    struct overrides o;
+    int rc = parse_args(argc, argv, &o, &err);
+    if (rc)
+        return harness_fail("audit", rc, &err);
+    struct harness_config cfg;
+    rc = o.config ? harness_config_load(o.config, &cfg, &err)
+                  : harness_config_default(&cfg, &err);
+    if (rc)
+        return harness_fail("audit", rc == NY_E_NOMEM ? rc : NY_E_INVALID, &err);
+    rc = apply(&cfg, &o, &err);
+    if (!rc)
+        rc = check_checkpoints(&cfg, &err);
+    if (rc) {
+        harness_config_fini(&cfg);
+        return harness_fail("audit", rc == NY_E_NOMEM ? rc : NY_E_INVALID, &err);
     }
-    const char *dir = demo_dir();
-    int missing = 0;
-    for (size_t i = 0; i < sizeof checkpoints / sizeof checkpoints[0]; i++) {
-        char *p = ny_path_join(dir, checkpoints[i]);
-        if (!p)
-            return HARNESS_EXIT_INTERNAL;
-        if (!ny_dir_exists(p)) {
-            fprintf(stderr, "nyxaudit: demo checkpoint missing: %s\n", p);
-            missing++;
-        }
-        ny_free(p);
-    }
-    if (missing) {
-        fprintf(stderr,
-                "nyxaudit: cannot audit: the default configuration audits the demo checkpoints "
-                "(V16, V17, Epoch-1) in %s, and %d of 3 are missing. They are made by the demo "
-                "checkpoint work (issue #8); point --config at real checkpoints instead.\n",
-                dir, missing);
-        return HARNESS_EXIT_INVALID;
-    }
-    fprintf(stderr, "nyxaudit: the audit pipeline (issue #9) is not built yet\n");
-    return HARNESS_EXIT_INCOMPLETE;
+    int failed = 0;
+    rc = run(&cfg, &err, &failed);
+    harness_config_fini(&cfg);
+    if (rc)
+        return harness_fail("audit", rc, &err);
+    return failed ? HARNESS_EXIT_GATE : HARNESS_EXIT_OK;
 }

@@ -158,4 +158,71 @@ int store_filehash_get(struct store *st, const char *path, char hex[65], int64_t
 /* All finished runs' results, oldest first, as a new JSON array (for the history page). */
 int store_history_get(struct store *st, struct json_t **out, struct ny_err *err);
 
+/* Lookup of a run by its id's hex ("r-<12 hex>" without "r-": a key prefix); *run_key owned. */
+int store_run_find(struct store *st, const char *key_prefix, char **run_key, struct ny_err *err);
+/* Record which cached prediction each (checkpoint, record) of a finished run used, replacing
+ * earlier rows of the run (one transaction). labels/ids/keys are parallel arrays of n. */
+int store_run_items_put(struct store *st, const char *run_key, const char *const *labels,
+                        const char *const *record_ids, const char *const *cache_keys, size_t n,
+                        struct ny_err *err);
+/* Visit the items of a run in order: fn(ctx, label, record_id, output or NULL when the cached
+ * prediction is missing); a non-zero return stops and is returned. */
+int store_run_items_visit(struct store *st, const char *run_key,
+                          int (*fn)(void *ctx, const char *label, const char *record_id,
+                                    const char *output),
+                          void *ctx, struct ny_err *err);
+
+/* ---- the audit pipeline (audit.c) ------------------------------------------------------------ */
+/* The decoder the audit drives: the engine (harness_engine_decoder_open) or a fake in tests.
+ * Checkpoints are named by their index in the configuration. */
+struct harness_decoder {
+    void *ctx;
+    char backend[16];  /* "cpu", "cuda", or a test's name: part of the prediction cache key */
+    char device[128];  /* the device in words, for the manifest */
+    /* Prompt ids of a chat (JSON array of {role, content}) for checkpoint ckpt. *ids: ny_free. */
+    int (*encode)(void *ctx, size_t ckpt, struct json_t *messages, int32_t **ids, size_t *n,
+                  struct ny_err *err);
+    /* Greedy decoding of `count` prompts (ids[k], n[k] ids each) for checkpoint ckpt, at most
+     * max_new tokens each: fills output, output_ids, prompt_tokens and gen_tokens of out[k]
+     * (ms is measured by the harness). Results must not depend on how prompts are batched. */
+    int (*generate)(void *ctx, size_t ckpt, const int32_t *const *ids, const size_t *n,
+                    size_t count, int64_t max_new, struct store_prediction *out,
+                    struct ny_err *err);
+    /* Optional token counter for the prompt budget (NULL: the prompt builder's estimate). */
+    int (*count)(void *ctx, const char *text, size_t len, size_t *ntokens);
+};
+
+/* Outcome of an audit. */
+struct harness_audit_outcome {
+    int gates_failed;     /* number of failed gates */
+    int64_t decoded;      /* predictions decoded by this call */
+    int64_t cached;       /* predictions found in the store */
+    char run_id[16];      /* "r-" + 12 hex */
+};
+
+/* Run the audit of cfg with dec: sample, build prompts, decode every (checkpoint, record) not in
+ * the store (each committed as it completes), score, judge the gates and write the outputs into
+ * cfg->out_dir. Returns 0 when the run completed (gates may have failed: see out), NY_E_INCOMPLETE
+ * when stopped (harness_audit_request_stop, or the test hooks), or an error. Running it again
+ * resumes and gives byte-identical outputs. */
+#define HARNESS_DECODE_BATCH 16 /* prompts per generate call */
+int harness_audit_run(const struct harness_config *cfg, struct harness_decoder *dec,
+                      struct harness_audit_outcome *out, struct ny_err *err);
+/* Ask a running audit to stop after the prediction in flight (async-signal-safe). */
+void harness_audit_request_stop(void);
+
+/* The engine decoder for cfg's checkpoints: each base model loaded once, adapters chosen per
+ * request. Close with harness_engine_decoder_close. */
+int harness_engine_decoder_open(const struct harness_config *cfg, struct harness_decoder **out,
+                                struct ny_err *err);
+void harness_engine_decoder_close(struct harness_decoder *dec);
+
+/* `nyxaudit verify DIR`: recompute the checkpoint files' hashes and compare them with the
+ * manifest; check results.json against the run store (its SHA-256, the manifest, every
+ * prediction) and recompute the metrics from the recorded predictions. Writes one line per check
+ * to f and the number of failed checks to *failures. Returns 0 when the checks could be made
+ * (whatever their outcome), or an error (not a run directory, malformed results.json, no store). */
+int harness_verify_dir(const char *dir, const char *store_path, FILE *f, int *failures,
+                       struct ny_err *err);
+
 #endif /* NY_HARNESS_H */

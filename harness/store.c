@@ -383,3 +383,86 @@ int store_history_get(struct store *st, struct json_t **out, struct ny_err *err)
     *out = arr;
     return NY_OK;
 }
+
+static const char items_schema[] =
+    "CREATE TABLE IF NOT EXISTS run_items(run_key TEXT NOT NULL, pos INTEGER NOT NULL,"
+    " label TEXT NOT NULL, record_id TEXT NOT NULL, cache_key TEXT NOT NULL,"
+    " PRIMARY KEY(run_key, pos));";
+
+int store_run_find(struct store *st, const char *key_prefix, char **run_key, struct ny_err *err)
+{
+    size_t n = strlen(key_prefix);
+    if (n < 8 || n > 64 || strspn(key_prefix, "0123456789abcdef") != n)
+        return NY_ERR(err, NY_E_INVALID, "run id \"%s\" is not hexadecimal", key_prefix);
+    char pat[70];
+    snprintf(pat, sizeof pat, "%s%%", key_prefix);
+    const char *arg = pat;
+    sqlite3_stmt *s;
+    int rc = prep(st, "SELECT run_key FROM runs WHERE run_key LIKE ? ORDER BY run_key", &s, 1,
+                  &arg, err);
+    if (rc)
+        return rc;
+    int step = sqlite3_step(s);
+    if (step == SQLITE_ROW) {
+        int oom = 0;
+        char *k = col_dup(s, 0, &oom);
+        rc = oom ? NY_ERR(err, NY_E_NOMEM, "out of memory") : NY_OK;
+        if (!rc)
+            *run_key = k;
+    } else {
+        rc = NY_ERR(err, NY_E_NOTFOUND, "run store %s: no run r-%s", st->path, key_prefix);
+    }
+    sqlite3_finalize(s);
+    return rc;
+}
+
+int store_run_items_put(struct store *st, const char *run_key, const char *const *labels,
+                        const char *const *record_ids, const char *const *cache_keys, size_t n,
+                        struct ny_err *err)
+{
+    if (sqlite3_exec(st->db, items_schema, NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return db_fail(st, err, "begin");
+    int rc = exec_text(st, "DELETE FROM run_items WHERE run_key=?", 1, &run_key, err);
+    sqlite3_stmt *s = NULL;
+    if (!rc && sqlite3_prepare_v2(st->db, "INSERT INTO run_items VALUES(?,?,?,?,?)", -1, &s,
+                                  NULL) != SQLITE_OK)
+        rc = db_fail(st, err, "prepare");
+    for (size_t i = 0; i < n && !rc; i++) {
+        sqlite3_reset(s);
+        sqlite3_bind_text(s, 1, run_key, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(s, 2, (int64_t)i);
+        sqlite3_bind_text(s, 3, labels[i], -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(s, 4, record_ids[i], -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(s, 5, cache_keys[i], -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(s) != SQLITE_DONE)
+            rc = db_fail(st, err, "write run item");
+    }
+    sqlite3_finalize(s);
+    if (!rc && sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        rc = db_fail(st, err, "commit");
+    if (rc)
+        sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+int store_run_items_visit(struct store *st, const char *run_key,
+                          int (*fn)(void *ctx, const char *label, const char *record_id,
+                                    const char *output),
+                          void *ctx, struct ny_err *err)
+{
+    if (sqlite3_exec(st->db, items_schema, NULL, NULL, NULL) != SQLITE_OK)
+        return db_fail(st, err, "schema");
+    sqlite3_stmt *s;
+    int rc = prep(st, "SELECT i.label, i.record_id, p.output FROM run_items i LEFT JOIN "
+                  "predictions p ON p.cache_key = i.cache_key WHERE i.run_key=? ORDER BY i.pos",
+                  &s, 1, &run_key, err);
+    if (rc)
+        return rc;
+    int step;
+    while (!rc && (step = sqlite3_step(s)) == SQLITE_ROW)
+        rc = fn(ctx, (const char *)sqlite3_column_text(s, 0),
+                (const char *)sqlite3_column_text(s, 1), (const char *)sqlite3_column_text(s, 2));
+    sqlite3_finalize(s);
+    return rc;
+}

@@ -1,0 +1,217 @@
+/* verify.c — `nyxaudit verify DIR`: recompute the SHA-256 of every checkpoint file and compare it
+ * with the manifest, check results.json against the run store (manifest, results hash, every
+ * prediction), and recompute the metrics from the recorded predictions and gold codes. */
+#include <jansson.h>
+#include <string.h>
+
+#include "audit_int.h"
+#include "metrics.h"
+
+struct verify {
+    FILE *f;
+    int failures;
+    json_t *results, *by_id; /* by_id: record id -> record object (borrowed) */
+    size_t items;
+};
+
+static void report(struct verify *v, int ok, const char *what, const char *detail)
+{
+    fprintf(v->f, "%s %s%s%s\n", ok ? "ok  " : "FAIL", what, detail ? ": " : "",
+            detail ? detail : "");
+    v->failures += !ok;
+}
+
+/* Rebuild the checkpoint list of the run and rehash its files. */
+static int check_files(struct verify *v, struct ny_err *err)
+{
+    json_t *man = json_object_get(v->results, "manifest");
+    const char *root = json_string_value(json_object_get(man, "root"));
+    json_t *obj = json_pack("{s:O}", "checkpoints", json_object_get(v->results, "checkpoints"));
+    json_t *adapters = json_object_get(obj, "checkpoints");
+    for (size_t i = 0; i < json_array_size(adapters); i++) { /* null adapters are omitted */
+        json_t *c = json_array_get(adapters, i);
+        if (json_is_null(json_object_get(c, "adapter")))
+            json_object_del(c, "adapter");
+    }
+    struct harness_config cfg;
+    int rc = harness_config_parse(obj, root ? root : ".", "results.json checkpoints", &cfg, err);
+    json_decref(obj);
+    if (rc)
+        return rc;
+    json_t *files = json_array();
+    char (*keys)[65] = ny_calloc(cfg.n_checkpoints, sizeof *keys);
+    rc = files && keys ? harness_manifest_files(NULL, &cfg, files, keys, err)
+                       : NY_ERR(err, NY_E_NOMEM, "out of memory");
+    if (rc == NY_E_NOTFOUND || rc == NY_E_IO) {
+        report(v, 0, "checkpoint files", err->msg);
+        rc = NY_OK;
+    } else if (!rc) {
+        json_t *want = json_object_get(man, "files");
+        report(v, json_equal(files, want), "checkpoint file hashes",
+               json_equal(files, want) ? NULL : "a file differs from the manifest");
+        json_t *mk = json_object_get(man, "checkpoint_keys");
+        for (size_t i = 0; i < cfg.n_checkpoints; i++) {
+            const char *k = json_string_value(json_object_get(mk, cfg.checkpoints[i].label));
+            report(v, k && !strcmp(k, keys[i]), "checkpoint key", cfg.checkpoints[i].label);
+        }
+    }
+    ny_free(keys);
+    json_decref(files);
+    harness_config_fini(&cfg);
+    return rc;
+}
+
+static int item_cb(void *ctx, const char *label, const char *record_id, const char *output)
+{
+    struct verify *v = ctx;
+    json_t *rec = json_object_get(v->by_id, record_id);
+    const char *want = json_string_value(json_object_get(json_object_get(rec, "predictions"),
+                                                         label));
+    v->items++;
+    if (!output || !want || strcmp(output, want)) {
+        char what[256];
+        snprintf(what, sizeof what, "%s, record %s", label, record_id);
+        report(v, 0, "prediction in the store", what);
+    }
+    return 0;
+}
+
+static int check_store(struct verify *v, const char *store_path, const char *text,
+                       size_t len, struct ny_err *err)
+{
+    const char *id = json_string_value(json_object_get(json_object_get(v->results, "run"), "id"));
+    if (!id || strncmp(id, "r-", 2))
+        return NY_ERR(err, NY_E_FORMAT, "results.json: run.id missing");
+    struct store *st = NULL;
+    char *key = NULL, *man = NULL, *res = NULL, *sha = NULL;
+    int rc = store_open(store_path, &st, err);
+    if (!rc)
+        rc = store_run_find(st, id + 2, &key, err);
+    if (!rc)
+        rc = store_run_get(st, key, &man, &res, &sha, err);
+    if (!rc) {
+        char hex[65];
+        ny_sha256_hex(text, len, hex);
+        report(v, sha && !strcmp(sha, hex), "results.json matches the run store", NULL);
+        json_t *mj = json_loads(man, 0, NULL);
+        report(v, mj && json_equal(mj, json_object_get(v->results, "manifest")),
+               "manifest matches the run store", NULL);
+        json_decref(mj);
+        rc = store_run_items_visit(st, key, item_cb, v, err);
+    }
+    if (!rc) {
+        size_t want = json_array_size(json_object_get(v->results, "records")) *
+                      json_array_size(json_object_get(v->results, "checkpoints"));
+        char d[64];
+        snprintf(d, sizeof d, "%zu of %zu", v->items, want);
+        report(v, v->items == want, "predictions recorded for every record and checkpoint", d);
+    }
+    ny_free(key);
+    ny_free(man);
+    ny_free(res);
+    ny_free(sha);
+    store_close(st);
+    return rc;
+}
+
+/* Score the recorded predictions again and compare with results.metrics. */
+static int check_metrics(struct verify *v, struct ny_err *err)
+{
+    json_t *recs = json_object_get(v->results, "records");
+    json_t *ckpts = json_object_get(v->results, "checkpoints");
+    json_t *run = json_object_get(v->results, "run");
+    json_t *cs = json_object_get(json_object_get(v->results, "manifest"), "codeset");
+    size_t n = json_array_size(recs), m = json_array_size(ckpts);
+    if (n == 0 || m == 0)
+        return NY_ERR(err, NY_E_FORMAT, "results.json: no records or checkpoints");
+    struct metrics_gold *gold = ny_calloc(n, sizeof *gold);
+    struct metrics_model *models = ny_calloc(m, sizeof *models);
+    const char **outs = ny_calloc(n * m, sizeof *outs);
+    int rc = gold && models && outs ? NY_OK : NY_ERR(err, NY_E_NOMEM, "out of memory");
+    for (size_t i = 0; !rc && i < n; i++) {
+        json_t *r = json_array_get(recs, i);
+        gold[i].id = json_string_value(json_object_get(r, "id"));
+        gold[i].codes = json_string_value(json_object_get(r, "gold"));
+        gold[i].modality = json_string_value(json_object_get(r, "modality"));
+        if (!gold[i].id || !gold[i].codes)
+            rc = NY_ERR(err, NY_E_FORMAT, "results.json: records[%zu]: id or gold missing", i);
+        for (size_t c = 0; !rc && c < m; c++) {
+            const char *label = json_string_value(json_object_get(json_array_get(ckpts, c),
+                                                                  "label"));
+            outs[c * n + i] = json_string_value(
+                json_object_get(json_object_get(r, "predictions"), label ? label : ""));
+            models[c] = (struct metrics_model){label, outs + c * n};
+        }
+    }
+    const char *release = json_string_value(json_object_get(run, "release"));
+    const char *source = json_string_value(json_object_get(cs, "source"));
+    struct codeset_db *db = NULL;
+    char sha[65];
+    if (!rc && (!release || !source))
+        rc = NY_ERR(err, NY_E_FORMAT, "results.json: run.release or manifest.codeset missing");
+    if (!rc)
+        rc = !strcmp(source, "embedded demo")
+                 ? harness_codeset_open_demo(release, &db, sha, err)
+                 : codeset_open(source, &db, err);
+    json_t *again = NULL;
+    if (!rc) {
+        struct metrics_input in = {.gold = gold, .n = n, .models = models, .m = m, .db = db,
+                                   .release = release,
+                                   .seed = (uint64_t)json_integer_value(
+                                       json_object_get(run, "seed"))};
+        rc = metrics_evaluate(&in, &again, err);
+    }
+    if (!rc) {
+        int same = json_equal(again, json_object_get(v->results, "metrics"));
+        report(v, same, "metrics recomputed from the recorded predictions",
+               same ? NULL : "they differ from results.json");
+    }
+    json_decref(again);
+    codeset_close(db);
+    ny_free(gold);
+    ny_free(models);
+    ny_free(outs);
+    return rc;
+}
+
+int harness_verify_dir(const char *dir, const char *store_path, FILE *f, int *failures,
+                       struct ny_err *err)
+{
+    struct verify v = {.f = f};
+    char *path = ny_path_join(dir, "results.json"), *text = NULL;
+    char *sp = store_path ? ny_strdup(store_path) : ny_path_join(dir, "runs.sqlite");
+    size_t len = 0;
+    int rc = path && sp ? NY_OK : NY_ERR(err, NY_E_NOMEM, "out of memory");
+    if (!rc && (rc = ny_file_read(path, (size_t)1 << 30, &text, &len, err)) == NY_E_IO)
+        rc = NY_ERR(err, NY_E_NOTFOUND, "%s: no results.json (not a run directory?)", dir);
+    if (!rc)
+        rc = ny_json_load_buf(text, len, path, &v.results, err);
+    if (!rc && strcmp(json_string_value(json_object_get(v.results, "schema")) ?: "",
+                      "nyxaudit.results/1"))
+        rc = NY_ERR(err, NY_E_FORMAT, "%s: schema is not nyxaudit.results/1", path);
+    if (!rc && !ny_file_exists(sp))
+        rc = NY_ERR(err, NY_E_NOTFOUND, "run store %s not found (use --store FILE)", sp);
+    if (!rc) {
+        v.by_id = json_object();
+        json_t *recs = json_object_get(v.results, "records");
+        for (size_t i = 0; i < json_array_size(recs); i++) {
+            json_t *r = json_array_get(recs, i);
+            const char *id = json_string_value(json_object_get(r, "id"));
+            if (id)
+                json_object_set(v.by_id, id, r);
+        }
+        rc = check_files(&v, err);
+    }
+    if (!rc)
+        rc = check_store(&v, sp, text, len, err);
+    if (!rc)
+        rc = check_metrics(&v, err);
+    if (!rc)
+        *failures = v.failures;
+    json_decref(v.by_id);
+    json_decref(v.results);
+    ny_free(text);
+    ny_free(path);
+    ny_free(sp);
+    return rc;
+}
