@@ -200,6 +200,15 @@ static void test_records_output(void **state)
     assert_int_equal(r->format_error[1 * 4 + 2], 1);
     assert_int_equal(r->scores[1 * 4 + 2].bin[METRICS_ALL_THREE_EXACT], 1);
     assert_int_equal(r->scores[1 * 4 + 1].bin[METRICS_CPT_EXACT], 0);
+    /* The icd_recall interval is metrics_bootstrap_mean_ci on the per-record values (seed 0). */
+    double v[4], lo, hi;
+    for (int i = 0; i < 4; i++)
+        v[i] = r->scores[1 * 4 + i].icd_recall;
+    assert_int_equal(metrics_bootstrap_mean_ci(v, 4, 0, METRICS_BOOTSTRAP_B, &lo, &hi), 0);
+    json_t *ci = json_object_get(json_object_get(json_object_get(json_object_get(
+                     json_object_get(m, "models"), "B"), "metrics"), "icd_recall"), "ci95");
+    assert_true(json_real_value(json_array_get(ci, 0)) == lo);
+    assert_true(json_real_value(json_array_get(ci, 1)) == hi);
     metrics_records_destroy(r);
     json_decref(m);
 }
