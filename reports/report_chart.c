@@ -102,7 +102,7 @@ double rp_chart_metrics(const struct rp_doc *d, const struct rp_canvas *c, doubl
 /* Smallest "nice" bound (in proportion units) >= m: 1, 2, 5 x 10^k percentage points. */
 static double nice_bound(double m)
 {
-    static const double steps[] = {0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0};
+    static const double steps[] = {0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0};
     for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++)
         if (m <= steps[i])
             return steps[i];

@@ -26,7 +26,7 @@ static const char css[] =
     "td.num,th.num{text-align:right;white-space:nowrap}"
     ".good{color:#1b7f3b;font-weight:bold}.bad{color:#b3261e;font-weight:bold}.muted{color:#777}"
     "td.wrong{color:#b3261e}code,.mono{font-family:'DejaVu Sans Mono',monospace;font-size:12px}"
-    "td.mono{word-break:break-all}"
+    "td.mono{overflow-wrap:anywhere}td.id{white-space:nowrap}"
     "svg{display:block;max-width:100%;height:auto;margin:4px 0 12px}"
     "svg text{font-family:'DejaVu Sans',Verdana,Arial,sans-serif}"
     ".defs dt{font-weight:bold;margin-top:6px}.defs dd{margin:0 0 0 18px}"

@@ -76,7 +76,7 @@ void html_records(struct ny_buf *b, const struct rp_doc *d)
         ny_buf_puts(b, "\" data-cpt=\"");
         html_text(b, x->primary_cpt ? x->primary_cpt : "");
         ny_buf_puts(b, "\">");
-        html_el(b, "td", "mono", x->id);
+        html_el(b, "td", "mono id", x->id);
         html_el(b, "td", NULL, x->modality ? x->modality : "");
         html_el(b, "td", "mono", x->primary_cpt ? x->primary_cpt : "");
         html_el(b, "td", "mono", x->gold);

@@ -90,9 +90,9 @@ void html_cover(struct ny_buf *b, const struct rp_doc *d)
         ny_buf_printf(b, "All %zu release gates pass.", d->ngates);
     else {
         ny_buf_printf(b, "%zu of %zu release gates fail:", d->nfail, d->ngates);
-        for (size_t i = 0; i < d->ngates; i++)
+        for (size_t i = 0, k = 0; i < d->ngates; i++)
             if (!d->gates[i].pass) {
-                ny_buf_puts(b, " ");
+                ny_buf_puts(b, k++ ? ", " : " ");
                 html_text(b, d->gates[i].name);
             }
     }

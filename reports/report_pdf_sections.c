@@ -43,8 +43,8 @@ static void verdict_box(struct pdf *p)
                                     d->ngates);
         for (size_t i = 0; i < d->ngates && k < sizeof s - 80; i++)
             if (!d->gates[i].pass)
-                k += (size_t)snprintf(s + k, sizeof s - k, " %.60s%s", d->gates[i].name,
-                                      d->gates[i].checkpoint ? "" : "");
+                k += (size_t)snprintf(s + k, sizeof s - k, "%s %.60s", k && s[k - 1] != ':' ? "," : "",
+                                      d->gates[i].name);
     }
     double y = p->y;
     p->y += 38;
@@ -112,6 +112,37 @@ static void glance(struct pdf *p)
              "worse; black: no clear difference on these records.");
 }
 
+/* Every gate's verdict on the cover (failing ones first when there are many). */
+static void cover_gates(struct pdf *p)
+{
+    const struct rp_doc *d = p->d;
+    static const char *const head[] = {"Release gate", "Checkpoint", "Rule", "Verdict"};
+    static const double w[] = {140, 70, 229, 60};
+    static const enum rp_anchor al[] = {RP_LEFT, RP_LEFT, RP_LEFT, RP_CENTER};
+    const struct pdf_table t = {4, head, w, al, 8.5};
+    if (d->ngates == 0)
+        return;
+    pdf_subheading(p, "Release gates (details and evidence in the Release gates section)");
+    pdf_table_head(p, &t);
+    size_t shown = 0;
+    for (int pass = 0; pass <= 1; pass++)
+        for (size_t i = 0; i < d->ngates && shown < 14; i++) {
+            const struct rp_gate *g = &d->gates[i];
+            if (g->pass != pass)
+                continue;
+            const char *cells[4] = {g->name, g->checkpoint ? g->checkpoint : "all", g->rule,
+                                    g->pass ? "PASS" : "FAIL"};
+            const uint32_t col[4] = {INK, INK, INK, g->pass ? GOOD : BAD};
+            pdf_table_row(p, &t, cells, col, 0);
+            shown++;
+        }
+    if (shown < d->ngates) {
+        char s[120];
+        snprintf(s, sizeof s, "... and %zu more passing gates.", d->ngates - shown);
+        pdf_para(p, PDF_ML, PDF_CW, 8, PDF_REGULAR, MUTED, s);
+    }
+}
+
 void pdf_cover(struct pdf *p)
 {
     const struct rp_doc *d = p->d;
@@ -140,6 +171,7 @@ void pdf_cover(struct pdf *p)
     kv(p, "Run id", d->run_id);
     p->y += 4;
     glance(p);
+    cover_gates(p);
 }
 
 /* ---- summary and deltas ------------------------------------------------------------------------ */
