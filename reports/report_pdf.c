@@ -4,6 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <hpdf_objects.h>
+#include <hpdf_streams.h>
+
 #include "report_pdf_int.h"
 
 #define FONT_DIR_DEFAULT "/usr/share/fonts/truetype/dejavu"
@@ -448,6 +451,47 @@ static void ascii_copy(char *out, size_t cap, const char *s)
     out[o] = 0;
 }
 
+/* libharu 2.3.0 gives UTF-8 TrueType fonts a ToUnicode CMap written as an encoding CMap
+ * ("begincidrange", every code to CID 0): poppler warns "Invalid 'begincidrange' operator" and
+ * text extraction falls back to guessing. The codes libharu's UTF-8 encoder writes are the
+ * characters' BMP code points, so the correct ToUnicode is the identity: rewrite the stream's
+ * contents with 248 bfranges (surrogates excluded), at most 100 per block as the CMap format
+ * requires. Uses libharu's installed object API (hpdf_objects.h, hpdf_streams.h). A libharu
+ * without that stream is left as it is. */
+static int fix_to_unicode(HPDF_Font font)
+{
+    HPDF_Dict cmap = HPDF_Dict_GetItem(font, "ToUnicode", HPDF_OCLASS_DICT);
+    if (!cmap || !cmap->stream)
+        return 0;
+    struct ny_buf b;
+    ny_buf_init(&b);
+    ny_buf_puts(&b, "/CIDInit /ProcSet findresource begin\n12 dict begin\nbegincmap\n"
+                    "/CIDSystemInfo << /Registry (Adobe) /Ordering (UCS) /Supplement 0 >> def\n"
+                    "/CMapName /Adobe-Identity-UCS def\n/CMapType 2 def\n"
+                    "1 begincodespacerange\n<0000> <FFFF>\nendcodespacerange\n");
+    int hi[248], n = 0;
+    for (int h = 0; h < 256; h++)
+        if (h < 0xd8 || h > 0xdf)
+            hi[n++] = h;
+    for (int i = 0; i < n; i += 100) {
+        int k = n - i < 100 ? n - i : 100;
+        ny_buf_printf(&b, "%d beginbfrange\n", k);
+        for (int j = i; j < i + k; j++)
+            ny_buf_printf(&b, "<%02X00> <%02XFF> <%02X00>\n", hi[j], hi[j], hi[j]);
+        ny_buf_puts(&b, "endbfrange\n");
+    }
+    ny_buf_puts(&b, "endcmap\nCMapName currentdict /CMap defineresource pop\nend\nend\n");
+    int rc = b.failed ? NY_E_NOMEM : 0;
+    if (!rc) {
+        HPDF_MemStream_FreeData(cmap->stream);
+        if (HPDF_Stream_Write(cmap->stream, (const HPDF_BYTE *)b.data, (HPDF_UINT)b.len) !=
+            HPDF_OK)
+            rc = NY_E_INTERNAL;
+    }
+    ny_buf_fini(&b);
+    return rc;
+}
+
 static int set_up(struct pdf *p, struct ny_err *err)
 {
     const char *dir = getenv("NYXAUDIT_FONT_DIR");
@@ -482,6 +526,9 @@ static int set_up(struct pdf *p, struct ny_err *err)
         if (!p->font[i])
             return NY_ERR(err, NY_E_INTERNAL, "pdf: libharu cannot load %s/%s (error 0x%04lX)",
                           dir, files[i], p->hpdf_err);
+        if (fix_to_unicode(p->font[i]))
+            return NY_ERR(err, NY_E_INTERNAL, "pdf: cannot write the ToUnicode map of %s",
+                          files[i]);
     }
     char title[200];
     ascii_copy(title, sizeof title, p->d->run_id);
