@@ -260,7 +260,8 @@ static int cmp_counted(const void *a, const void *b)
 static json_t *confusions_arr(struct jb *jb, struct model_eval *me)
 {
     json_t *arr = json_array();
-    qsort(me->pairs, me->n_pairs, sizeof *me->pairs, cmp_pair);
+    if (me->n_pairs > 1)
+        qsort(me->pairs, me->n_pairs, sizeof *me->pairs, cmp_pair);
     struct counted *c = ny_calloc(me->n_pairs + 1, sizeof *c);
     if (!c) {
         jb->failed = 1;
