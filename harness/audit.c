@@ -12,6 +12,9 @@
 #include "datasets.h"
 #include "engine.h"
 #include "metrics.h"
+#if HARNESS_HAVE_REPORTS
+#include "reports.h"
+#endif
 
 static volatile sig_atomic_t stop_requested;
 
@@ -416,6 +419,33 @@ static json_t *results_json(struct audit *a, json_t *metrics, json_t *gates, int
                      "records", records_json(a));
 }
 
+/* history.html in the output directory: every finished run of the store, over time. */
+static int write_history(struct audit *a, struct ny_err *err)
+{
+#if HARNESS_HAVE_REPORTS
+    json_t *runs = NULL;
+    int rc = store_history_get(a->st, &runs, err);
+    size_t n = rc ? 0 : json_array_size(runs);
+    const json_t **v = n ? ny_calloc(n, sizeof *v) : NULL;
+    if (!rc && n && !v)
+        rc = NY_ERR(err, NY_E_NOMEM, "out of memory");
+    for (size_t i = 0; !rc && i < n; i++)
+        v[i] = json_array_get(runs, i);
+    char *path = rc || !n ? NULL : ny_path_join(a->cfg->out_dir, "history.html");
+    if (!rc && n)
+        rc = path ? report_history_html_write(v, n, path, err)
+                  : NY_ERR(err, NY_E_NOMEM, "out of memory");
+    ny_free(path);
+    ny_free(v);
+    json_decref(runs);
+    return rc;
+#else
+    (void)a;
+    (void)err;
+    return NY_OK;
+#endif
+}
+
 /* Record the run's items and its finish, and write the outputs. */
 static int finish(struct audit *a, json_t *results, struct ny_err *err)
 {
@@ -458,6 +488,8 @@ static int finish(struct audit *a, json_t *results, struct ny_err *err)
         ny_free(finished);
         ny_buf_fini(&b);
     }
+    if (!rc)
+        rc = write_history(a, err);
     ny_free(text);
     ny_free(mtext);
     return rc;

@@ -273,12 +273,18 @@ static int write_reports(struct json_t *results, const char *dir, struct ny_err 
 #if HARNESS_HAVE_REPORTS
     char *pdf = ny_path_join(dir, "report.pdf"), *html = ny_path_join(dir, "report.html");
     int rc = pdf && html ? NY_OK : NY_ERR(err, NY_E_NOMEM, "out of memory");
-    if (!rc)
-        rc = report_pdf_write(results, pdf, err);
-    if (!rc)
-        rc = report_html_write(results, html, err);
+    if (!rc && (rc = report_pdf_write(results, pdf, err)))
+        ny_err_prefix(err, "writing report.pdf: ");
+    if (!rc && (rc = report_html_write(results, html, err)))
+        ny_err_prefix(err, "writing report.html: ");
     ny_free(pdf);
     ny_free(html);
+    /* results.json is ours: a report refusing it is a bug between modules, not bad input. */
+    if (rc == NY_E_FORMAT || rc == NY_E_INVALID) {
+        rc = NY_E_INTERNAL;
+        if (err)
+            err->code = rc;
+    }
     return rc;
 #else
     (void)results;

@@ -1,0 +1,223 @@
+/* test_cli.c — the nyxaudit binary's exit codes (0 pass, 1 gate failed, 2 invalid input, 3
+ * incomplete, 4 internal), its outputs (results.json, junit.xml, summary.md and
+ * $GITHUB_STEP_SUMMARY, reports) and `nyxaudit verify`, on the tiny fixture checkpoints. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include <cmocka.h>
+
+#include "datasets.h"
+#include "harness.h"
+
+static char dir[64];
+static const char *bin;
+
+static int setup(void **state)
+{
+    (void)state;
+    bin = getenv("NYXAUDIT_BIN");
+    strcpy(dir, "/tmp/ny_cli_XXXXXX");
+    if (!bin || !mkdtemp(dir))
+        return -1;
+    char *p = ny_path_join(dir, "records.sqlite");
+    struct dataset_store *ds;
+    struct ny_err err;
+    int rc = dataset_store_open(p, &ds, &err);
+    if (!rc)
+        rc = dataset_synth_to_store(ds, "heldout", "ho", 5, 12, &err);
+    if (!rc)
+        rc = dataset_synth_to_store(ds, "train", "tr", 6, 40, &err);
+    dataset_store_close(ds);
+    ny_free(p);
+    return rc ? -1 : 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* Write dir/name with the given text. */
+static void put(const char *name, const char *text)
+{
+    char *p = ny_path_join(dir, name);
+    struct ny_err err;
+    assert_int_equal(ny_file_write_atomic(p, text, strlen(text), &err), NY_OK);
+    ny_free(p);
+}
+
+/* A configuration over the tiny checkpoints with one cpt_exact floor at `min`. */
+static void put_config(const char *name, const char *out, const char *min, const char *extra)
+{
+    char text[2048];
+    snprintf(text, sizeof text,
+             "{\"checkpoints\": [{\"label\": \"V16\", \"model\": \"%s/tiny/base\", "
+             "\"baseline\": true}, {\"label\": \"V17\", \"model\": \"%s/tiny/base\", "
+             "\"adapter\": \"%s/tiny/adapter_a\"}],"
+             " \"dataset\": {\"store\": \"records.sqlite\", \"n\": 3},"
+             " \"prompt\": {\"few_shot\": 0}, \"decoding\": {\"max_new_tokens\": 4},"
+             " \"gates\": [{\"name\": \"cpt_floor\", \"kind\": \"floor\", \"metric\": "
+             "\"cpt_exact\", \"min\": %s}],"
+             " \"output\": {\"dir\": \"%s\"%s}}",
+             NY_SOURCE_DIR "/golden/harness", NY_SOURCE_DIR "/golden/harness",
+             NY_SOURCE_DIR "/golden/harness", min, out, extra);
+    put(name, text);
+}
+
+/* Run `env... nyxaudit args` in dir; return the exit status; stderr kept in dir/err.txt. */
+static int sh(const char *env, const char *args)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "cd '%s' && env %s '%s' %s >out.txt 2>err.txt", dir, env, bin,
+             args);
+    int st = system(cmd);
+    assert_true(WIFEXITED(st));
+    return WEXITSTATUS(st);
+}
+
+static char *slurp(const char *name)
+{
+    char *p = ny_path_join(dir, name), *buf = NULL;
+    size_t len;
+    struct ny_err err;
+    int rc = ny_file_read(p, 1 << 24, &buf, &len, &err);
+    ny_free(p);
+    return rc ? NULL : buf;
+}
+
+static void expect_stderr(const char *needle)
+{
+    char *e = slurp("err.txt");
+    if (!e || !strstr(e, needle))
+        print_error("stderr lacks \"%s\": %s\n", needle, e ? e : "(none)");
+    assert_non_null(e);
+    assert_non_null(strstr(e, needle));
+    ny_free(e);
+}
+
+static void test_exit_0_pass_and_verify(void **state)
+{
+    (void)state;
+    put_config("pass.json", "out0", "0.0", "");
+    assert_int_equal(sh("GITHUB_STEP_SUMMARY=gh.md", "--config pass.json --quiet"), 0);
+    char *e = slurp("err.txt");
+    assert_string_equal(e, ""); /* --quiet */
+    ny_free(e);
+    char *junit = slurp("out0/junit.xml"), *md = slurp("out0/summary.md"), *gh = slurp("gh.md");
+    assert_non_null(strstr(junit, "tests=\"1\" failures=\"0\""));
+    assert_non_null(strstr(junit, "name=\"cpt_floor[V17]\""));
+    assert_null(strstr(junit, "<failure"));
+    assert_non_null(strstr(md, "# NYXAudit release audit: PASS"));
+    assert_non_null(strstr(md, "| cpt_floor[V17] | V17 | cpt_exact value >= 0 |"));
+    assert_non_null(gh);
+    assert_non_null(strstr(gh, md));
+    ny_free(junit);
+    ny_free(md);
+    ny_free(gh);
+    char *pdf = slurp("out0/report.pdf"), *html = slurp("out0/report.html");
+    assert_non_null(pdf);
+    assert_non_null(html);
+    ny_free(pdf);
+    ny_free(html);
+    assert_int_equal(sh("", "verify out0"), 0);
+    char *o = slurp("out.txt");
+    assert_non_null(strstr(o, "ok   metrics recomputed from the recorded predictions"));
+    assert_null(strstr(o, "FAIL"));
+    ny_free(o);
+}
+
+static void test_exit_1_gate_failed_and_tamper(void **state)
+{
+    (void)state;
+    put_config("fail.json", "out1", "1.0", "");
+    assert_int_equal(sh("", "--config fail.json"), 1);
+    expect_stderr("FAIL (1 gate failed");
+    char *junit = slurp("out1/junit.xml");
+    assert_non_null(strstr(junit, "failures=\"1\""));
+    assert_non_null(strstr(junit, "<failure type=\"gate\" message=\"cpt_exact value &gt;= 1\">"));
+    ny_free(junit);
+    /* Tamper with one prediction: verify notices (exit 1). */
+    assert_int_equal(system("true"), 0);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "sed -i '0,/\"V17\": \"74177/s//\"V17\": \"74176/' '%s/out1/results.json'",
+             dir);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(sh("", "verify out1"), 1);
+    char *o = slurp("out.txt");
+    assert_non_null(strstr(o, "FAIL results.json matches the run store"));
+    assert_non_null(strstr(o, "FAIL prediction in the store: V17, record"));
+    ny_free(o);
+}
+
+static void test_exit_2_invalid(void **state)
+{
+    (void)state;
+    assert_int_equal(sh("", "--bogus"), 2);
+    expect_stderr("unexpected argument '--bogus'");
+    assert_int_equal(sh("", "--n abc"), 2);
+    expect_stderr("--n needs an integer");
+    assert_int_equal(sh("", "--n"), 2);
+    expect_stderr("--n needs a value");
+    assert_int_equal(sh("", "--config nonexistent.json"), 2);
+    expect_stderr("nonexistent.json");
+    put("bad.json", "{\"dataset\": {\"n\": 5,}}");
+    assert_int_equal(sh("", "--config bad.json"), 2);
+    expect_stderr("bad.json: malformed JSON at line 1");
+    put("typo.json", "{\"decoding\": {\"max_new_token\": 5}}");
+    assert_int_equal(sh("", "--config typo.json"), 2);
+    expect_stderr("unknown field \"max_new_token\"");
+    put_config("pass2.json", "out2", "0.0", "");
+    assert_int_equal(sh("", "--config pass2.json --device tpu"), 2);
+    expect_stderr("device must be \"cpu\" or \"cuda\"");
+    assert_int_equal(sh("", "--config pass2.json --split nosuchsplit"), 2);
+    expect_stderr("no records in split \"nosuchsplit\"");
+    put("missing.json", "{\"checkpoints\": [{\"label\": \"A\", \"model\": \"nowhere/a\", "
+                        "\"baseline\": true}, {\"label\": \"B\", \"model\": \"nowhere/a\", "
+                        "\"adapter\": \"nowhere/b\"}]}");
+    assert_int_equal(sh("", "--config missing.json"), 2);
+    expect_stderr("checkpoint B: adapter directory missing");
+    /* The built-in configuration with its demo checkpoints absent names what is missing. */
+    assert_int_equal(sh("NYXAUDIT_DEMO_DIR=/nonexistent", "--split heldout --n 5"), 2);
+    expect_stderr("/nonexistent/v17");
+}
+
+static void test_exit_3_incomplete_then_resume(void **state)
+{
+    (void)state;
+    put_config("resume.json", "out3", "0.0", "");
+    assert_int_equal(sh("NYXAUDIT_TEST_STOP_AFTER=3", "--config resume.json"), 3);
+    expect_stderr("run the same command again to resume");
+    char *r = slurp("out3/results.json");
+    assert_null(r);
+    assert_int_equal(sh("", "--config resume.json"), 0);
+    expect_stderr("3 predictions decoded, 3 from the store");
+}
+
+static void test_exit_4_internal(void **state)
+{
+    (void)state;
+    put("garbage.sqlite", "this is not an SQLite database, just text long enough to be read...");
+    put_config("store.json", "out4", "0.0", ", \"run_store\": \"garbage.sqlite\"");
+    assert_int_equal(sh("", "--config store.json"), 4);
+    expect_stderr("garbage.sqlite");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_exit_0_pass_and_verify),
+        cmocka_unit_test(test_exit_1_gate_failed_and_tamper),
+        cmocka_unit_test(test_exit_2_invalid),
+        cmocka_unit_test(test_exit_3_incomplete_then_resume),
+        cmocka_unit_test(test_exit_4_internal),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
