@@ -49,8 +49,10 @@ static int render(const struct engine_tokenizer *t, const struct chat_msg *m, si
     if (!t)
         return NY_ERR(err, NY_E_INVALID, "chat template: no tokenizer");
     if (t->chat_template == TOK_CHAT_UNKNOWN)
-        return NY_ERR(err, NY_E_UNSUPPORTED, "%s: tokenizer_config.json field \"chat_template\" is "
-                      "not the Llama-3 template (the only one supported)", t->path);
+        return NY_ERR(err, NY_E_UNSUPPORTED,
+                      "%s: tokenizer_config.json field \"chat_template\" is "
+                      "not the Llama-3 template (the only one supported)",
+                      t->path);
     static const char *const need[] = {"<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"};
     for (size_t i = 0; i < 3; i++)
         if (engine_tokenizer_token_id(t, need[i]) < 0)
@@ -58,8 +60,10 @@ static int render(const struct engine_tokenizer *t, const struct chat_msg *m, si
                           t->path, need[i]);
     int32_t bos = t->bos_id >= 0 ? t->bos_id : engine_tokenizer_token_id(t, "<|begin_of_text|>");
     if (bos < 0)
-        return NY_ERR(err, NY_E_UNSUPPORTED, "%s: no BOS token (no bos_token in "
-                      "tokenizer_config.json and no <|begin_of_text|>)", t->path);
+        return NY_ERR(err, NY_E_UNSUPPORTED,
+                      "%s: no BOS token (no bos_token in "
+                      "tokenizer_config.json and no <|begin_of_text|>)",
+                      t->path);
     if (n == 0)
         return NY_ERR(err, NY_E_INVALID, "chat template: no messages");
     for (size_t i = 0; i < n; i++) {
@@ -168,8 +172,10 @@ int engine_chat_encode_json(const struct engine_tokenizer *t, const struct json_
         json_t *c = json_object_get(o, "content");
         if (!json_is_string(r) || !json_is_string(c)) {
             ny_free(m);
-            return NY_ERR(err, NY_E_INVALID, "%s: messages[%zu] must be an object with string "
-                          "\"role\" and \"content\"", what, i);
+            return NY_ERR(err, NY_E_INVALID,
+                          "%s: messages[%zu] must be an object with string "
+                          "\"role\" and \"content\"",
+                          what, i);
         }
         m[i] = (struct chat_msg){json_string_value(r), json_string_value(c), json_string_length(r),
                                  json_string_length(c)};

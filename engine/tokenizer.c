@@ -117,14 +117,14 @@ static int check_vocab(struct tok_load *L, struct ny_err *err)
     const char *key;
     json_t *v;
     if (!json_is_object(L->vocab))
-        return NY_ERR(err, NY_E_FORMAT, "%s: field \"model.vocab\" must be an object",
-                      L->path);
-    json_object_foreach(L->vocab, key, v) {
-        if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-            json_integer_value(v) >= TOK_MAX_ID)
+        return NY_ERR(err, NY_E_FORMAT, "%s: field \"model.vocab\" must be an object", L->path);
+    json_object_foreach(L->vocab, key, v)
+    {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= TOK_MAX_ID)
             return NY_ERR(err, NY_E_FORMAT,
                           "%s: field \"model.vocab\": token \"%.80s\" has id %s (want an integer "
-                          "in [0, %d))", L->path, key,
+                          "in [0, %d))",
+                          L->path, key,
                           json_is_integer(v) ? "out of range" : "that is not an integer",
                           TOK_MAX_ID);
         size_t id = (size_t)json_integer_value(v);
@@ -143,7 +143,8 @@ static int check_added(struct tok_load *L, struct ny_err *err)
         return NY_ERR(err, NY_E_FORMAT, "%s: field \"added_tokens\" must be an array", L->path);
     size_t i;
     json_t *a;
-    json_array_foreach(L->added, i, a) {
+    json_array_foreach(L->added, i, a)
+    {
         char what[64], where[600];
         snprintf(what, sizeof what, "added_tokens[%zu]", i);
         snprintf(where, sizeof where, "%s: %s", L->path, what);
@@ -184,12 +185,14 @@ static int fill_vocab(struct tok_load *L, char **ap, struct ny_err *err)
     struct engine_tokenizer *t = L->t;
     const char *key;
     json_t *v;
-    json_object_foreach(L->vocab, key, v) {
+    json_object_foreach(L->vocab, key, v)
+    {
         size_t id = (size_t)json_integer_value(v), len = strlen(key);
         if (t->kind[id])
             return NY_ERR(err, NY_E_FORMAT,
                           "%s: field \"model.vocab\": id %zu is given to both \"%.80s\" and "
-                          "\"%.80s\"", L->path, id, t->str[id], key);
+                          "\"%.80s\"",
+                          L->path, id, t->str[id], key);
         memcpy(*ap, key, len + 1);
         t->str[id] = *ap;
         t->len[id] = (uint32_t)len;
@@ -197,8 +200,10 @@ static int fill_vocab(struct tok_load *L, char **ap, struct ny_err *err)
         *ap += len + 1;
         int32_t dup = vocab_insert(t, t->vocab_slots, t->vocab_cap, (int32_t)id);
         if (dup >= 0)
-            return NY_ERR(err, NY_E_FORMAT, "%s: field \"model.vocab\": token \"%.80s\" appears "
-                          "twice (ids %d and %zu)", L->path, key, dup, id);
+            return NY_ERR(err, NY_E_FORMAT,
+                          "%s: field \"model.vocab\": token \"%.80s\" appears "
+                          "twice (ids %d and %zu)",
+                          L->path, key, dup, id);
     }
     return NY_OK;
 }
@@ -208,24 +213,31 @@ static int fill_added(struct tok_load *L, char **ap, struct ny_err *err)
     struct engine_tokenizer *t = L->t;
     size_t i;
     json_t *a;
-    json_array_foreach(L->added, i, a) {
+    json_array_foreach(L->added, i, a)
+    {
         json_t *c = json_object_get(a, "content");
         const char *s = json_string_value(c);
-        size_t len = json_string_length(c), id = (size_t)json_integer_value(json_object_get(a, "id"));
+        size_t len = json_string_length(c),
+               id = (size_t)json_integer_value(json_object_get(a, "id"));
         json_t *sp = json_object_get(a, "special"), *no = json_object_get(a, "normalized");
         if ((sp && !json_is_boolean(sp)) || (no && !json_is_boolean(no)))
-            return NY_ERR(err, NY_E_FORMAT, "%s: field \"added_tokens[%zu]\": \"special\" and "
-                          "\"normalized\" must be true or false", L->path, i);
+            return NY_ERR(err, NY_E_FORMAT,
+                          "%s: field \"added_tokens[%zu]\": \"special\" and "
+                          "\"normalized\" must be true or false",
+                          L->path, i);
         int special = json_is_true(sp);
         int normalized = no ? json_is_true(no) : !special;
         if (t->kind[id] & TOK_KIND_ADDED)
-            return NY_ERR(err, NY_E_FORMAT, "%s: field \"added_tokens[%zu].id\": id %zu is used "
-                          "twice", L->path, i, id);
+            return NY_ERR(err, NY_E_FORMAT,
+                          "%s: field \"added_tokens[%zu].id\": id %zu is used "
+                          "twice",
+                          L->path, i, id);
         if (t->kind[id] & TOK_KIND_MODEL) {
             if (t->len[id] != len || memcmp(t->str[id], s, len) != 0)
-                return NY_ERR(err, NY_E_FORMAT, "%s: field \"added_tokens[%zu]\": \"%.80s\" has id "
-                              "%zu, which the vocabulary gives to \"%.80s\"", L->path, i, s, id,
-                              t->str[id]);
+                return NY_ERR(err, NY_E_FORMAT,
+                              "%s: field \"added_tokens[%zu]\": \"%.80s\" has id "
+                              "%zu, which the vocabulary gives to \"%.80s\"",
+                              L->path, i, s, id, t->str[id]);
         } else {
             memcpy(*ap, s, len);
             (*ap)[len] = 0;
@@ -296,8 +308,10 @@ static int load_tokens(struct tok_load *L, struct ny_err *err)
         return rc;
     for (size_t id = 0; id < t->n_ids; id++)
         if (!t->kind[id])
-            return NY_ERR(err, NY_E_FORMAT, "%s: no token has id %zu (ids must run from 0 to "
-                          "%zu without gaps)", L->path, id, t->n_ids - 1);
+            return NY_ERR(err, NY_E_FORMAT,
+                          "%s: no token has id %zu (ids must run from 0 to "
+                          "%zu without gaps)",
+                          L->path, id, t->n_ids - 1);
     /* token_id: added tokens take precedence over a model token with the same string. */
     for (size_t pass = 0; pass < 2; pass++)
         for (size_t id = 0; id < t->n_ids; id++)
@@ -316,8 +330,10 @@ static int merge_parts(const char *path, size_t rank, json_t *m, const char **a,
     if (json_is_string(m)) {
         const char *s = json_string_value(m), *sp = memchr(s, ' ', json_string_length(m));
         if (!sp || memchr(sp + 1, ' ', json_string_length(m) - (size_t)(sp + 1 - s)))
-            return NY_ERR(err, NY_E_FORMAT, "%s: field \"model.merges[%zu]\": \"%.80s\" is not "
-                          "two tokens separated by one space", path, rank, s);
+            return NY_ERR(err, NY_E_FORMAT,
+                          "%s: field \"model.merges[%zu]\": \"%.80s\" is not "
+                          "two tokens separated by one space",
+                          path, rank, s);
         *a = s;
         *alen = (size_t)(sp - s);
         *b = sp + 1;
@@ -332,8 +348,10 @@ static int merge_parts(const char *path, size_t rank, json_t *m, const char **a,
         *blen = json_string_length(json_array_get(m, 1));
         return NY_OK;
     }
-    return NY_ERR(err, NY_E_FORMAT, "%s: field \"model.merges[%zu]\" must be \"a b\" or [\"a\", "
-                  "\"b\"]", path, rank);
+    return NY_ERR(err, NY_E_FORMAT,
+                  "%s: field \"model.merges[%zu]\" must be \"a b\" or [\"a\", "
+                  "\"b\"]",
+                  path, rank);
 }
 
 static int load_merges(struct engine_tokenizer *t, const char *path, json_t *merges,
@@ -371,8 +389,10 @@ static int load_merges(struct engine_tokenizer *t, const char *path, json_t *mer
         if (ia < 0 || ib < 0 || ic < 0) {
             const char *which = ia < 0 ? a : ib < 0 ? b : cat.data;
             int wl = (int)(ia < 0 ? al : ib < 0 ? bl : cat.len);
-            rc = NY_ERR(err, NY_E_FORMAT, "%s: field \"model.merges[%zu]\": token \"%.*s\" is not "
-                        "in the vocabulary", path, r, wl > 80 ? 80 : wl, which);
+            rc = NY_ERR(err, NY_E_FORMAT,
+                        "%s: field \"model.merges[%zu]\": token \"%.*s\" is not "
+                        "in the vocabulary",
+                        path, r, wl > 80 ? 80 : wl, which);
             break;
         }
         merge_insert(t, ia, ib, (uint32_t)r, ic);
@@ -404,8 +424,10 @@ static int load_model(struct engine_tokenizer *t, const char *path, json_t *root
         return NY_ERR(err, NY_E_FORMAT, "%s: field \"model\" is missing or not an object", path);
     json_t *type = json_object_get(model, "type");
     if (type && (!json_is_string(type) || strcmp(json_string_value(type), "BPE") != 0))
-        return NY_ERR(err, NY_E_UNSUPPORTED, "%s: field \"model.type\": only \"BPE\" is "
-                      "supported", path);
+        return NY_ERR(err, NY_E_UNSUPPORTED,
+                      "%s: field \"model.type\": only \"BPE\" is "
+                      "supported",
+                      path);
     json_t *drop = json_object_get(model, "dropout");
     if (drop && !json_is_null(drop) && !(json_is_number(drop) && json_number_value(drop) == 0))
         return NY_ERR(err, NY_E_UNSUPPORTED, "%s: field \"model.dropout\" is not supported", path);
@@ -425,10 +447,12 @@ static int load_model(struct engine_tokenizer *t, const char *path, json_t *root
     if (rc)
         return rc;
     if (byte_fallback)
-        return NY_ERR(err, NY_E_UNSUPPORTED, "%s: field \"model.byte_fallback\": true is not "
-                      "supported", path);
-    struct tok_load L = {t, path, json_object_get(model, "vocab"),
-                         json_object_get(root, "added_tokens"), 0, 0};
+        return NY_ERR(err, NY_E_UNSUPPORTED,
+                      "%s: field \"model.byte_fallback\": true is not "
+                      "supported",
+                      path);
+    struct tok_load L = {
+        t, path, json_object_get(model, "vocab"), json_object_get(root, "added_tokens"), 0, 0};
     if (json_is_null(L.added))
         L.added = NULL;
     rc = load_tokens(&L, err);
@@ -439,18 +463,19 @@ static int load_model(struct engine_tokenizer *t, const char *path, json_t *root
     json_t *unk = json_object_get(model, "unk_token");
     if (unk && !json_is_null(unk)) {
         if (!json_is_string(unk))
-            return NY_ERR(err, NY_E_FORMAT, "%s: field \"model.unk_token\" must be a string",
-                          path);
+            return NY_ERR(err, NY_E_FORMAT, "%s: field \"model.unk_token\" must be a string", path);
         t->unk_id = tok_vocab_find(t, t->vocab_slots, t->vocab_cap, json_string_value(unk),
                                    json_string_length(unk));
         if (t->unk_id < 0)
-            return NY_ERR(err, NY_E_FORMAT, "%s: field \"model.unk_token\": \"%.80s\" is not in "
-                          "the vocabulary", path, json_string_value(unk));
+            return NY_ERR(err, NY_E_FORMAT,
+                          "%s: field \"model.unk_token\": \"%.80s\" is not in "
+                          "the vocabulary",
+                          path, json_string_value(unk));
     }
     tok_alphabet_init(t);
     for (int b = 0; b < 256; b++)
-        t->byte_id[b] = tok_vocab_find(t, t->vocab_slots, t->vocab_cap, t->byte_chr[b],
-                                       t->byte_chr_len[b]);
+        t->byte_id[b] =
+            tok_vocab_find(t, t->vocab_slots, t->vocab_cap, t->byte_chr[b], t->byte_chr_len[b]);
     return NY_OK;
 }
 

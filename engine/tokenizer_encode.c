@@ -165,8 +165,10 @@ static int split(struct enc *e, const pcre2_code *re, size_t step, const char *s
         if (rc < 0) {
             PCRE2_UCHAR msg[160];
             pcre2_get_error_message(rc, msg, sizeof msg);
-            return NY_ERR(e->err, NY_E_RANGE, "tokenizer: pre-tokenization regex failed on a "
-                          "%zu-byte segment: %s", n, (const char *)msg);
+            return NY_ERR(e->err, NY_E_RANGE,
+                          "tokenizer: pre-tokenization regex failed on a "
+                          "%zu-byte segment: %s",
+                          n, (const char *)msg);
         }
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(e->md);
         size_t a = ov[0], b = ov[1];
@@ -269,8 +271,10 @@ int engine_tokenizer_encode(const struct engine_tokenizer *t, const char *text, 
     if (!t || (!text && len))
         return NY_ERR(err, NY_E_INVALID, "tokenizer: no tokenizer or no text");
     if (!ny_utf8_valid(text, len, &bad))
-        return NY_ERR(err, NY_E_INVALID, "tokenizer: input text is not valid UTF-8 (byte offset "
-                      "%zu)", bad);
+        return NY_ERR(err, NY_E_INVALID,
+                      "tokenizer: input text is not valid UTF-8 (byte offset "
+                      "%zu)",
+                      bad);
     struct tok_ids out = {0};
     int rc = NY_OK;
     int post = add_special && t->post_ids;
@@ -291,7 +295,8 @@ int engine_tokenizer_encode(const struct engine_tokenizer *t, const char *text, 
     return NY_OK;
 }
 
-/* ---- decoding ---------------------------------------------------------------------------------- */
+/* ---- decoding ----------------------------------------------------------------------------------
+ */
 
 /* Length of the valid UTF-8 sequence at s, or (negated) the length of the maximal invalid prefix
  * that one U+FFFD replaces, as Rust's String::from_utf8_lossy does. */
@@ -353,8 +358,10 @@ int engine_tokenizer_decode(const struct engine_tokenizer *t, const int32_t *ids
     for (size_t i = 0; i < n_ids; i++) {
         if (ids[i] < 0 || (size_t)ids[i] >= t->n_ids) {
             ny_buf_fini(&raw);
-            return NY_ERR(err, NY_E_RANGE, "tokenizer: id %d at position %zu is outside the "
-                          "vocabulary [0, %zu)", ids[i], i, t->n_ids);
+            return NY_ERR(err, NY_E_RANGE,
+                          "tokenizer: id %d at position %zu is outside the "
+                          "vocabulary [0, %zu)",
+                          ids[i], i, t->n_ids);
         }
         if (skip_special && (t->kind[ids[i]] & TOK_KIND_SPECIAL))
             continue;

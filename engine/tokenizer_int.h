@@ -17,7 +17,7 @@ extern const struct tok_urange tok_uclass_extra_l[]; /* letters PCRE2's \p{L} la
 extern const size_t tok_uclass_extra_l_n;
 extern const struct tok_urange tok_uclass_extra_n[]; /* numbers PCRE2's \p{N} lacks */
 extern const size_t tok_uclass_extra_n_n;
-extern const struct tok_urange tok_uclass_space[];   /* exactly the reference's \s */
+extern const struct tok_urange tok_uclass_space[]; /* exactly the reference's \s */
 extern const size_t tok_uclass_space_n;
 
 enum { TOK_KIND_MODEL = 1, TOK_KIND_ADDED = 2, TOK_KIND_SPECIAL = 4 };
@@ -54,9 +54,9 @@ struct engine_tokenizer {
     char *path;
     char *arena; /* every token string, NUL-terminated */
     size_t n_ids;
-    const char **str; /* [n_ids] token string per id */
-    uint32_t *len;    /* [n_ids] */
-    uint8_t *kind;    /* [n_ids] TOK_KIND_* bits; 0 = hole (no token) */
+    const char **str;      /* [n_ids] token string per id */
+    uint32_t *len;         /* [n_ids] */
+    uint8_t *kind;         /* [n_ids] TOK_KIND_* bits; 0 = hole (no token) */
     uint32_t *vocab_slots; /* model vocab hash: id + 1, 0 empty */
     size_t vocab_cap;
     uint32_t *all_slots; /* model and added tokens, for token_id (added tokens win) */
@@ -66,10 +66,10 @@ struct engine_tokenizer {
     int ignore_merges;
     int32_t unk_id; /* -1: unknown characters are dropped, as Hugging Face does */
     int fuse_unk;
-    int32_t byte_id[256];       /* model id of each byte's alphabet character, -1 if absent */
-    char byte_chr[256][3];      /* byte-level alphabet: UTF-8 of the character for each byte */
+    int32_t byte_id[256];  /* model id of each byte's alphabet character, -1 if absent */
+    char byte_chr[256][3]; /* byte-level alphabet: UTF-8 of the character for each byte */
     uint8_t byte_chr_len[256];
-    int16_t chr_byte[324];      /* inverse: code point -> byte, -1 if not in the alphabet */
+    int16_t chr_byte[324];         /* inverse: code point -> byte, -1 if not in the alphabet */
     struct tok_matcher added_raw;  /* added tokens with normalized=false, matched first */
     struct tok_matcher added_norm; /* then those with normalized=true */
     struct tok_step steps[TOK_MAX_STEPS];

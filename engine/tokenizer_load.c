@@ -51,11 +51,13 @@ static int load_split(struct engine_tokenizer *t, const char *path, json_t *s, c
     if (rc)
         return rc;
     if (!json_is_string(beh) || strcmp(json_string_value(beh), "Isolated") != 0)
-        return NY_ERR(err, NY_E_UNSUPPORTED, "%s: field \"%s.behavior\": only \"Isolated\" is "
-                      "supported", path, where);
-    if (invert)
-        return NY_ERR(err, NY_E_UNSUPPORTED, "%s: field \"%s.invert\": true is not supported",
+        return NY_ERR(err, NY_E_UNSUPPORTED,
+                      "%s: field \"%s.behavior\": only \"Isolated\" is "
+                      "supported",
                       path, where);
+    if (invert)
+        return NY_ERR(err, NY_E_UNSUPPORTED, "%s: field \"%s.invert\": true is not supported", path,
+                      where);
     char what[600];
     snprintf(what, sizeof what, "%s: field \"%s.pattern\"", path, where);
     struct tok_step *st = &t->steps[t->n_steps];
@@ -68,8 +70,8 @@ static int load_split(struct engine_tokenizer *t, const char *path, json_t *s, c
         const char *s0 = json_string_value(str);
         for (size_t i = 0; i < json_string_length(str); i++) {
             unsigned char c = (unsigned char)s0[i];
-            if (c < 0x80 && !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
-                              (c >= 'A' && c <= 'Z')))
+            if (c < 0x80 &&
+                !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')))
                 ny_buf_append(&b, "\\", 1);
             ny_buf_append(&b, s0 + i, 1);
         }
@@ -77,8 +79,10 @@ static int load_split(struct engine_tokenizer *t, const char *path, json_t *s, c
                       : tok_regex_compile(b.data ? b.data : "", b.len, what, &st->re, err);
         ny_buf_fini(&b);
     } else
-        return NY_ERR(err, NY_E_FORMAT, "%s: field \"%s.pattern\" must be {\"Regex\": ...} or "
-                      "{\"String\": ...}", path, where);
+        return NY_ERR(err, NY_E_FORMAT,
+                      "%s: field \"%s.pattern\" must be {\"Regex\": ...} or "
+                      "{\"String\": ...}",
+                      path, where);
     if (rc)
         return rc;
     st->type = TOK_STEP_SPLIT;
@@ -97,16 +101,22 @@ static int load_pre_one(struct engine_tokenizer *t, const char *path, json_t *p,
     const char *type = type_of(p);
     if (strcmp(type, "Split") == 0) {
         if (last)
-            return NY_ERR(err, NY_E_UNSUPPORTED, "%s: field \"%s\": the last pre-tokenizer must "
-                          "be ByteLevel", path, where);
+            return NY_ERR(err, NY_E_UNSUPPORTED,
+                          "%s: field \"%s\": the last pre-tokenizer must "
+                          "be ByteLevel",
+                          path, where);
         return load_split(t, path, p, where, err);
     }
     if (strcmp(type, "ByteLevel") != 0)
-        return NY_ERR(err, NY_E_UNSUPPORTED, "%s: field \"%s.type\": \"%.40s\" is not supported "
-                      "(Split and ByteLevel are)", path, where, type);
+        return NY_ERR(err, NY_E_UNSUPPORTED,
+                      "%s: field \"%s.type\": \"%.40s\" is not supported "
+                      "(Split and ByteLevel are)",
+                      path, where, type);
     if (!last)
-        return NY_ERR(err, NY_E_UNSUPPORTED, "%s: field \"%s\": ByteLevel must be the last "
-                      "pre-tokenizer", path, where);
+        return NY_ERR(err, NY_E_UNSUPPORTED,
+                      "%s: field \"%s\": ByteLevel must be the last "
+                      "pre-tokenizer",
+                      path, where);
     struct tok_step *st = &t->steps[t->n_steps];
     int use_regex;
     int rc = bool_or(p, "add_prefix_space", 1, path, where, &st->add_prefix_space, err);
@@ -127,14 +137,18 @@ static int load_pre_one(struct engine_tokenizer *t, const char *path, json_t *p,
 static int load_pre(struct engine_tokenizer *t, const char *path, json_t *pre, struct ny_err *err)
 {
     if (!json_is_object(pre))
-        return NY_ERR(err, NY_E_UNSUPPORTED, "%s: field \"pre_tokenizer\": a byte-level "
-                      "pre-tokenizer is required", path);
+        return NY_ERR(err, NY_E_UNSUPPORTED,
+                      "%s: field \"pre_tokenizer\": a byte-level "
+                      "pre-tokenizer is required",
+                      path);
     if (strcmp(type_of(pre), "Sequence") != 0)
         return load_pre_one(t, path, pre, "pre_tokenizer", 1, err);
     json_t *list = json_object_get(pre, "pretokenizers");
     if (!json_is_array(list) || json_array_size(list) == 0)
-        return NY_ERR(err, NY_E_FORMAT, "%s: field \"pre_tokenizer.pretokenizers\" must be a "
-                      "non-empty array", path);
+        return NY_ERR(err, NY_E_FORMAT,
+                      "%s: field \"pre_tokenizer.pretokenizers\" must be a "
+                      "non-empty array",
+                      path);
     for (size_t i = 0; i < json_array_size(list); i++) {
         char where[64];
         snprintf(where, sizeof where, "pre_tokenizer.pretokenizers[%zu]", i);
@@ -150,10 +164,13 @@ static int load_pre(struct engine_tokenizer *t, const char *path, json_t *pre, s
 static int load_template(struct engine_tokenizer *t, const char *path, json_t *tp,
                          const char *where, struct ny_err *err)
 {
-    json_t *single = json_object_get(tp, "single"), *specials = json_object_get(tp, "special_tokens");
+    json_t *single = json_object_get(tp, "single"),
+           *specials = json_object_get(tp, "special_tokens");
     if (!json_is_array(single) || (specials && !json_is_object(specials)))
-        return NY_ERR(err, NY_E_FORMAT, "%s: field \"%s\": \"single\" must be an array and "
-                      "\"special_tokens\" an object", path, where);
+        return NY_ERR(err, NY_E_FORMAT,
+                      "%s: field \"%s\": \"single\" must be an array and "
+                      "\"special_tokens\" an object",
+                      path, where);
     struct tok_ids ids = {0};
     int seen_a = 0, rc = NY_OK;
     for (size_t i = 0; i < json_array_size(single) && !rc; i++) {
@@ -162,26 +179,33 @@ static int load_template(struct engine_tokenizer *t, const char *path, json_t *t
         if (seq) {
             json_t *id = json_object_get(seq, "id");
             if (seen_a || !json_is_string(id) || strcmp(json_string_value(id), "A") != 0)
-                rc = NY_ERR(err, NY_E_UNSUPPORTED, "%s: field \"%s.single[%zu]\": only one "
-                            "sequence \"A\" is supported", path, where, i);
+                rc = NY_ERR(err, NY_E_UNSUPPORTED,
+                            "%s: field \"%s.single[%zu]\": only one "
+                            "sequence \"A\" is supported",
+                            path, where, i);
             t->post_before = ids.n;
             seen_a = 1;
             continue;
         }
         json_t *name = json_object_get(sp, "id");
-        json_t *def = json_is_string(name) ? json_object_get(specials, json_string_value(name)) : NULL;
+        json_t *def =
+            json_is_string(name) ? json_object_get(specials, json_string_value(name)) : NULL;
         json_t *list = json_object_get(def, "ids");
         if (!json_is_array(list)) {
-            rc = NY_ERR(err, NY_E_FORMAT, "%s: field \"%s.single[%zu]\": not a sequence or a "
-                        "special token listed in \"special_tokens\" with \"ids\"", path, where, i);
+            rc = NY_ERR(err, NY_E_FORMAT,
+                        "%s: field \"%s.single[%zu]\": not a sequence or a "
+                        "special token listed in \"special_tokens\" with \"ids\"",
+                        path, where, i);
             break;
         }
         for (size_t k = 0; k < json_array_size(list) && !rc; k++) {
             json_t *v = json_array_get(list, k);
             if (!json_is_integer(v) || json_integer_value(v) < 0 ||
                 (size_t)json_integer_value(v) >= t->n_ids)
-                rc = NY_ERR(err, NY_E_FORMAT, "%s: field \"%s.special_tokens\": an id of \"%.60s\" "
-                            "is not a token id", path, where, json_string_value(name));
+                rc = NY_ERR(err, NY_E_FORMAT,
+                            "%s: field \"%s.special_tokens\": an id of \"%.60s\" "
+                            "is not a token id",
+                            path, where, json_string_value(name));
             else if (tok_ids_push(&ids, (int32_t)json_integer_value(v)))
                 rc = NY_ERR(err, NY_E_NOMEM, "%s: out of memory", path);
         }
@@ -190,8 +214,11 @@ static int load_template(struct engine_tokenizer *t, const char *path, json_t *t
         rc = NY_ERR(err, NY_E_FORMAT, "%s: field \"%s.single\" has no sequence \"A\"", path, where);
     if (rc || t->post_ids) { /* a second TemplateProcessing in a Sequence */
         ny_free(ids.v);
-        return rc ? rc : NY_ERR(err, NY_E_UNSUPPORTED, "%s: field \"%s\": two TemplateProcessing "
-                                "post-processors", path, where);
+        return rc ? rc
+                  : NY_ERR(err, NY_E_UNSUPPORTED,
+                           "%s: field \"%s\": two TemplateProcessing "
+                           "post-processors",
+                           path, where);
     }
     t->post_ids = ids.v;
     t->post_after = ids.n - t->post_before;
@@ -200,20 +227,21 @@ static int load_template(struct engine_tokenizer *t, const char *path, json_t *t
     return t->post_ids ? NY_OK : NY_ERR(err, NY_E_NOMEM, "%s: out of memory", path);
 }
 
-static int load_post_one(struct engine_tokenizer *t, const char *path, json_t *p,
-                         const char *where, struct ny_err *err)
+static int load_post_one(struct engine_tokenizer *t, const char *path, json_t *p, const char *where,
+                         struct ny_err *err)
 {
     const char *type = type_of(p);
     if (strcmp(type, "ByteLevel") == 0)
         return NY_OK; /* trims offsets only: no effect on ids */
     if (strcmp(type, "TemplateProcessing") == 0)
         return load_template(t, path, p, where, err);
-    return NY_ERR(err, NY_E_UNSUPPORTED, "%s: field \"%s.type\": \"%.40s\" is not supported "
-                  "(ByteLevel, TemplateProcessing and Sequence are)", path, where, type);
+    return NY_ERR(err, NY_E_UNSUPPORTED,
+                  "%s: field \"%s.type\": \"%.40s\" is not supported "
+                  "(ByteLevel, TemplateProcessing and Sequence are)",
+                  path, where, type);
 }
 
-static int load_post(struct engine_tokenizer *t, const char *path, json_t *post,
-                     struct ny_err *err)
+static int load_post(struct engine_tokenizer *t, const char *path, json_t *post, struct ny_err *err)
 {
     if (!post || json_is_null(post))
         return NY_OK;
@@ -223,8 +251,10 @@ static int load_post(struct engine_tokenizer *t, const char *path, json_t *post,
         return load_post_one(t, path, post, "post_processor", err);
     json_t *list = json_object_get(post, "processors");
     if (!json_is_array(list))
-        return NY_ERR(err, NY_E_FORMAT, "%s: field \"post_processor.processors\" must be an "
-                      "array", path);
+        return NY_ERR(err, NY_E_FORMAT,
+                      "%s: field \"post_processor.processors\" must be an "
+                      "array",
+                      path);
     for (size_t i = 0; i < json_array_size(list); i++) {
         char where[64];
         snprintf(where, sizeof where, "post_processor.processors[%zu]", i);
@@ -250,13 +280,17 @@ int tok_load_pipeline(struct engine_tokenizer *t, const char *path, json_t *root
         json_t *list = json_object_get(norm, "normalizers");
         if (strcmp(type_of(norm), "Sequence") != 0 || !json_is_array(list) ||
             json_array_size(list) != 0)
-            return NY_ERR(err, NY_E_UNSUPPORTED, "%s: field \"normalizer\": normalizers are not "
-                          "supported (it must be null)", path);
+            return NY_ERR(err, NY_E_UNSUPPORTED,
+                          "%s: field \"normalizer\": normalizers are not "
+                          "supported (it must be null)",
+                          path);
     }
     json_t *dec = json_object_get(root, "decoder");
     if (!json_is_object(dec) || strcmp(type_of(dec), "ByteLevel") != 0)
-        return NY_ERR(err, NY_E_UNSUPPORTED, "%s: field \"decoder\": only the ByteLevel decoder is "
-                      "supported", path);
+        return NY_ERR(err, NY_E_UNSUPPORTED,
+                      "%s: field \"decoder\": only the ByteLevel decoder is "
+                      "supported",
+                      path);
     int rc = load_pre(t, path, json_object_get(root, "pre_tokenizer"), err);
     if (!rc)
         rc = load_post(t, path, json_object_get(root, "post_processor"), err);
@@ -264,8 +298,8 @@ int tok_load_pipeline(struct engine_tokenizer *t, const char *path, json_t *root
 }
 
 /* bos_token / eos_token: a string or {"content": string}; -1 when absent. */
-static int config_token(struct engine_tokenizer *t, const char *cpath, json_t *cfg,
-                        const char *key, int32_t *out, struct ny_err *err)
+static int config_token(struct engine_tokenizer *t, const char *cpath, json_t *cfg, const char *key,
+                        int32_t *out, struct ny_err *err)
 {
     json_t *v = json_object_get(cfg, key);
     if (json_is_object(v))
@@ -274,8 +308,8 @@ static int config_token(struct engine_tokenizer *t, const char *cpath, json_t *c
         return NY_OK;
     if (!json_is_string(v))
         return NY_ERR(err, NY_E_FORMAT, "%s: field \"%s\" must be a string", cpath, key);
-    int32_t id = tok_vocab_find(t, t->all_slots, t->all_cap, json_string_value(v),
-                                json_string_length(v));
+    int32_t id =
+        tok_vocab_find(t, t->all_slots, t->all_cap, json_string_value(v), json_string_length(v));
     if (id < 0)
         return NY_ERR(err, NY_E_FORMAT, "%s: field \"%s\": \"%.80s\" is not a token of %s", cpath,
                       key, json_string_value(v), t->path);

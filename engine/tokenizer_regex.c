@@ -6,8 +6,8 @@
  * folds 's to 'ſ; Oniguruma as used by tokenizers does not). So \p{L} and \p{N} are widened by the
  * generated ranges in tokenizer_uclass.c, \s and \S are spelled out as the reference's set, and
  * (?i:...) groups become case-sensitive groups with ASCII letters written as [xX]. Constructs whose
- * meaning depends on Unicode tables we do not carry (\w, \d, \b, other properties, inline flags) are
- * refused rather than risk silent differences. */
+ * meaning depends on Unicode tables we do not carry (\w, \d, \b, other properties, inline flags)
+ * are refused rather than risk silent differences. */
 #include <string.h>
 
 #include "tokenizer_int.h"
@@ -113,7 +113,8 @@ static int escape(struct rx *x, const char *p, const char *end, const char *star
         return (int)(q - p);
     }
     if (((unsigned char)d < 0x80 && !strchr("abcdefghijklmnopqrstuvwxyz"
-                                          "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", d)) ||
+                                            "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789",
+                                            d)) ||
         strchr("rntfeaAzZG", d)) {
         ny_buf_append(&x->out, p, 2);
         return 2;

@@ -11,10 +11,11 @@
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: nyxaudit tokenize --tokenizer FILE [--special] < text > ids\n"
-                    "  --tokenizer FILE  a Hugging Face tokenizer.json (byte-level BPE)\n"
-                    "  --special         add the post-processor's special tokens (BOS when the\n"
-                    "                    tokenizer.json has a TemplateProcessing post-processor)\n");
+    fprintf(stderr,
+            "usage: nyxaudit tokenize --tokenizer FILE [--special] < text > ids\n"
+            "  --tokenizer FILE  a Hugging Face tokenizer.json (byte-level BPE)\n"
+            "  --special         add the post-processor's special tokens (BOS when the\n"
+            "                    tokenizer.json has a TemplateProcessing post-processor)\n");
     return HARNESS_EXIT_INVALID;
 }
 

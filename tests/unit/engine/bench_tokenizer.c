@@ -17,9 +17,9 @@ static double now(void)
 int main(int argc, char **argv)
 {
     const char *shared = getenv("NY_SHARED_DIR");
-    char *path = argc > 1 ? ny_strdup(argv[1])
-                          : ny_path_join(shared ? shared : "../shared",
-                                         "tokenizers/llama3/tokenizer.json");
+    char *path =
+        argc > 1 ? ny_strdup(argv[1])
+                 : ny_path_join(shared ? shared : "../shared", "tokenizers/llama3/tokenizer.json");
     struct ny_err err;
     ny_err_init(&err);
     double best = 1e9;
@@ -36,10 +36,11 @@ int main(int argc, char **argv)
     }
     printf("tokenizer load: %.1f ms (best of 3; %zu ids) %s\n", best * 1e3,
            engine_tokenizer_vocab_size(t), path);
-    const char *para = "EXAM: CT ABDOMEN AND PELVIS WITH IV CONTRAST (CPT 74177). HISTORY: "
-                       "67-year-old male with RLQ pain; r/o appendicitis. ICD-10: R10.31, K35.80.\r\n"
-                       "FINDINGS: Appendix dilated to 11 mm with periappendiceal fat stranding. "
-                       "Radiologie: pas d'anomalie. 胸部X光检查 😀\n\n";
+    const char *para =
+        "EXAM: CT ABDOMEN AND PELVIS WITH IV CONTRAST (CPT 74177). HISTORY: "
+        "67-year-old male with RLQ pain; r/o appendicitis. ICD-10: R10.31, K35.80.\r\n"
+        "FINDINGS: Appendix dilated to 11 mm with periappendiceal fat stranding. "
+        "Radiologie: pas d'anomalie. 胸部X光检查 😀\n\n";
     struct ny_buf text;
     ny_buf_init(&text);
     while (text.len < (1u << 20))

@@ -56,12 +56,14 @@ static void test_render(void **state)
     const struct engine_chat_msg m[] = {
         {"system", " \t Code it.\n"},
         {"user", "\xe3\x80\x80 CT head \xc2\xa0\xc2\x85"}, /* U+3000, U+00A0, U+0085 trimmed */
-        {"assistant", "\xe2\x80\x8b" "70450"},            /* U+200B is not white space */
+        {"assistant", "\xe2\x80\x8b"
+                      "70450"}, /* U+200B is not white space */
     };
     render_eq(m, 3, 0,
               "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCode it.<|eot_id|>"
               "<|start_header_id|>user<|end_header_id|>\n\nCT head<|eot_id|>"
-              "<|start_header_id|>assistant<|end_header_id|>\n\n\xe2\x80\x8b" "70450<|eot_id|>");
+              "<|start_header_id|>assistant<|end_header_id|>\n\n\xe2\x80\x8b"
+              "70450<|eot_id|>");
     render_eq(m, 1, 1,
               "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCode it.<|eot_id|>"
               "<|start_header_id|>assistant<|end_header_id|>\n\n");
@@ -99,8 +101,8 @@ static void test_ids(void **state)
     assert_true(last > 0 && ids[n - 1] != eh);
     char *tail = NULL;
     size_t len = 0;
-    assert_int_equal(engine_tokenizer_decode(tok, ids + last - 1, n - last + 1, 0, &tail, &len,
-                                             NULL), 0);
+    assert_int_equal(
+        engine_tokenizer_decode(tok, ids + last - 1, n - last + 1, 0, &tail, &len, NULL), 0);
     assert_string_equal(tail, "<|start_header_id|>assistant<|end_header_id|>\n\n");
     ny_free(tail);
     /* The JSON form gives the same ids. */
@@ -126,7 +128,8 @@ static void test_errors(void **state)
     assert_int_equal(engine_chat_encode(tok, NULL, 0, 1, &ids, &n, &err), NY_E_INVALID);
     const struct engine_chat_msg nul[] = {{"user", NULL}};
     assert_int_equal(engine_chat_encode(tok, nul, 1, 1, &ids, &n, &err), NY_E_INVALID);
-    const char *bad[] = {"{}", "[1]", "[{\"role\": \"user\"}]", "[{\"role\": 3, \"content\": \"x\"}]"};
+    const char *bad[] = {"{}", "[1]", "[{\"role\": \"user\"}]",
+                         "[{\"role\": 3, \"content\": \"x\"}]"};
     for (size_t i = 0; i < 4; i++) {
         json_t *j = json_loads(bad[i], 0, NULL);
         ny_err_init(&err);
@@ -144,7 +147,8 @@ static void test_unknown_template(void **state)
     assert_non_null(mkdtemp(dir));
     const char *src = getenv("NY_SOURCE_DIR");
     char *from = ny_path_join(src ? src : ".", "golden/tokenizer/small/tokenizer.json");
-    char *to = ny_path_join(dir, "tokenizer.json"), *cfg = ny_path_join(dir, "tokenizer_config.json");
+    char *to = ny_path_join(dir, "tokenizer.json"),
+         *cfg = ny_path_join(dir, "tokenizer_config.json");
     char *data = NULL;
     size_t len = 0;
     assert_int_equal(ny_file_read(from, (size_t)1 << 26, &data, &len, NULL), 0);
@@ -173,7 +177,9 @@ static void test_unknown_template(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_render), cmocka_unit_test(test_ids), cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_render),
+        cmocka_unit_test(test_ids),
+        cmocka_unit_test(test_errors),
         cmocka_unit_test(test_unknown_template),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

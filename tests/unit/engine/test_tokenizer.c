@@ -51,24 +51,23 @@ static json_t *base(void)
     const char *extra[] = {"he", "ll", "hell", "hello", "ab", "bc", "abc"};
     for (int i = 0; i < 7; i++)
         json_object_set_new(vocab, extra[i], json_integer(ID_HE + i));
-    json_t *merges = json_pack("[s,s,s,s,s,s,[s,s]]", "h e", "l l", "he ll", "hell o", "b c",
-                               "a b", "a", "bc");
-    json_t *added = json_pack(
-        "[{s:i,s:s,s:b,s:b},{s:i,s:s,s:b,s:b},{s:i,s:s,s:b,s:b}]", "id", ID_BOS, "content",
-        "<|begin_of_text|>", "special", 1, "normalized", 0, "id", ID_X, "content", "<x>",
-        "special", 1, "normalized", 0, "id", ID_XY, "content", "<x>y", "special", 0,
-        "normalized", 1);
-    return json_pack(
-        "{s:s,s:n,s:n,s:o,s:n,s:{s:s,s:b,s:b},s:o,s:{s:s,s:b,s:b},s:{s:s,s:o,s:o}}",
-        "version", "1.0", "truncation", "padding", "added_tokens", added, "normalizer",
-        "pre_tokenizer", "type", "ByteLevel", "add_prefix_space", 0, "use_regex", 1, "post_processor",
-        json_pack("{s:s,s:[{s:{s:s,s:i}},{s:{s:s,s:i}}],s:{s:{s:s,s:[i],s:[s]}}}", "type",
-                  "TemplateProcessing", "single", "SpecialToken", "id", "<|begin_of_text|>",
-                  "type_id", 0, "Sequence", "id", "A", "type_id", 0, "special_tokens",
-                  "<|begin_of_text|>", "id", "<|begin_of_text|>", "ids", ID_BOS, "tokens",
-                  "<|begin_of_text|>"),
-        "decoder", "type", "ByteLevel", "add_prefix_space", 1, "trim_offsets", 1, "model", "type",
-        "BPE", "vocab", vocab, "merges", merges);
+    json_t *merges =
+        json_pack("[s,s,s,s,s,s,[s,s]]", "h e", "l l", "he ll", "hell o", "b c", "a b", "a", "bc");
+    json_t *added = json_pack("[{s:i,s:s,s:b,s:b},{s:i,s:s,s:b,s:b},{s:i,s:s,s:b,s:b}]", "id",
+                              ID_BOS, "content", "<|begin_of_text|>", "special", 1, "normalized", 0,
+                              "id", ID_X, "content", "<x>", "special", 1, "normalized", 0, "id",
+                              ID_XY, "content", "<x>y", "special", 0, "normalized", 1);
+    return json_pack("{s:s,s:n,s:n,s:o,s:n,s:{s:s,s:b,s:b},s:o,s:{s:s,s:b,s:b},s:{s:s,s:o,s:o}}",
+                     "version", "1.0", "truncation", "padding", "added_tokens", added, "normalizer",
+                     "pre_tokenizer", "type", "ByteLevel", "add_prefix_space", 0, "use_regex", 1,
+                     "post_processor",
+                     json_pack("{s:s,s:[{s:{s:s,s:i}},{s:{s:s,s:i}}],s:{s:{s:s,s:[i],s:[s]}}}",
+                               "type", "TemplateProcessing", "single", "SpecialToken", "id",
+                               "<|begin_of_text|>", "type_id", 0, "Sequence", "id", "A", "type_id",
+                               0, "special_tokens", "<|begin_of_text|>", "id", "<|begin_of_text|>",
+                               "ids", ID_BOS, "tokens", "<|begin_of_text|>"),
+                     "decoder", "type", "ByteLevel", "add_prefix_space", 1, "trim_offsets", 1,
+                     "model", "type", "BPE", "vocab", vocab, "merges", merges);
 }
 
 static void write_json(json_t *j)
@@ -127,10 +126,10 @@ static void encode_eq(struct engine_tokenizer *t, const char *text, int special,
         assert_int_equal(ids[i], want[i]);
     ny_free(ids);
 }
-#define ENC(t, text, special, ...)                                                                  \
-    do {                                                                                            \
-        const int32_t w_[] = {__VA_ARGS__};                                                         \
-        encode_eq(t, text, special, w_, sizeof w_ / sizeof w_[0]);                                  \
+#define ENC(t, text, special, ...)                                                                 \
+    do {                                                                                           \
+        const int32_t w_[] = {__VA_ARGS__};                                                        \
+        encode_eq(t, text, special, w_, sizeof w_ / sizeof w_[0]);                                 \
     } while (0)
 
 static int setup(void **state)
@@ -207,8 +206,8 @@ static void test_added_tokens(void **state)
     /* Raw (normalized=false) tokens are cut first: "<x>" wins over the normalized "<x>y". */
     ENC(t, "<x>y", 0, ID_X, 'y');
     ENC(t, "a<|begin_of_text|>hello<x>", 0, 'a', ID_BOS, ID_HELLO, ID_X);
-    ENC(t, "<|begin_of_text", 0, '<', '|', 'b', 'e', 'g', 'i', 'n', '_', 'o', 'f', '_', 't', 'e', 'x',
-        't');
+    ENC(t, "<|begin_of_text", 0, '<', '|', 'b', 'e', 'g', 'i', 'n', '_', 'o', 'f', '_', 't', 'e',
+        'x', 't');
     assert_int_equal(engine_tokenizer_token_id(t, "<x>y"), ID_XY);
     assert_int_equal(engine_tokenizer_token_id(t, "hello"), ID_HELLO);
     assert_int_equal(engine_tokenizer_token_id(t, "nope"), -1);
@@ -457,7 +456,8 @@ static void test_malformed(void **state)
     open_fails(with(base(), NULL, "pre_tokenizer", seq), NY_E_FORMAT, "does not compile");
 }
 
-/* ---- the regex rewrite ------------------------------------------------------------------------ */
+/* ---- the regex rewrite ------------------------------------------------------------------------
+ */
 
 static int full_match(const char *pattern, const char *subject)
 {
@@ -480,9 +480,9 @@ static void test_regex(void **state)
     (void)state;
     assert_true(full_match("(?i:'s|'t)", "'S"));
     assert_true(full_match("(?i:'s|'t)", "'t"));
-    assert_false(full_match("(?i:'s|'t)", "'\xc5\xbf")); /* long s: Oniguruma does not fold it */
-    assert_false(full_match("(?i:a)b", "aB"));           /* the group ends the caselessness */
-    assert_true(full_match("\\p{L}+", "a\xe1\xb2\x89"));  /* U+1C89, a letter since Unicode 16 */
+    assert_false(full_match("(?i:'s|'t)", "'\xc5\xbf"));   /* long s: Oniguruma does not fold it */
+    assert_false(full_match("(?i:a)b", "aB"));             /* the group ends the caselessness */
+    assert_true(full_match("\\p{L}+", "a\xe1\xb2\x89"));   /* U+1C89, a letter since Unicode 16 */
     assert_true(full_match("\\p{N}", "\xf0\x9f\xaf\xb0")); /* U+1FBF0 (Unicode 13) */
     assert_true(full_match("\\p{N}", "\xf0\x9c\xb3\xb0")); /* U+1CCF0, Unicode 16 */
     assert_false(full_match("\\s", "\xe1\xa0\x8e"));       /* U+180E is not space there */
@@ -491,8 +491,8 @@ static void test_regex(void **state)
     assert_true(full_match("[^\\s\\p{L}]+", "!?"));
     assert_false(full_match("[^\\s\\p{L}]+", "!\xe1\xb2\x89"));
     assert_true(full_match("\\x{41}[\\]a]", "A]"));
-    const char *refused[] = {"\\w", "\\d+", "\\p{Lu}", "(?i)a", "[\\S]", "(?i:\xc3\xa9)",
-                             "[[:alpha:]]", "(?i:[a-z])"};
+    const char *refused[] = {"\\w",   "\\d+",          "\\p{Lu}",     "(?i)a",
+                             "[\\S]", "(?i:\xc3\xa9)", "[[:alpha:]]", "(?i:[a-z])"};
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
         pcre2_code *re = NULL;
         struct ny_err err;
@@ -506,12 +506,18 @@ static void test_regex(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_merges_by_rank),   cmocka_unit_test(test_merge_order_changes_result),
-        cmocka_unit_test(test_ignore_merges),    cmocka_unit_test(test_added_tokens),
-        cmocka_unit_test(test_post_processor),   cmocka_unit_test(test_prefix_space),
-        cmocka_unit_test(test_invalid_utf8_input), cmocka_unit_test(test_decode),
-        cmocka_unit_test(test_config),           cmocka_unit_test(test_refused_features),
-        cmocka_unit_test(test_malformed),        cmocka_unit_test(test_regex),
+        cmocka_unit_test(test_merges_by_rank),
+        cmocka_unit_test(test_merge_order_changes_result),
+        cmocka_unit_test(test_ignore_merges),
+        cmocka_unit_test(test_added_tokens),
+        cmocka_unit_test(test_post_processor),
+        cmocka_unit_test(test_prefix_space),
+        cmocka_unit_test(test_invalid_utf8_input),
+        cmocka_unit_test(test_decode),
+        cmocka_unit_test(test_config),
+        cmocka_unit_test(test_refused_features),
+        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_regex),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

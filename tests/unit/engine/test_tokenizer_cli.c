@@ -22,8 +22,8 @@ static int run(const char *tok, const char *flags, const char *input, size_t len
     assert_int_equal(write(fd, input, len), (ssize_t)len);
     close(fd);
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "\"%s\" tokenize --tokenizer \"%s\" %s < %s 2>&1", getenv("NYXAUDIT_BIN"),
-             tok, flags, in_path);
+    snprintf(cmd, sizeof cmd, "\"%s\" tokenize --tokenizer \"%s\" %s < %s 2>&1",
+             getenv("NYXAUDIT_BIN"), tok, flags, in_path);
     FILE *p = popen(cmd, "r");
     assert_non_null(p);
     size_t n = fread(out, 1, cap - 1, p);

@@ -1,6 +1,6 @@
-/* test_tokenizer_golden.c — exact ids against Hugging Face `tokenizers` (golden/tokenizer/ JSON files,
- * made by golden/tokenizer/make_golden.py): the Llama-3 tokenizer of ../shared on hand-picked
- * texts and 3000 random strings, its decoding, the chat template against transformers'
+/* test_tokenizer_golden.c — exact ids against Hugging Face `tokenizers` (golden/tokenizer/ JSON
+ * files, made by golden/tokenizer/make_golden.py): the Llama-3 tokenizer of ../shared on
+ * hand-picked texts and 3000 random strings, its decoding, the chat template against transformers'
  * apply_chat_template, and the small trained tokenizer committed in golden/tokenizer/small. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -104,7 +104,8 @@ static void check_cases(struct engine_tokenizer *t, const char *name, int full)
     json_t *cases = load_cases(name);
     size_t k, bad = 0;
     json_t *c;
-    json_array_foreach(cases, k, c) {
+    json_array_foreach(cases, k, c)
+    {
         json_t *text = json_object_get(c, "text");
         int32_t *ids = NULL;
         size_t n = 0;
@@ -114,7 +115,8 @@ static void check_cases(struct engine_tokenizer *t, const char *name, int full)
                                     &n, &err))
             fail_msg("%s case %zu: %s", name, k, err.msg);
         if (!ids_equal(ids, n, json_object_get(c, "ids"))) {
-            print_error("%s case %zu: ids differ for \"%.60s\"\n", name, k, json_string_value(text));
+            print_error("%s case %zu: ids differ for \"%.60s\"\n", name, k,
+                        json_string_value(text));
             bad++;
         }
         expect_decode(t, ids, n, 0, text, k);
@@ -164,7 +166,8 @@ static void test_llama3_decode(void **state)
     json_t *cases = load_cases("llama3_decode.json");
     size_t k;
     json_t *c;
-    json_array_foreach(cases, k, c) {
+    json_array_foreach(cases, k, c)
+    {
         size_t n;
         int32_t *ids = ids_of(json_object_get(c, "ids"), &n);
         expect_decode(t, ids, n, 0, json_object_get(c, "decoded"), k);
@@ -180,7 +183,8 @@ static void check_chat(struct engine_tokenizer *t, const char *name)
     json_t *cases = load_cases(name);
     size_t k;
     json_t *c;
-    json_array_foreach(cases, k, c) {
+    json_array_foreach(cases, k, c)
+    {
         int gen = json_is_true(json_object_get(c, "add_generation_prompt"));
         int32_t *ids = NULL;
         size_t n = 0;
@@ -216,7 +220,7 @@ static void test_small(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_llama3_cases), cmocka_unit_test(test_llama3_fuzz),
+        cmocka_unit_test(test_llama3_cases),  cmocka_unit_test(test_llama3_fuzz),
         cmocka_unit_test(test_llama3_decode), cmocka_unit_test(test_llama3_chat),
         cmocka_unit_test(test_small),
     };
