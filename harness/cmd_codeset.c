@@ -9,7 +9,8 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: nyxaudit codeset import --db FILE [--icd10cm PATH] [--hcpcs PATH] [--cpt PATH]\n"
+            "usage: nyxaudit codeset import --db FILE [--icd10cm PATH] [--hcpcs PATH] "
+            "[--cpt PATH]\n"
             "                               [--release NAME] [--effective YYYY-MM-DD]\n"
             "       nyxaudit codeset import --db FILE --demo   (the embedded demo code set)\n"
             "       nyxaudit codeset list --db FILE\n"

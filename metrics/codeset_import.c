@@ -199,7 +199,7 @@ static int import_icd(struct codeset_tx *tx, const char *data, size_t len, const
     return 0;
 }
 
-/* ---- HCPCS Level II alpha-numeric file -----------------------------------------------------------
+/* ---- HCPCS Level II alpha-numeric file ------------------------------------------------------
  * Columns: 1-5 code (modifiers right-aligned in 4-5), 6-10 sequence number, 11 record type
  * (3 procedure, 4 its continuation, 7 modifier, 8 its continuation), 12-91 long description,
  * 92-119 short description. Only modifiers are stored. */
@@ -325,7 +325,7 @@ static int import_hcpcs(struct codeset_tx *tx, const char *data, size_t len, con
     return rc;
 }
 
-/* ---- CPT numbers ------------------------------------------------------------------------------- */
+/* ---- CPT numbers ---------------------------------------------------------------------------- */
 static int import_cpt(struct codeset_tx *tx, const char *data, size_t len, const char *name,
                       struct codeset_import_stats *st, struct ny_err *err)
 {

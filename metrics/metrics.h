@@ -95,7 +95,7 @@ int metrics_gold_parse(const char *line, const char *const *cpt, size_t n_cpt,
  * ============================================================================================= */
 struct codeset_db;
 
-/* Open (creating the schema) the database at path, or ":memory:". *out closed with codeset_close. */
+/* Open (creating the schema) the database at path, or ":memory:"; close *out with codeset_close. */
 int codeset_open(const char *path, struct codeset_db **out, struct ny_err *err);
 void codeset_close(struct codeset_db *db); /* NULL is a no-op */
 
@@ -183,7 +183,7 @@ void metrics_wilson(uint64_t k, uint64_t n, double z, double *lo, double *hi);
 void metrics_newcombe_paired(uint64_t n11, uint64_t n10, uint64_t n01, uint64_t n00, double z,
                              double *delta, double *lo, double *hi);
 
-/* Exact two-sided McNemar p: n = n01 + n10, p = min(1, 2 * sum_{i<=min} C(n,i) / 2^n), 1 at n = 0. */
+/* Exact two-sided McNemar p: n = n01 + n10, p = min(1, 2 sum_{i<=min} C(n,i) / 2^n); 1 at n = 0. */
 double metrics_mcnemar_exact(uint64_t n01, uint64_t n10);
 
 /* Cochran's Q for an n x k binary matrix (x[i*k + j] in {0,1}, k >= 2): Q, df = k - 1 and the
@@ -303,7 +303,7 @@ struct metrics_input {
     const struct metrics_model *models;
     size_t m; /* >= 1, names distinct */
     struct codeset_db *db; /* optional: validity and hallucination need it */
-    const char *release;   /* required with db: a release name (resolve with codeset_release_find) */
+    const char *release;   /* required with db: a release name (see codeset_release_find) */
     uint64_t seed;         /* bootstrap seed */
 };
 

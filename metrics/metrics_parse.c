@@ -161,8 +161,8 @@ static int acc_alloc(struct metrics_codes *c, size_t cap)
 
 /* Tokenise text into c; calls back per token with its kind (for the gold checks). expect:
  * METRICS_KIND_NONE = any kind accepted. Returns the first offending kind mismatch via *bad. */
-static void tokenize(const char *text, size_t len, struct metrics_codes *c, enum metrics_kind expect,
-                     int *bad)
+static void tokenize(const char *text, size_t len, struct metrics_codes *c,
+                     enum metrics_kind expect, int *bad)
 {
     size_t i = 0;
     while (i < len) {

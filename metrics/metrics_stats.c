@@ -1,5 +1,5 @@
 /* metrics_stats.c — Wilson and Newcombe intervals, exact McNemar, Cochran's Q with the chi-square
- * tail, Holm's adjustment, the bootstrap PRNG and percentiles (contracts in metrics.h, section 3). */
+ * tail, Holm's adjustment, the bootstrap PRNG and percentiles (contracts: metrics.h, section 3). */
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>

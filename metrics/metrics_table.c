@@ -13,8 +13,8 @@ void metrics_print_table(const struct json_t *metrics_c, FILE *f)
 {
     json_t *metrics = (json_t *)metrics_c;
     json_t *models = json_object_get(metrics, "models");
-    fprintf(f, "n = %lld records\n\n%-20s", (long long)json_integer_value(json_object_get(metrics, "n")),
-            "metric");
+    fprintf(f, "n = %lld records\n\n%-20s",
+            (long long)json_integer_value(json_object_get(metrics, "n")), "metric");
     const char *name;
     json_t *mo;
     json_object_foreach(models, name, mo) fprintf(f, " %27.27s", name);

@@ -114,10 +114,12 @@ static void test_score_errors(void **state)
         skip();
     put("gold.jsonl", gold);
     put("unknown.jsonl", "{\"id\": \"r9\", \"output\": \"74177\"}\n");
-    put("dup.jsonl", "{\"id\": \"r1\", \"output\": \"74177\"}\n{\"id\": \"r1\", \"output\": \"x\"}\n");
+    put("dup.jsonl",
+        "{\"id\": \"r1\", \"output\": \"74177\"}\n{\"id\": \"r1\", \"output\": \"x\"}\n");
     put("bad.jsonl", "{\"id\": \"r1\", \"output\": \"74177\"}\n{\"id\": \"r2\", \"output\": }\n");
     put("type.jsonl", "{\"id\": \"r1\", \"output\": 5}\n");
-    put("gdup.jsonl", "{\"id\": \"r1\", \"codes\": \"74177\"}\n{\"id\": \"r1\", \"codes\": \"x\"}\n");
+    put("gdup.jsonl",
+        "{\"id\": \"r1\", \"codes\": \"74177\"}\n{\"id\": \"r1\", \"codes\": \"x\"}\n");
     put("gbad.jsonl", "{\"id\": \"r1\", \"cpt\": [\"R10.84\"]}\n");
     put("ok.jsonl", "{\"id\": \"r1\", \"output\": \"74177\"}\n");
     expect_fail("score --gold gold.jsonl --pred A=unknown.jsonl --json o1.json", 2,

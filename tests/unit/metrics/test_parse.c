@@ -108,7 +108,8 @@ static void test_strip_rules(void **state)
     assert_string_equal(render("R10.84."), "||R10.84|0");
     assert_string_equal(render("R10.84.)"), "||R10.84|0");
     assert_string_equal(render("M25."), "||M25|0");
-    /* One pass each, in order: ')' after the dot is not reached, so "R10.84)." stays unparseable. */
+    /* One pass each, in order: the ')' before the dot is not reached, so "R10.84)." stays
+     * unparseable. */
     assert_string_equal(render("R10.84)."), "|||1");
     /* Leading dots are stripped (not A-Z/0-9). */
     assert_string_equal(render(".R10.84"), "||R10.84|0");
