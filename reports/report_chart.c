@@ -73,7 +73,9 @@ double rp_chart_legend(const struct rp_doc *d, const struct rp_canvas *c, double
 
 double rp_chart_metrics(const struct rp_doc *d, const struct rp_canvas *c, double w)
 {
-    const double lab = 118, bh = 6.5, gap = 7, top = 2;
+    const double lab = 118, gap = 7, top = 2;
+    /* Bars thin out with many checkpoints so that the chart stays within ~600 points. */
+    const double bh = fmax(1.5, fmin(6.5, (600.0 / RP_NMETRICS - gap) / (double)d->nck - 1));
     double x0 = lab + 6, x1 = w - 8, span = x1 - x0;
     double gh = (double)d->nck * (bh + 1) + gap;
     double h = top + RP_NMETRICS * gh;

@@ -11,11 +11,19 @@
 #define GRID 0xd0d0d0u
 #define INK 0x222222u
 
+struct skipped {
+    size_t index;
+    char id[128];
+    char why[NY_ERR_MSG_MAX];
+};
+
 struct hist {
-    struct rp_doc *docs;  /* in run order */
+    struct rp_doc *docs;  /* valid runs, in run order */
     size_t n;
     const char **labels;  /* union of checkpoint labels, by first appearance */
     size_t nl;
+    struct skipped *skip; /* runs that failed the check, in input order */
+    size_t nskip;
 };
 
 static int run_cmp(const void *a, const void *b, void *base)
@@ -210,6 +218,19 @@ static int render(struct ny_buf *b, struct hist *h)
     html_el(b, "p", "sub", s);
     ny_buf_puts(b, "<h2>Runs</h2>\n");
     runs_table(b, h);
+    if (h->nskip) {
+        ny_buf_puts(b, "<h3>Runs not shown</h3>\n<p class=\"note\">These results objects do not "
+                       "follow the results.json contract and are left out of the charts.</p>\n"
+                       "<table><thead><tr><th class=\"num\">Input #</th><th>Run id</th>"
+                       "<th>Reason</th></tr></thead><tbody>\n");
+        for (size_t i = 0; i < h->nskip; i++) {
+            ny_buf_printf(b, "<tr><td class=\"num\">%zu</td>", h->skip[i].index);
+            html_el(b, "td", "mono", h->skip[i].id);
+            html_el(b, "td", NULL, h->skip[i].why);
+            ny_buf_puts(b, "</tr>\n");
+        }
+        ny_buf_puts(b, "</tbody></table>\n");
+    }
     ny_buf_puts(b, "<h2>Metrics over time</h2>\n");
     for (int m = 0; m < RP_NMETRICS; m++) {
         html_el(b, "h3", NULL, rp_metrics[m].name);
@@ -241,31 +262,58 @@ static int collect_labels(struct hist *h)
     return 0;
 }
 
+/* Check every run: valid ones into h->docs (input order), the others into h->skip. Returns 0,
+ * NY_E_NOMEM, or the first run's error when none is valid. */
+static int load_runs(struct hist *h, const json_t *const *runs, size_t n, struct ny_err *err)
+{
+    struct ny_err first;
+    ny_err_init(&first);
+    for (size_t i = 0; i < n; i++) {
+        struct ny_err e;
+        ny_err_init(&e);
+        int rc = rp_doc_load(&h->docs[h->n], runs[i], &e);
+        if (rc == NY_E_NOMEM)
+            return NY_ERR(err, NY_E_NOMEM, "history: out of memory");
+        if (!rc) {
+            h->n++;
+            continue;
+        }
+        const json_t *id = runs[i] ? json_object_get(json_object_get(runs[i], "run"), "id") : NULL;
+        struct skipped *k = &h->skip[h->nskip++];
+        k->index = i;
+        snprintf(k->id, sizeof k->id, "%s", json_is_string(id) ? json_string_value(id) : "(no id)");
+        snprintf(k->why, sizeof k->why, "%s", e.msg);
+        if (!first.code) {
+            first = e;
+            ny_err_prefix(&first, "history: run %zu (%s): ", i, k->id);
+        }
+    }
+    if (h->n == 0) {
+        if (err)
+            *err = first;
+        return first.code ? first.code : NY_E_FORMAT;
+    }
+    return 0;
+}
+
 int report_history_html_write(const json_t *const *runs, size_t n, const char *path,
                               struct ny_err *err)
 {
     if (!runs || n == 0)
         return NY_ERR(err, NY_E_INVALID, "history: no runs given");
-    struct rp_doc *loaded = ny_calloc(n, sizeof *loaded);
+    struct hist h = {ny_calloc(n, sizeof *h.docs), 0, NULL, 0, ny_calloc(n, sizeof *h.skip), 0};
     size_t *order = ny_calloc(n, sizeof *order);
-    struct hist h = {ny_calloc(n, sizeof *h.docs), n, NULL, 0};
-    int rc = (loaded && order && h.docs) ? 0 : NY_ERR(err, NY_E_NOMEM, "history: out of memory");
-    size_t nloaded = 0;
-    for (; !rc && nloaded < n; nloaded++) {
-        rc = rp_doc_load(&loaded[nloaded], runs[nloaded], err);
-        if (rc) {
-            const json_t *id = json_object_get(json_object_get(runs[nloaded], "run"), "id");
-            ny_err_prefix(err, "history: run %zu (%s): ", nloaded,
-                          json_is_string(id) ? json_string_value(id) : "no id");
-            break;
-        }
-    }
+    struct rp_doc *sorted = ny_calloc(n, sizeof *sorted);
+    int rc = h.docs && h.skip && order && sorted
+                 ? load_runs(&h, runs, n, err)
+                 : NY_ERR(err, NY_E_NOMEM, "history: out of memory");
     if (!rc) {
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < h.n; i++)
             order[i] = i;
-        qsort_r(order, n, sizeof *order, run_cmp, loaded);
-        for (size_t i = 0; i < n; i++)
-            h.docs[i] = loaded[order[i]];
+        qsort_r(order, h.n, sizeof *order, run_cmp, h.docs);
+        for (size_t i = 0; i < h.n; i++)
+            sorted[i] = h.docs[order[i]];
+        memcpy(h.docs, sorted, h.n * sizeof *sorted);
         rc = collect_labels(&h) ? NY_ERR(err, NY_E_NOMEM, "history: out of memory") : 0;
     }
     struct ny_buf b;
@@ -275,11 +323,12 @@ int report_history_html_write(const json_t *const *runs, size_t n, const char *p
     if (!rc)
         rc = ny_file_write_atomic(path, b.data, b.len, err);
     ny_buf_fini(&b);
-    for (size_t i = 0; i < nloaded && loaded; i++)
-        rp_doc_fini(&loaded[i]);
-    ny_free(loaded);
-    ny_free(order);
+    for (size_t i = 0; h.docs && i < h.n; i++)
+        rp_doc_fini(&h.docs[i]);
     ny_free(h.docs);
+    ny_free(h.skip);
     ny_free(h.labels);
+    ny_free(order);
+    ny_free(sorted);
     return rc;
 }

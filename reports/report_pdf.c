@@ -236,7 +236,7 @@ void pdf_para(struct pdf *p, double x, double width, double size, enum pdf_face 
 
 void pdf_heading(struct pdf *p, const char *s)
 {
-    pdf_need(p, 60);
+    pdf_need(p, 130); /* keep a heading with its note, a table header and a few rows */
     p->y += 22;
     pdf_text(p, PDF_ML, p->y, 15, PDF_BOLD, HEAD_BG, s);
     p->y += 5;
@@ -246,7 +246,7 @@ void pdf_heading(struct pdf *p, const char *s)
 
 void pdf_subheading(struct pdf *p, const char *s)
 {
-    pdf_need(p, 50);
+    pdf_need(p, 90); /* keep a subheading with at least a table header and a few rows */
     p->y += 16;
     pdf_text(p, PDF_ML, p->y, 10.5, PDF_BOLD, INK, s);
     p->y += 6;

@@ -353,10 +353,12 @@ static void draw_bd(struct pdf *p, struct rp_canvas *c, const void *a)
 void pdf_charts(struct pdf *p)
 {
     const struct rp_doc *d = p->d;
+    double h = rp_chart_metrics(d, NULL, PDF_CW);
+    pdf_need(p, h + 120); /* the heading stays with its first chart */
     pdf_heading(p, "Charts");
-    chart(p, "Every metric per checkpoint (bars) with its 95% interval (whiskers)", NULL,
-          rp_chart_metrics(d, NULL, PDF_CW), 1, draw_metrics, NULL);
-    double h = rp_chart_deltas(d, NULL, PDF_CW);
+    chart(p, "Every metric per checkpoint (bars) with its 95% interval (whiskers)", NULL, h, 1,
+          draw_metrics, NULL);
+    h = rp_chart_deltas(d, NULL, PDF_CW);
     if (h > 0)
         chart(p, "Paired differences with 95% intervals",
               "Square: delta; line: paired 95% interval; green above 0 means better, red below "
@@ -410,30 +412,51 @@ void pdf_gates(struct pdf *p)
 
 /* ---- error analysis ---------------------------------------------------------------------------- */
 
-static void taxonomy(struct pdf *p)
+/* One row per measure, one column per checkpoint; with more than 6 checkpoints the table is
+ * repeated for each group of 6. cell() formats the value of checkpoint ck in row r. */
+typedef void (*ck_cell_fn)(const struct rp_doc *d, const void *ctx, size_t ck, size_t r,
+                           char *out, size_t cap);
+
+static void ckpt_table(struct pdf *p, const char *first, const char *const *rows, size_t nrows,
+                       ck_cell_fn cell, const void *ctx)
 {
     const struct rp_doc *d = p->d;
-    const char *head[8] = {"ICD error type"};
-    double w[8] = {200};
-    enum rp_anchor al[8] = {RP_LEFT};
-    size_t nc = d->nck < 7 ? d->nck : 7;
-    for (size_t i = 0; i < nc; i++) {
-        head[i + 1] = d->ck[i].label;
-        w[i + 1] = (PDF_CW - 200) / (double)nc;
-        al[i + 1] = RP_RIGHT;
-    }
-    const struct pdf_table t = {nc + 1, head, w, al, 8.5};
-    pdf_subheading(p, "Error taxonomy (ICD misses, counts)");
-    pdf_table_head(p, &t);
-    for (int k = 0; k < RP_NTAXONOMY; k++) {
-        char cell[8][32];
-        const char *cells[8] = {rp_taxonomy_names[k]};
+    for (size_t from = 0; from < d->nck; from += 6) {
+        size_t nc = d->nck - from < 6 ? d->nck - from : 6;
+        const char *head[7] = {first};
+        double w[7] = {200};
+        enum rp_anchor al[7] = {RP_LEFT};
         for (size_t i = 0; i < nc; i++) {
-            snprintf(cell[i], sizeof cell[i], "%lld", (long long)d->ck[i].taxonomy[k]);
-            cells[i + 1] = cell[i];
+            head[i + 1] = d->ck[from + i].label;
+            w[i + 1] = (PDF_CW - 200) / (double)nc;
+            al[i + 1] = RP_RIGHT;
         }
-        pdf_table_row(p, &t, cells, NULL, 0);
+        const struct pdf_table t = {nc + 1, head, w, al, 8.5};
+        pdf_table_head(p, &t);
+        for (size_t r = 0; r < nrows; r++) {
+            char cell_s[6][64];
+            const char *cells[7] = {rows[r]};
+            for (size_t i = 0; i < nc; i++) {
+                cell(d, ctx, from + i, r, cell_s[i], sizeof cell_s[i]);
+                cells[i + 1] = cell_s[i];
+            }
+            pdf_table_row(p, &t, cells, NULL, 0);
+        }
+        p->y += 6;
     }
+}
+
+static void taxonomy_cell(const struct rp_doc *d, const void *ctx, size_t ck, size_t r,
+                          char *out, size_t cap)
+{
+    (void)ctx;
+    snprintf(out, cap, "%lld", (long long)d->ck[ck].taxonomy[r]);
+}
+
+static void taxonomy(struct pdf *p)
+{
+    pdf_subheading(p, "Error taxonomy (ICD misses, counts)");
+    ckpt_table(p, "ICD error type", rp_taxonomy_names, RP_NTAXONOMY, taxonomy_cell, NULL);
 }
 
 static int conf_cmp(const void *a, const void *b)
@@ -501,11 +524,12 @@ static void disagreements(struct pdf *p)
         al[i + 2] = RP_LEFT;
     }
     const struct pdf_table t = {nc + 2, head, w, al, 7.5};
-    char s[400];
+    char s[500];
     pdf_subheading(p, "Sample of disagreements");
     snprintf(s, sizeof s,
              "The first %d of %zu records (in run order) where the checkpoints' predicted code "
-             "sets differ. Red: differs from gold.%s", SAMPLE_MAX, d->ndisagree,
+             "sets differ. Red: differs from gold.%s%s", SAMPLE_MAX, d->ndisagree,
+             nc < d->nck ? " Only the first 6 checkpoints fit; the HTML dashboard shows all." : "",
              d->allow_text ? "" : " Report excerpts are not shown: reports are PHI and this run "
                                   "does not allow report text (run.allow_report_text is false).");
     pdf_para(p, PDF_ML, PDF_CW, 8, PDF_REGULAR, MUTED, s);
@@ -553,19 +577,22 @@ void pdf_errors(struct pdf *p)
 
 /* ---- validity ---------------------------------------------------------------------------------- */
 
+/* Validity rows: the 4 rates, format errors, then the raw counts (ctx: their sorted keys). */
+static void validity_cell(const struct rp_doc *d, const void *ctx, size_t ck, size_t r,
+                          char *out, size_t cap)
+{
+    const char *const *keys = ctx;
+    if (r < RP_NVALIDITY)
+        rp_fmt_pct(out, cap, d->ck[ck].validity[r]);
+    else if (r == RP_NVALIDITY)
+        snprintf(out, cap, "%lld", (long long)d->ck[ck].format_errors);
+    else
+        rp_validity_count(&d->ck[ck], keys[r - RP_NVALIDITY - 1], out, cap);
+}
+
 void pdf_validity(struct pdf *p)
 {
     const struct rp_doc *d = p->d;
-    const char *head[8] = {"Measure"};
-    double w[8] = {200};
-    enum rp_anchor al[8] = {RP_LEFT};
-    size_t nc = d->nck < 7 ? d->nck : 7;
-    for (size_t i = 0; i < nc; i++) {
-        head[i + 1] = d->ck[i].label;
-        w[i + 1] = (PDF_CW - 200) / (double)nc;
-        al[i + 1] = RP_RIGHT;
-    }
-    const struct pdf_table t = {nc + 1, head, w, al, 8.5};
     char s[200];
     pdf_heading(p, "Validity against the code set");
     snprintf(s, sizeof s,
@@ -573,39 +600,22 @@ void pdf_validity(struct pdf *p)
              d->release);
     pdf_para(p, PDF_ML, PDF_CW, 8.5, PDF_REGULAR, MUTED, s);
     p->y += 4;
-    pdf_table_head(p, &t);
-    char cell[8][64];
-    const char *cells[8];
-    for (int k = 0; k < RP_NVALIDITY; k++) {
-        cells[0] = rp_validity_names[k];
-        for (size_t i = 0; i < nc; i++) {
-            rp_fmt_pct(cell[i], sizeof cell[i], d->ck[i].validity[k]);
-            cells[i + 1] = cell[i];
-        }
-        pdf_table_row(p, &t, cells, NULL, 0);
-    }
-    cells[0] = "Records with format errors";
-    for (size_t i = 0; i < nc; i++) {
-        snprintf(cell[i], sizeof cell[i], "%lld", (long long)d->ck[i].format_errors);
-        cells[i + 1] = cell[i];
-    }
-    pdf_table_row(p, &t, cells, NULL, 0);
-    /* Raw counts as the metrics module wrote them: the union of keys, sorted. */
     size_t nk;
-    const char **names = rp_validity_count_keys(d, &nk);
-    if (!names) {
-        p->failed = 1;
-        return;
-    }
-    for (size_t a = 0; a < nk; a++) {
-        char lab[160];
-        snprintf(lab, sizeof lab, "count: %s", names[a]);
-        cells[0] = lab;
-        for (size_t c = 0; c < nc; c++) {
-            rp_validity_count(&d->ck[c], names[a], cell[c], sizeof cell[c]);
-            cells[c + 1] = cell[c];
+    const char **keys = rp_validity_count_keys(d, &nk);
+    const char **rows = ny_calloc(RP_NVALIDITY + 1 + nk, sizeof *rows);
+    char(*labels)[160] = ny_calloc(nk ? nk : 1, sizeof *labels);
+    if (keys && rows && labels) {
+        for (size_t r = 0; r < RP_NVALIDITY; r++)
+            rows[r] = rp_validity_names[r];
+        rows[RP_NVALIDITY] = "Records with format errors";
+        for (size_t a = 0; a < nk; a++) {
+            snprintf(labels[a], sizeof labels[a], "count: %s", keys[a]);
+            rows[RP_NVALIDITY + 1 + a] = labels[a];
         }
-        pdf_table_row(p, &t, cells, NULL, 0);
-    }
-    ny_free(names);
+        ckpt_table(p, "Measure", rows, RP_NVALIDITY + 1 + nk, validity_cell, keys);
+    } else
+        p->failed = 1;
+    ny_free(labels);
+    ny_free(rows);
+    ny_free(keys);
 }

@@ -41,8 +41,11 @@ int report_html_write(const json_t *results, const char *path, struct ny_err *er
 
 /* Write the history page over `n` runs (results objects, e.g. read from the run store; borrowed,
  * any order; n >= 1): each metric per checkpoint over time (ordered by run.started, then run.id)
- * with the code-set release of each run. Each run is checked as by report_results_check; an
- * invalid one fails the whole page (err names its index and run id). Written atomically. */
+ * with the code-set release of each run. Each run is checked as by report_results_check; a run
+ * that fails the check is left out of the charts and listed on the page under "Runs not shown"
+ * with its index, run id and the reason, so one bad row in the store does not hide the others.
+ * When no run passes, nothing is written and the first run's error is returned (NY_E_FORMAT;
+ * err names its index and run id). n == 0 is NY_E_INVALID. Written atomically. */
 int report_history_html_write(const json_t *const *runs, size_t n, const char *path,
                               struct ny_err *err);
 

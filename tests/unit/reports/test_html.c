@@ -226,13 +226,27 @@ static void test_history(void **state)
     assert_true(files_equal(a, b));
     ny_free(a);
     ny_free(b);
-    /* An invalid run fails the page, naming it; nothing written. */
+    /* An invalid run is listed under "Runs not shown" with its reason; the others are drawn. */
     json_object_del(json_object_get(runs[1], "run"), "split");
     char *c = tpath("hist3.html");
+    assert_int_equal(report_history_html_write((const json_t *const *)runs, 3, c, &err), 0);
+    h = slurp(c, NULL);
+    const char *skip = strstr(h, "Runs not shown");
+    assert_non_null(skip);
+    assert_non_null(strstr(skip, "r-first"));
+    assert_non_null(strstr(skip, "results.run.split: missing"));
+    assert_null(strstr(h, "2026-11-20T09:00:00Z")); /* its date is not among the runs drawn */
+    assert_non_null(strstr(h, "2026-11-23T12:00:00Z"));
+    ny_free(h);
+    ny_free(c);
+    /* No valid run at all: an error naming the first, and no file. */
+    json_object_set_new(runs[0], "schema", json_string("other"));
+    json_object_set_new(runs[2], "verdict", json_integer(1));
+    c = tpath("hist4.html");
     assert_int_equal(report_history_html_write((const json_t *const *)runs, 3, c, &err),
                      NY_E_FORMAT);
-    assert_non_null(strstr(err.msg, "run 1 (r-first)"));
-    assert_non_null(strstr(err.msg, "results.run.split"));
+    assert_non_null(strstr(err.msg, "run 0 (r-third)"));
+    assert_non_null(strstr(err.msg, "results.schema"));
     assert_false(ny_file_exists(c));
     assert_int_equal(report_history_html_write((const json_t *const *)runs, 0, c, &err),
                      NY_E_INVALID);

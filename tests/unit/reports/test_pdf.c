@@ -253,6 +253,92 @@ static void test_pdf_hostile_strings(void **state)
     json_decref(r);
 }
 
+/* Keep only the baseline V16: no comparisons, no gates. */
+static void only_baseline(json_t *r)
+{
+    json_t *cks = json_object_get(r, "checkpoints"), *m = json_object_get(r, "metrics");
+    json_array_remove(cks, 2);
+    json_array_remove(cks, 1);
+    json_object_del(json_object_get(m, "models"), "V17");
+    json_object_del(json_object_get(m, "models"), "Epoch-1");
+    json_object_set_new(m, "comparisons", json_array());
+    json_object_del(m, "holm");
+    json_object_del(m, "cochran_q");
+    json_object_set_new(r, "gates", json_array());
+    json_t *recs = json_object_get(r, "records");
+    for (size_t i = 0; i < json_array_size(recs); i++) {
+        json_t *x = json_array_get(recs, i), *p = json_object_get(x, "predictions");
+        json_object_del(p, "V17");
+        json_object_del(p, "Epoch-1");
+        json_object_set_new(x, "modality", json_null()); /* records without modality or CPT */
+        json_object_del(x, "primary_cpt");
+    }
+    json_object_del(json_object_get(json_object_get(m, "models"), "V16"), "breakdowns");
+}
+
+/* Add checkpoints V18..V22, copies of V17 (metrics, comparisons with V16, predictions). */
+static void many_checkpoints(json_t *r)
+{
+    json_t *cks = json_object_get(r, "checkpoints"), *m = json_object_get(r, "metrics");
+    json_t *models = json_object_get(m, "models"), *cmp = json_object_get(m, "comparisons");
+    size_t ncmp = json_array_size(cmp);
+    for (int k = 18; k <= 22; k++) {
+        char label[16];
+        snprintf(label, sizeof label, "V%d", k);
+        json_t *c = json_deep_copy(json_array_get(cks, 1));
+        json_object_set_new(c, "label", json_string(label));
+        json_array_append_new(cks, c);
+        json_object_set_new(models, label, json_deep_copy(json_object_get(models, "V17")));
+        for (size_t i = 0; i < ncmp; i++) {
+            json_t *x = json_array_get(cmp, i);
+            if (strcmp(json_string_value(json_object_get(x, "a")), "V16") ||
+                strcmp(json_string_value(json_object_get(x, "b")), "V17"))
+                continue;
+            json_t *y = json_deep_copy(x);
+            json_object_set_new(y, "b", json_string(label));
+            json_array_append_new(cmp, y);
+        }
+        json_t *recs = json_object_get(r, "records");
+        for (size_t i = 0; i < json_array_size(recs); i++) {
+            json_t *p = json_object_get(json_array_get(recs, i), "predictions");
+            json_object_set(p, label, json_object_get(p, "V17"));
+        }
+    }
+}
+
+static void test_pdf_html_other_shapes(void **state)
+{
+    (void)state;
+    for (int shape = 0; shape < 2; shape++) {
+        json_t *r = fixture();
+        if (shape == 0)
+            only_baseline(r);
+        else
+            many_checkpoints(r);
+        struct ny_err err;
+        ny_err_init(&err);
+        char *h = tpath(shape ? "many.html" : "one.html");
+        if (report_html_write(r, h, &err))
+            fail_msg("shape %d html: %s", shape, err.msg);
+        ny_free(h);
+        if (!have_tool("pdftotext") || !have_tool("pdfinfo")) {
+            json_decref(r);
+            continue;
+        }
+        int pages;
+        char *txt = pdf_text_of(r, shape ? "many.pdf" : "one.pdf", &pages);
+        if (shape == 0) {
+            assert_non_null(strstr(txt, "No release gates were configured"));
+            assert_non_null(strstr(txt, "No paired comparisons"));
+        } else {
+            assert_non_null(strstr(txt, "V22"));
+            assert_non_null(strstr(txt, "V22 vs V16"));
+        }
+        ny_free(txt);
+        json_decref(r);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -262,6 +348,7 @@ int main(void)
         cmocka_unit_test(test_pdf_malformed_leaves_no_file),
         cmocka_unit_test(test_pdf_missing_font_and_bad_dir),
         cmocka_unit_test(test_pdf_hostile_strings),
+        cmocka_unit_test(test_pdf_html_other_shapes),
     };
     return cmocka_run_group_tests(tests, rp_setup, rp_teardown);
 }
