@@ -8,6 +8,7 @@
  * (?i:...) groups become case-sensitive groups with ASCII letters written as [xX]. Constructs whose
  * meaning depends on Unicode tables we do not carry (\w, \d, \b, other properties, inline flags)
  * are refused rather than risk silent differences. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "tokenizer_int.h"
@@ -196,9 +197,23 @@ static int plain(struct rx *x, const char *p, const char *end, const char *start
     return 1;
 }
 
+/* The widening ranges assume PCRE2's tables are at Unicode 14 or later (Debian 12's 10.42). */
+static int pcre2_unicode_ok(void)
+{
+    char v[32] = "";
+    if (pcre2_config(PCRE2_CONFIG_UNICODE_VERSION, v) < 0)
+        return 0;
+    return atoi(v) >= 14;
+}
+
 int tok_regex_compile(const char *pattern, size_t len, const char *what, pcre2_code **out,
                       struct ny_err *err)
 {
+    if (!pcre2_unicode_ok())
+        return NY_ERR(err, NY_E_UNSUPPORTED,
+                      "%s: the PCRE2 library's Unicode tables are older "
+                      "than Unicode 14; the tokenizer needs PCRE2 10.40 or later",
+                      what);
     struct rx x = {.what = what, .err = err};
     ny_buf_init(&x.out);
     int stack[64] = {0}, depth = 0, in_class = 0, rc = NY_OK;

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -503,6 +504,57 @@ static void test_regex(void **state)
     }
 }
 
+/* ---- concurrent use ------------------------------------------------------------------------- */
+
+static const char *const thread_texts[] = {"hello hello<x>y", "abc ab <|begin_of_text|>hell",
+                                           "h\xc3\xa9llo w\xf0\x9f\x98\x80rld  \r\n 123"};
+
+struct thread_arg {
+    struct engine_tokenizer *t;
+    int32_t *want[3];
+    size_t n_want[3];
+    int bad;
+};
+
+static void *thread_main(void *p)
+{
+    struct thread_arg *a = p;
+    for (int rep = 0; rep < 300; rep++) {
+        size_t k = (size_t)rep % 3, n = 0;
+        int32_t *ids = NULL;
+        if (engine_tokenizer_encode(a->t, thread_texts[k], strlen(thread_texts[k]), 1, &ids, &n,
+                                    NULL) ||
+            n != a->n_want[k] || memcmp(ids, a->want[k], n * sizeof *ids) != 0)
+            a->bad++;
+        ny_free(ids);
+    }
+    return NULL;
+}
+
+static void test_threads(void **state)
+{
+    (void)state;
+    struct engine_tokenizer *t = open_ok(base());
+    struct thread_arg args[4];
+    for (int i = 0; i < 4; i++) {
+        args[i] = (struct thread_arg){.t = t};
+        for (size_t k = 0; k < 3; k++)
+            assert_int_equal(engine_tokenizer_encode(t, thread_texts[k], strlen(thread_texts[k]), 1,
+                                                     &args[i].want[k], &args[i].n_want[k], NULL),
+                             0);
+    }
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, thread_main, &args[i]), 0);
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(args[i].bad, 0);
+        for (size_t k = 0; k < 3; k++)
+            ny_free(args[i].want[k]);
+    }
+    engine_tokenizer_close(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -518,6 +570,7 @@ int main(void)
         cmocka_unit_test(test_refused_features),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_regex),
+        cmocka_unit_test(test_threads),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
