@@ -1,10 +1,17 @@
 /* cpu_attention.c — the CPU KV cache (one contiguous region per slot and layer) and causal
- * grouped-query attention over it; one task per (request, query head), rows in order. */
+ * grouped-query attention over it: per (request, query head, block of 64 rows) two sgemms and a
+ * causal softmax. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <cblas.h>
+
 #include "cpu_int.h"
+
+/* Query rows per attention task: a request's rows are cut into blocks of this many rows counted
+ * from its own first row, so the partition never depends on the batch or the thread count. */
+#define ATTN_ROW_BLOCK 64
 
 static size_t kv_off(const struct engine_kv *kv, int slot, int layer, int pos)
 {
@@ -24,7 +31,10 @@ int cpu_kv_create(struct engine_backend *be, const struct engine_kv_shape *shape
         ny_mul_overflow(n, (size_t)shape->n_layers, &n) ||
         ny_mul_overflow(n, (size_t)shape->n_slots, &n) || ny_mul_overflow(n, sizeof(float), &n))
         return NY_ERR(err, NY_E_RANGE, "cpu: KV cache size overflows");
-    int rc = cpu_scratch_reserve(be, (size_t)shape->max_tokens, err);
+    size_t scratch;
+    if (ny_mul_overflow((size_t)shape->max_tokens, ATTN_ROW_BLOCK, &scratch))
+        return NY_ERR(err, NY_E_RANGE, "cpu: attention scratch overflows");
+    int rc = cpu_scratch_reserve(be, scratch, err);
     if (rc != NY_OK)
         return rc;
     struct engine_kv *kv = ny_calloc(1, sizeof *kv);
@@ -71,46 +81,50 @@ struct attn_ctx {
     float scale;
     const float *q;
     float *out;
+    const int *task_seq;   /* [n_seqs + 1] first task of each request */
 };
 
+/* One (request, query head, block of up to ATTN_ROW_BLOCK rows):
+ *   S = scale · Q_blk · K[0..T)ᵀ (one sgemm), causal softmax per row, O_blk = P · V[0..T). */
 static void attn_task(void *vctx, int task, int thread)
 {
     struct attn_ctx *c = vctx;
     const struct engine_batch *b = c->be->batch;
-    int s = task / c->n_heads, h = task % c->n_heads;
-    int hd = c->kv->shape.head_dim, kvh = h / c->group;
-    int slot = b->seq_slot[s];
-    float *sc = cpu_scratch(c->be, thread);
-    for (int r = b->seq_start[s]; r < b->seq_start[s + 1]; r++) {
-        int pos = b->seq_pos0[s] + (r - b->seq_start[s]);
-        const float *q = c->q + (size_t)r * c->n_heads * hd + (size_t)h * hd;
-        float *o = c->out + (size_t)r * c->n_heads * hd + (size_t)h * hd;
-        const float *kbase = c->kv->k + kv_off(c->kv, slot, c->layer, 0) + (size_t)kvh * hd;
-        const float *vbase = c->kv->v + kv_off(c->kv, slot, c->layer, 0) + (size_t)kvh * hd;
-        float mx = -INFINITY;
-        for (int t = 0; t <= pos; t++) {
-            const float *k = kbase + (size_t)t * c->kv->kvdim;
-            float d = 0.0f;
-            for (int i = 0; i < hd; i++)
-                d += q[i] * k[i];
-            sc[t] = d * c->scale;
-            if (sc[t] > mx)
-                mx = sc[t];
+    int s = 0;
+    while (c->task_seq[s + 1] <= task)
+        s++;
+    int local = task - c->task_seq[s], h = local % c->n_heads, blk = local / c->n_heads;
+    int hd = c->kv->shape.head_dim, kvh = h / c->group, qd = c->n_heads * hd;
+    int kvdim = (int)c->kv->kvdim;
+    int r0 = b->seq_start[s] + blk * ATTN_ROW_BLOCK;
+    int rows = b->seq_start[s + 1] - r0 < ATTN_ROW_BLOCK ? b->seq_start[s + 1] - r0
+                                                         : ATTN_ROW_BLOCK;
+    int p0 = b->seq_pos0[s] + (r0 - b->seq_start[s]); /* position of the block's first row */
+    int T = p0 + rows;                                /* keys the block's last row sees */
+    float *sc = cpu_scratch(c->be, thread);           /* [rows, T] */
+    const float *kb = c->kv->k + kv_off(c->kv, b->seq_slot[s], c->layer, 0) + (size_t)kvh * hd;
+    const float *vb = c->kv->v + kv_off(c->kv, b->seq_slot[s], c->layer, 0) + (size_t)kvh * hd;
+    const float *q = c->q + (size_t)r0 * qd + (size_t)h * hd;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, T, hd, c->scale, q, qd, kb, kvdim,
+                0.0f, sc, T);
+    for (int i = 0; i < rows; i++) {
+        float *row = sc + (size_t)i * T;
+        int last = p0 + i; /* causal: keys 0..last */
+        float mx = -INFINITY, sum = 0.0f;
+        for (int t = 0; t <= last; t++)
+            mx = row[t] > mx ? row[t] : mx;
+        for (int t = 0; t <= last; t++) {
+            row[t] = expf(row[t] - mx);
+            sum += row[t];
         }
-        float sum = 0.0f;
-        for (int t = 0; t <= pos; t++) {
-            sc[t] = expf(sc[t] - mx);
-            sum += sc[t];
-        }
-        for (int i = 0; i < hd; i++)
-            o[i] = 0.0f;
-        for (int t = 0; t <= pos; t++) {
-            const float *v = vbase + (size_t)t * c->kv->kvdim;
-            float p = sc[t] / sum;
-            for (int i = 0; i < hd; i++)
-                o[i] += p * v[i];
-        }
+        float inv = 1.0f / sum;
+        for (int t = 0; t <= last; t++)
+            row[t] *= inv;
+        for (int t = last + 1; t < T; t++)
+            row[t] = 0.0f;
     }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, T, 1.0f, sc, T, vb, kvdim,
+                0.0f, c->out + (size_t)r0 * qd + (size_t)h * hd, qd);
 }
 
 int cpu_attention(struct engine_backend *be, struct engine_kv *kv, int layer,
@@ -139,9 +153,19 @@ int cpu_attention(struct engine_backend *be, struct engine_kv *kv, int layer,
         if (layer == 0)
             kv->len[slot] = b->seq_pos0[s] + L;
     }
+    int rc = cpu_grow((void **)&be->work, &be->work_cap, (size_t)b->n_seqs + 1, sizeof(int), err);
+    if (rc != NY_OK)
+        return rc;
+    int *task_seq = be->work, n_tasks = 0;
+    for (int s = 0; s < b->n_seqs; s++) {
+        int L = b->seq_start[s + 1] - b->seq_start[s];
+        task_seq[s] = n_tasks;
+        n_tasks += n_heads * ((L + ATTN_ROW_BLOCK - 1) / ATTN_ROW_BLOCK);
+    }
+    task_seq[b->n_seqs] = n_tasks;
     struct attn_ctx c = {.be = be, .kv = kv, .layer = layer, .n_heads = n_heads,
                          .group = n_heads / sh->n_kv_heads, .scale = scale, .q = q->data,
-                         .out = out->data};
-    cpu_pool_run(be->pool, b->n_seqs * n_heads, attn_task, &c);
+                         .out = out->data, .task_seq = task_seq};
+    cpu_pool_run(be->pool, n_tasks, attn_task, &c);
     return NY_OK;
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "engine.h"
@@ -79,7 +80,13 @@ int main(void)
     /* ~10.3M parameters: H 256, FF 768, 8 layers, 8 heads / 4 KV heads, vocab 8000, untied */
     struct tu_shape s = {.hidden = 256, .intermediate = 768, .layers = 8, .heads = 8,
                          .kv_heads = 4, .vocab = 8000};
-    if (!tmp || tu_write_random_model(dir, &s, 3) != 0) {
+    /* the demo checkpoints' shape (golden/demo/train_demo.py defaults), long prompts */
+    char demo[300];
+    snprintf(demo, sizeof demo, "%s/demo", dir);
+    struct tu_shape sd = {.hidden = 128, .intermediate = 384, .layers = 4, .heads = 4,
+                          .kv_heads = 2, .vocab = 3072, .bf16 = 1};
+    if (!tmp || tu_write_random_model(dir, &s, 3) != 0 || mkdir(demo, 0700) != 0 ||
+        tu_write_random_model(demo, &sd, 4) != 0) {
         fprintf(stderr, "cannot write the random model\n");
         return 1;
     }
@@ -89,6 +96,7 @@ int main(void)
         bench("fixture (0.1M params)", fixture, nt[k], 4, 64, 32);
         bench("random 10.3M params", dir, nt[k], 1, 128, 32);
         bench("random 10.3M params", dir, nt[k], 4, 128, 32);
+        bench("demo shape (1.6M, bf16)", demo, nt[k], 4, 512, 128);
     }
     tu_rmdir(dir);
     return 0;
