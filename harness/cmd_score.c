@@ -338,14 +338,21 @@ static int open_codeset(const struct score_args *a, struct codeset_db **db, char
 
 static int write_out(const struct score_args *a, json_t *metrics, struct ny_err *err)
 {
+    const char *name;
+    json_t *mo;
+    json_object_foreach(json_object_get(metrics, "models"), name, mo) {
+        json_int_t miss = json_integer_value(json_object_get(mo, "missing"));
+        if (miss > 0)
+            fprintf(stderr, "nyxaudit score: %s has no prediction for %lld of %lld records "
+                            "(scored as empty lines)\n", name, (long long)miss,
+                    (long long)json_integer_value(json_object_get(metrics, "n")));
+    }
     metrics_print_table(metrics, stdout);
     if (!a->json)
         return 0;
     char *s = ny_json_dumps(metrics, 2);
     if (!s)
         return NY_ERR(err, NY_E_NOMEM, "serialising the results: out of memory");
-    size_t len = strlen(s);
-    s[len] = '\0';
     struct ny_buf b;
     ny_buf_init(&b);
     ny_buf_puts(&b, s);

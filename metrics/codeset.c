@@ -295,14 +295,33 @@ static int cache_release(struct codeset_db *db, const char *release, struct ny_e
     return 0;
 }
 
+static int sys_of_kind(enum metrics_kind kind)
+{
+    return kind == METRICS_KIND_ICD        ? CODESET_SYS_ICD
+           : kind == METRICS_KIND_CPT      ? CODESET_SYS_CPT
+           : kind == METRICS_KIND_MODIFIER ? CODESET_SYS_MOD
+                                           : 0;
+}
+
+int codeset_covers(struct codeset_db *db, const char *release, enum metrics_kind kind, int *out,
+                   struct ny_err *err)
+{
+    int sys = sys_of_kind(kind);
+    if (!db || !release || !out || !sys)
+        return NY_ERR(err, NY_E_INVALID, "codeset_covers: bad argument");
+    int rc = cache_release(db, release, err);
+    if (rc)
+        return rc;
+    *out = db->covered[sys];
+    return 0;
+}
+
 int codeset_lookup(struct codeset_db *db, const char *release, enum metrics_kind kind,
                    const char *code, enum codeset_status *out, struct ny_err *err)
 {
     if (!db || !release || !code || !out)
         return NY_ERR(err, NY_E_INVALID, "codeset_lookup: NULL argument");
-    int sys = kind == METRICS_KIND_ICD ? CODESET_SYS_ICD
-              : kind == METRICS_KIND_CPT ? CODESET_SYS_CPT
-              : kind == METRICS_KIND_MODIFIER ? CODESET_SYS_MOD : 0;
+    int sys = sys_of_kind(kind);
     if (!sys)
         return NY_ERR(err, NY_E_INVALID, "codeset_lookup: \"%s\" has no code kind", code);
     int rc = cache_release(db, release, err);

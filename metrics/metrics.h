@@ -160,6 +160,10 @@ enum codeset_status {
     CODESET_NONBILLABLE = 2 /* in the release, a category header (ICD only) */
 };
 
+/* *out = 1 when `release` holds codes of the kind's system (validity can be judged), else 0. */
+int codeset_covers(struct codeset_db *db, const char *release, enum metrics_kind kind, int *out,
+                   struct ny_err *err);
+
 /* Look a normalised code up (indexed; prepared statement reused). kind is a METRICS_KIND_*. */
 int codeset_lookup(struct codeset_db *db, const char *release, enum metrics_kind kind,
                    const char *code, enum codeset_status *out, struct ny_err *err);

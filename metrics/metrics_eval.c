@@ -75,7 +75,6 @@ static int validate_record(const struct metrics_input *in, const struct metrics_
                 return rc;
             if (st == CODESET_UNCOVERED)
                 continue;
-            me->covered[k] = 1;
             me->pred[k]++;
             if (st == CODESET_INVALID) {
                 me->invalid[k]++;
@@ -96,6 +95,11 @@ static int eval_model(const struct metrics_input *in, const struct metrics_codes
     metrics_codes_init(&pc);
     unsigned char inv[METRICS_MAX_CODES];
     int rc = 0;
+    for (int k = METRICS_KIND_CPT; in->db && rc == 0 && k <= METRICS_KIND_ICD; k++) {
+        int cov = 0;
+        rc = codeset_covers(in->db, in->release, (enum metrics_kind)k, &cov, err);
+        me->covered[k] = (size_t)cov;
+    }
     for (size_t i = 0; i < in->n && rc == 0; i++) {
         const char *line = mod->outputs ? mod->outputs[i] : NULL;
         if (!line)

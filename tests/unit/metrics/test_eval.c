@@ -213,6 +213,36 @@ static void test_records_output(void **state)
     json_decref(m);
 }
 
+static void test_validity_coverage(void **state)
+{
+    (void)state;
+    /* A release with every system: a model predicting no CPT gets cpt_invalid 0, not null. */
+    struct codeset_db *db = demo_db();
+    static const char *const icd_only[] = {"R10.84", "J18.9", "M25.511", "R10.84"};
+    const struct metrics_model one[] = {{"I", icd_only}};
+    struct metrics_input in = {gold, 4, one, 1, db, "T1", 0};
+    json_t *m = NULL;
+    assert_int_equal(metrics_evaluate(&in, &m, NULL), 0);
+    assert_true(num(m, "I/validity/cpt_invalid") == 0.0);
+    assert_true(num(m, "I/validity/counts/cpt_predicted") == 0);
+    assert_true(num(m, "I/validity/icd_invalid") == 0.0);
+    /* One model only: no comparisons, no Cochran's Q. */
+    assert_int_equal(json_array_size(json_object_get(m, "comparisons")), 0);
+    assert_null(json_object_get(m, "cochran_q"));
+    json_decref(m);
+    /* A release with ICD codes only: CPT and modifier validity are null. */
+    const struct codeset_row rows[] = {{"icd10cm", "R10.84", 1, NULL}};
+    assert_int_equal(codeset_import_rows(db, "T2", "2025-02-01", rows, 1, NULL), 0);
+    struct metrics_input in2 = {gold, 4, one, 1, db, "T2", 0};
+    assert_int_equal(metrics_evaluate(&in2, &m, NULL), 0);
+    json_t *v = json_object_get(json_object_get(json_object_get(m, "models"), "I"), "validity");
+    assert_true(json_is_null(json_object_get(v, "cpt_invalid")));
+    assert_true(json_is_null(json_object_get(v, "modifier_invalid")));
+    assert_true(num(m, "I/validity/icd_invalid") == 0.5); /* J18.9 and M25.511 not in T2 */
+    json_decref(m);
+    codeset_close(db);
+}
+
 static void test_errors(void **state)
 {
     (void)state;
@@ -246,6 +276,7 @@ int main(void)
         cmocka_unit_test(test_comparisons),
         cmocka_unit_test(test_bootstrap_deterministic),
         cmocka_unit_test(test_records_output),
+        cmocka_unit_test(test_validity_coverage),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
