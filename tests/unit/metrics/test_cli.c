@@ -122,6 +122,17 @@ static void test_score_errors(void **state)
         "{\"id\": \"r1\", \"codes\": \"74177\"}\n{\"id\": \"r1\", \"codes\": \"x\"}\n");
     put("gbad.jsonl", "{\"id\": \"r1\", \"cpt\": [\"R10.84\"]}\n");
     put("ok.jsonl", "{\"id\": \"r1\", \"output\": \"74177\"}\n");
+    put("utf8.jsonl", "{\"id\": \"r1\", \"output\": \"74177 \xc3\x28\"}\n");
+    put("arr.jsonl", "[\"r1\", \"74177\"]\n");
+    put("noid.jsonl", "{\"output\": \"74177\"}\n");
+    put("empty.jsonl", "\n\n");
+    put("trunc.jsonl", "{\"id\": \"r1\", \"outp");
+    expect_fail("score --gold gold.jsonl --pred A=utf8.jsonl", 2, "UTF-8");
+    expect_fail("score --gold gold.jsonl --pred A=arr.jsonl", 2, "not a JSON object");
+    expect_fail("score --gold gold.jsonl --pred A=noid.jsonl", 2, "id");
+    expect_fail("score --gold gold.jsonl --pred A=empty.jsonl", 2, "no records");
+    expect_fail("score --gold gold.jsonl --pred A=trunc.jsonl", 2, "trunc.jsonl line 1");
+    expect_fail("score --gold gold.jsonl --pred A=ok.jsonl --seed -1", 2, "--seed");
     expect_fail("score --gold gold.jsonl --pred A=unknown.jsonl --json o1.json", 2,
                 "unknown.jsonl line 1: id \"r9\" is not in the gold file");
     expect_fail("score --gold gold.jsonl --pred A=dup.jsonl --json o1.json", 2,
