@@ -29,10 +29,19 @@ void metrics_print_table(const struct json_t *metrics_c, FILE *f)
         }
         fputc('\n', f);
     }
-    fprintf(f, "%-20s", "format_errors");
-    json_object_foreach(models, name, mo)
-        fprintf(f, " %27lld", (long long)json_integer_value(json_object_get(mo, "format_errors")));
-    fputc('\n', f);
+    static const char *const counts[][2] = {
+        {"format_errors", NULL},       {"missing", NULL},          {"specificity", "taxonomy"},
+        {"wrong_category", "taxonomy"}, {"hallucinated", "taxonomy"}, {"missed", "taxonomy"},
+        {"extra", "taxonomy"},
+    };
+    for (size_t k = 0; k < sizeof counts / sizeof *counts; k++) {
+        fprintf(f, "%-20s", counts[k][0]);
+        json_object_foreach(models, name, mo) {
+            json_t *o = counts[k][1] ? json_object_get(mo, counts[k][1]) : mo;
+            fprintf(f, " %27lld", (long long)json_integer_value(json_object_get(o, counts[k][0])));
+        }
+        fputc('\n', f);
+    }
     static const char *const vkeys[] = {"icd_invalid", "icd_nonbillable", "cpt_invalid",
                                         "modifier_invalid"};
     for (size_t k = 0; k < 4; k++) {
