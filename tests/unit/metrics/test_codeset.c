@@ -389,6 +389,23 @@ static void test_zip_members(void **state)
     codeset_close(db);
 }
 
+static void test_open_errors(void **state)
+{
+    (void)state;
+    struct codeset_db *db = (struct codeset_db *)1;
+    struct ny_err err;
+    ny_err_init(&err);
+    assert_int_equal(codeset_open(path_of("no/such/dir/x.db"), &db, &err), NY_E_DB);
+    assert_non_null(strstr(err.msg, "x.db"));
+    assert_true(db == (struct codeset_db *)1); /* untouched on failure */
+    const char *junk = write_file("junk.db", "this is not an SQLite database, just text......"
+                                             "...............................................");
+    ny_err_init(&err);
+    assert_int_equal(codeset_open(junk, &db, &err), NY_E_DB);
+    assert_non_null(strstr(err.msg, "junk.db"));
+    codeset_close(NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -398,6 +415,7 @@ int main(void)
         cmocka_unit_test(test_bad_files_named_and_atomic),
         cmocka_unit_test(test_hcpcs_and_cpt_files),
         cmocka_unit_test(test_zip_members),
+        cmocka_unit_test(test_open_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
