@@ -54,4 +54,25 @@ void dataset_words_init(struct dataset_words *w, const char *text, size_t len);
 /* Next word (lowercased into buf, truncated to 47 bytes); returns its length or 0 at the end. */
 size_t dataset_words_next(struct dataset_words *w, char buf[48]);
 
+/* ---- retrieval (dataset_retrieve.c) ---- */
+/* A retrieved neighbour that passed the leakage defense. */
+struct dataset_hit {
+    char *id, *exam_description, *reason, *report;
+    json_t *gold; /* {"cpt","modifiers","icd"} or NULL */
+    double score; /* -bm25: larger is better */
+};
+struct dataset_hits {
+    struct dataset_hit *v;
+    size_t n;
+    size_t blocked[3]; /* hash, cosine, fingerprint */
+};
+/* BM25 neighbours of record q in split `pool`, in rank order (ties by id), dropping those the
+ * three leakage layers block, until `want` are kept or the pool is exhausted. */
+int dataset_retrieve(struct dataset_store *st, const struct dataset_record *q, const char *pool,
+                     size_t want, double cosine_threshold, struct dataset_hits *out,
+                     struct ny_err *err);
+void dataset_hits_fini(struct dataset_hits *h);
+/* Cosine similarity of the word-count vectors of two texts (0 when either is empty). */
+double dataset_text_cosine(const char *a, const char *b);
+
 #endif
