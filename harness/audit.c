@@ -3,6 +3,7 @@
  * decoding settings and engine build) → metrics → gates → results.json and the other outputs. */
 #include <jansson.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -495,6 +496,20 @@ static int finish(struct audit *a, json_t *results, struct ny_err *err)
     return rc;
 }
 
+/* A progress note on stderr unless --quiet. */
+static void note(const struct audit *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note(const struct audit *a, const char *fmt, ...)
+{
+    if (a->cfg->quiet)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("nyxaudit: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
 static int run_pipeline(struct audit *a, struct ny_err *err)
 {
     const struct harness_config *cfg = a->cfg;
@@ -511,12 +526,17 @@ static int run_pipeline(struct audit *a, struct ny_err *err)
         rc = harness_manifest_files(a->st, cfg, a->files, a->ckeys, err);
     if (!rc)
         rc = harness_audit_open_codeset(a, err);
-    if (!rc)
+    if (!rc) {
+        note(a, "opening the records (%s)%s", cfg->dataset,
+             strcmp(cfg->dataset, "demo") ? "" : "; the demo corpus is made on first use");
         rc = harness_audit_open_dataset(a, err);
+    }
     if (!rc)
         rc = harness_audit_load_sample(a, dsinfo, err);
-    if (!rc)
+    if (!rc) {
+        note(a, "building %zu prompts", a->n);
         rc = harness_audit_build_prompts(a, err);
+    }
     if (!rc)
         rc = manifest_finish(a, err);
     char now[32], *mtext = NULL;

@@ -30,6 +30,57 @@ void harness_xml_escape(struct ny_buf *b, const char *s)
     }
 }
 
+/* A JSON value for people: numbers with 4 significant digits, arrays in brackets. */
+static void human_value(struct ny_buf *b, json_t *v)
+{
+    if (json_is_number(v)) {
+        ny_buf_printf(b, "%.4g", json_number_value(v));
+    } else if (json_is_string(v)) {
+        ny_buf_puts(b, json_string_value(v));
+    } else if (json_is_array(v)) {
+        ny_buf_puts(b, "[");
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            if (i)
+                ny_buf_puts(b, ", ");
+            human_value(b, json_array_get(v, i));
+        }
+        ny_buf_puts(b, "]");
+    } else if (json_is_boolean(v)) {
+        ny_buf_puts(b, json_is_true(v) ? "true" : "false");
+    } else {
+        ny_buf_puts(b, "null");
+    }
+}
+
+/* Evidence object as "key=value; ..." in sorted key order (heap string, ny_free). */
+static char *evidence_text(json_t *ev)
+{
+    struct ny_buf b;
+    ny_buf_init(&b);
+    ny_buf_puts(&b, "");
+    const char **keys = ny_calloc(json_object_size(ev) + 1, sizeof *keys);
+    size_t n = 0;
+    const char *k;
+    json_t *v;
+    json_object_foreach(ev, k, v) {
+        (void)v;
+        if (keys)
+            keys[n++] = k;
+    }
+    for (size_t i = 1; i < n; i++) /* insertion sort: a handful of keys */
+        for (size_t j = i; j > 0 && strcmp(keys[j - 1], keys[j]) > 0; j--) {
+            const char *t = keys[j];
+            keys[j] = keys[j - 1];
+            keys[j - 1] = t;
+        }
+    for (size_t i = 0; i < n; i++) {
+        ny_buf_printf(&b, "%s%s=", i ? "; " : "", keys[i]);
+        human_value(&b, json_object_get(ev, keys[i]));
+    }
+    ny_free(keys);
+    return ny_buf_take(&b);
+}
+
 static const char *str_at(json_t *o, const char *key, const char *dflt)
 {
     const char *s = json_string_value(json_object_get(o, key));
@@ -70,7 +121,7 @@ int harness_junit_render(struct json_t *results, char **out, struct ny_err *err)
         ny_buf_puts(&b, "\" name=\"");
         harness_xml_escape(&b, str_at(g, "name", ""));
         ny_buf_puts(&b, "\" time=\"0\">\n      <system-out>");
-        char *ev = ny_json_dumps(json_object_get(g, "evidence"), 0);
+        char *ev = evidence_text(json_object_get(g, "evidence"));
         harness_xml_escape(&b, str_at(g, "rule", ""));
         ny_buf_puts(&b, "\nevidence: ");
         harness_xml_escape(&b, ev ? ev : "null");
@@ -173,7 +224,7 @@ static void summary_gates(struct ny_buf *b, json_t *gates)
     ny_buf_puts(b, "| gate | checkpoint | rule | evidence | verdict |\n|---|---|---|---|---|\n");
     for (size_t i = 0; i < json_array_size(gates); i++) {
         json_t *g = json_array_get(gates, i);
-        char *ev = ny_json_dumps(json_object_get(g, "evidence"), 0);
+        char *ev = evidence_text(json_object_get(g, "evidence"));
         int pass = !strcmp(str_at(g, "verdict", ""), "pass");
         ny_buf_puts(b, "| ");
         md_cell(b, str_at(g, "name", ""));
@@ -181,9 +232,9 @@ static void summary_gates(struct ny_buf *b, json_t *gates)
         md_cell(b, str_at(g, "checkpoint", ""));
         ny_buf_puts(b, " | ");
         md_cell(b, str_at(g, "rule", ""));
-        ny_buf_puts(b, " | `");
+        ny_buf_puts(b, " | ");
         md_cell(b, ev ? ev : "null");
-        ny_buf_printf(b, "` | %s |\n", pass ? "✅ pass" : "❌ **fail**");
+        ny_buf_printf(b, " | %s |\n", pass ? "✅ pass" : "❌ **fail**");
         ny_free(ev);
     }
 }
