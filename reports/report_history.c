@@ -115,7 +115,9 @@ static double chart(const struct hist *h, const struct rp_canvas *c, double w, i
         if (r % every)
             continue;
         char s[64];
-        snprintf(s, sizeof s, "%.10s", h->docs[r].started);
+        snprintf(s, sizeof s, "%.16s", h->docs[r].started);
+        if (strlen(s) > 10 && s[10] == 'T')
+            s[10] = ' ';
         c->text(c->ctx, x, top + ph + 10, 6.5, RP_CENTER, 0, INK, s);
         snprintf(s, sizeof s, "%.24s", h->docs[r].release);
         c->text(c->ctx, x, top + ph + 18, 6, RP_CENTER, 0, MUTED, s);

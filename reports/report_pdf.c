@@ -234,9 +234,28 @@ void pdf_para(struct pdf *p, double x, double width, double size, enum pdf_face 
     pdf_lines_free(lines, n);
 }
 
+/* A bookmark (outline entry) for the section starting at the cursor; titles are ASCII. */
+static void pdf_bookmark(struct pdf *p, const char *title)
+{
+    char t[120];
+    size_t o = 0;
+    for (; *title && o + 1 < sizeof t; title++)
+        t[o++] = (*title >= 0x20 && *title < 0x7f) ? *title : ' ';
+    t[o] = 0;
+    HPDF_Outline ol = HPDF_CreateOutline(p->doc, NULL, t, NULL);
+    HPDF_Destination dst = HPDF_Page_CreateDestination(p->page);
+    if (!ol || !dst) {
+        p->failed = 1;
+        return;
+    }
+    HPDF_Destination_SetFitH(dst, (HPDF_REAL)(PDF_H - p->y + 4));
+    HPDF_Outline_SetDestination(ol, dst);
+}
+
 void pdf_heading(struct pdf *p, const char *s)
 {
     pdf_need(p, 130); /* keep a heading with its note, a table header and a few rows */
+    pdf_bookmark(p, s);
     p->y += 22;
     pdf_text(p, PDF_ML, p->y, 15, PDF_BOLD, HEAD_BG, s);
     p->y += 5;
@@ -539,6 +558,7 @@ static int set_up(struct pdf *p, struct ny_err *err)
     HPDF_SetInfoAttr(p->doc, HPDF_INFO_SUBJECT, "Release audit of radiology coding checkpoints");
     HPDF_SetInfoDateAttr(p->doc, HPDF_INFO_CREATION_DATE, date);
     HPDF_SetInfoDateAttr(p->doc, HPDF_INFO_MOD_DATE, date);
+    HPDF_SetPageMode(p->doc, HPDF_PAGE_MODE_USE_OUTLINE);
     if (p->failed)
         return NY_ERR(err, NY_E_INTERNAL, "pdf: libharu error 0x%04lX (detail %lu) in set-up",
                       p->hpdf_err, p->hpdf_detail);
@@ -551,6 +571,7 @@ static int render(struct pdf *p, struct ny_buf *out, struct ny_err *err)
     if (rc)
         return rc;
     pdf_new_page(p);
+    pdf_bookmark(p, "Release verdict");
     pdf_cover(p);
     pdf_new_page(p);
     pdf_summary(p);
