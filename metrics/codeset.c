@@ -135,6 +135,13 @@ static int release_id(struct codeset_db *db, const char *name, int64_t *id, char
     return rc;
 }
 
+int codeset_release_effective(struct codeset_db *db, const char *name, char eff[11],
+                              struct ny_err *err)
+{
+    int64_t id;
+    return release_id(db, name, &id, eff, err);
+}
+
 int codeset_release_find(struct codeset_db *db, const char *name, const char *date, char *out,
                          size_t cap, struct ny_err *err)
 {

@@ -387,8 +387,11 @@ int codeset_import_files(struct codeset_db *db, const char *icd10cm, const char 
             snprintf(st.release, sizeof st.release, "FY%d", fy);
         else if (hy)
             snprintf(st.release, sizeof st.release, "HCPCS%d", hy);
+        char known[11] = "";
         if (effective)
             snprintf(st.effective, sizeof st.effective, "%s", effective);
+        else if (release && codeset_release_effective(db, release, known, NULL) == 0)
+            snprintf(st.effective, sizeof st.effective, "%s", known); /* adding to a release */
         else if (fy)
             snprintf(st.effective, sizeof st.effective, "%04d-10-01", (fy - 1) % 10000);
         else if (hy)

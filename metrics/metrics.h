@@ -128,7 +128,8 @@ struct codeset_import_stats {
  *  cpt:     CPT code numbers, one per line ('#' comments and blank lines skipped).
  * release/effective may be NULL: then "FY<YYYY>" effective <YYYY-1>-10-01 from the ICD file name,
  * else "HCPCS<YYYY>" effective <YYYY>-01-01 from the HCPCS file name; a CPT-only import needs
- * both. A bad file fails naming the file and line. stats may be NULL. */
+ * both, except that naming an existing release takes its date (adding CPT numbers or HCPCS
+ * modifiers to FY2026: release "FY2026", effective NULL). A bad file fails naming the file and line. stats may be NULL. */
 int codeset_import_files(struct codeset_db *db, const char *icd10cm, const char *hcpcs,
                          const char *cpt, const char *release, const char *effective,
                          struct codeset_import_stats *stats, struct ny_err *err);

@@ -53,6 +53,9 @@ int codeset_tx_insert(struct codeset_tx *tx, int sys, const char *code, int bill
                       struct ny_err *err);
 int codeset_tx_commit(struct codeset_tx *tx, struct ny_err *err);
 void codeset_tx_rollback(struct codeset_tx *tx);
+/* The effective date (11 bytes) of an existing release: 0, NY_E_NOTFOUND or NY_E_DB. */
+int codeset_release_effective(struct codeset_db *db, const char *name, char eff[11],
+                              struct ny_err *err);
 /* 1 when s is YYYY-MM-DD with a valid month and day. */
 int codeset_date_valid(const char *s);
 

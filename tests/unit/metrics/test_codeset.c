@@ -192,6 +192,13 @@ static void test_icd_order_file(void **state)
     /* Again: a no-op. */
     assert_int_equal(codeset_import_files(db, p, NULL, NULL, NULL, NULL, &st, NULL), 0);
     assert_int_equal(st.noop, 1);
+    /* CPT numbers added to the existing release take its date. */
+    const char *c = write_file("cpt_more.txt", "74177\n");
+    assert_int_equal(codeset_import_files(db, NULL, NULL, c, "FY2031", NULL, &st, NULL), 0);
+    assert_string_equal(st.effective, "2030-10-01");
+    assert_int_equal(st.cpt, 1);
+    assert_int_equal(codeset_lookup(db, "FY2031", METRICS_KIND_CPT, "74177", &s, NULL), 0);
+    assert_int_equal(s, CODESET_VALID);
     codeset_close(db);
     /* The file database persists. */
     assert_int_equal(codeset_open(path_of("cs.db"), &db, NULL), 0);
