@@ -29,6 +29,9 @@ extern "C" {
  *  - At most METRICS_MAX_CODES distinct codes of each kind are kept; further distinct codes count
  *    as unparseable (bounds the work on hostile lines; real lines hold a handful).
  * Bytes >= 0x80 are never letters, so invalid UTF-8 is simply unparseable, never an error.
+ * Note: FY2026 added ICD-10-CM codes with a letter in second place (QA0-QA9, e.g. QA00101); the
+ * rule above (issue #3) does not recognise them in model lines. The order-file importer accepts
+ * them (a letter, then 2-6 letters or digits).
  * ============================================================================================= */
 #define METRICS_CODE_MAX 12 /* longest normalised code "A00.0000" plus NUL, rounded up */
 #define METRICS_MAX_CODES 256
@@ -242,9 +245,9 @@ const char *metrics_binary_name(enum metrics_binary m);
 
 struct metrics_record_score {
     unsigned char bin[METRICS_N_BINARY]; /* 0 or 1 */
-    double icd_recall;                   /* |P∩G|/|G|; G empty: 1 if P empty else 0 */
-    double icd_precision;                /* |P∩G|/|P|; P empty: 1 if G empty else 0 */
-    size_t icd_tp, icd_pred, icd_gold;   /* |P∩G|, |P|, |G| (for the micro scores) */
+    double icd_recall;                   /* |P & G|/|G|; G empty: 1 if P empty else 0 */
+    double icd_precision;                /* |P & G|/|P|; P empty: 1 if G empty else 0 */
+    size_t icd_tp, icd_pred, icd_gold;   /* |P & G|, |P|, |G| (for the micro scores) */
 };
 
 /* Score one prediction against one gold record (both already parsed). Never fails. */
@@ -256,7 +259,7 @@ void metrics_score_record(const struct metrics_codes *gold, const struct metrics
  *    `nyxaudit score --json` writes.
  *
  * Definitions the issue leaves open:
- *  - Micro scores pool over records: precision = ΣTP/ΣP, recall = ΣTP/ΣG, F1 = 2ΣTP/(ΣP+ΣG);
+ *  - Micro scores pool over records: precision = sum TP / sum P, recall = sum TP / sum G, F1 = 2 sum TP / (sum P + sum G);
  *    a zero denominator gives 1 when both totals are 0, else 0. They, icd_recall and
  *    icd_precision carry a seeded percentile bootstrap interval: METRICS_BOOTSTRAP_B resamples of
  *    the n records drawn with metrics_rng seeded by `seed` (the same index draws for every model,
@@ -278,6 +281,8 @@ void metrics_score_record(const struct metrics_codes *gold, const struct metrics
  *    of the seven binary metrics, icd_recall and icd_precision.
  *  - "format_errors": records whose prediction has an unparseable token; "missing": records with
  *    no prediction (scored as the empty line).
+ *  - Top-level keys besides n/models/comparisons (and cochran_q/holm with 3+ models):
+ *    "codeset_release" (name or null) and "bootstrap" {"seed", "resamples"}.
  *  - Comparisons: every pair (a = models[i], b = models[j], i < j) and each binary metric: delta =
  *    mean(b) - mean(a), Newcombe method-10 interval, exact McNemar p. With 3+ models
  *    "cochran_q" per binary metric and "holm": the McNemar p adjusted by Holm within each metric
