@@ -63,10 +63,11 @@ static struct engine_model *open_model(const char *dir, int threads)
     return m;
 }
 
-/* Requests: lengths 1..40 so single-row (gemv) and multi-row (gemm) paths both run. */
+/* Requests: lengths 1..150 so single-row (gemv) and multi-row (gemm) matmuls and attention over
+ * one or several 64-row blocks all run. */
 #define N_REQ 7
-static int32_t prompt_ids[N_REQ][40];
-static const size_t prompt_len[N_REQ] = {1, 9, 40, 2, 17, 1, 33};
+static int32_t prompt_ids[N_REQ][160];
+static const size_t prompt_len[N_REQ] = {1, 9, 150, 2, 70, 1, 33};
 
 static void make_requests(struct engine_request *r, int vocab, int n_adapters)
 {
