@@ -48,9 +48,11 @@ const struct rp_metric_info rp_metrics[RP_NMETRICS] = {
 };
 
 const char *const rp_method_notes[] = {
-    "95% interval: the range that holds the true value with 95% confidence, given the number "
-    "of records scored. Yes/no metrics use the Wilson score interval; ICD recall and precision "
-    "use a percentile bootstrap over records with a fixed seed, so the interval is reproducible.",
+    "95% interval: a range computed from the records scored so that, over repeated samples of "
+    "the same size, 95% of such ranges contain the true value; the narrower, the more precise "
+    "the figure. Yes/no metrics use the Wilson score interval; ICD recall and precision use a "
+    "percentile bootstrap over records with a fixed seed, so the interval is reproducible. The "
+    "ICD micro metrics pool all codes and are shown without an interval.",
     "Delta: the candidate's value minus the baseline's on the same records, in percentage points "
     "(pp). Its interval is Newcombe's interval for paired proportions; an interval that does not "
     "include 0 marks a real difference.",
