@@ -101,6 +101,9 @@ int engine_model_open(const char *dir, const struct engine_model_opts *opts,
     int rc = engine_backend_find(o.device, &ops, err);
     if (rc != NY_OK)
         return rc;
+    if (o.tp > 1) /* never ignored silently: no backend splits a model over GPUs yet */
+        return NY_ERR(err, NY_E_UNSUPPORTED, "--tp %d: tensor parallelism is not available in "
+                      "the %s backend", o.tp, ops->name);
     struct engine_model *m = ny_calloc(1, sizeof *m);
     if (!m || !(m->dir = ny_strdup(dir))) {
         ny_free(m);
