@@ -294,21 +294,38 @@ char *rp_codes_norm(const char *line)
 
 int rp_html_escape(struct ny_buf *b, const char *s)
 {
-    const char *run = s;
-    for (; *s; s++) {
+    /* Markup characters become entities; bytes that are not well-formed UTF-8 (a string cut by a
+     * fixed-size buffer, say) and control characters other than tab and newline become U+FFFD, so
+     * the page stays valid UTF-8 whatever it is given. */
+    size_t len = strlen(s), run = 0, i = 0;
+    while (i < len) {
+        uint32_t cp = 0;
+        int k = ny_utf8_decode(s + i, len - i, &cp);
         const char *rep = NULL;
-        switch (*s) {
-        case '&': rep = "&amp;"; break;
-        case '<': rep = "&lt;"; break;
-        case '>': rep = "&gt;"; break;
-        case '"': rep = "&quot;"; break;
-        case '\'': rep = "&#39;"; break;
-        default: continue;
+        if (k <= 0) { /* one U+FFFD for a bad byte and the continuation bytes after it */
+            rep = "\xef\xbf\xbd";
+            k = 1;
+            while (i + (size_t)k < len && ((unsigned char)s[i + (size_t)k] & 0xc0) == 0x80)
+                k++;
+        } else if ((cp < 0x20 && cp != '\t' && cp != '\n') || cp == 0x7f)
+            rep = "\xef\xbf\xbd";
+        else if (cp == '&')
+            rep = "&amp;";
+        else if (cp == '<')
+            rep = "&lt;";
+        else if (cp == '>')
+            rep = "&gt;";
+        else if (cp == '"')
+            rep = "&quot;";
+        else if (cp == '\'')
+            rep = "&#39;";
+        if (rep) {
+            ny_buf_append(b, s + run, i - run);
+            ny_buf_puts(b, rep);
+            run = i + (size_t)k;
         }
-        ny_buf_append(b, run, (size_t)(s - run));
-        ny_buf_puts(b, rep);
-        run = s + 1;
+        i += (size_t)k;
     }
-    ny_buf_append(b, run, (size_t)(s - run));
+    ny_buf_append(b, s + run, len - run);
     return b->failed ? NY_E_NOMEM : 0;
 }

@@ -521,7 +521,8 @@ int report_results_sha256(const json_t *results, char hex[65], struct ny_err *er
 {
     char *s = ny_json_dumps(results, 0);
     if (!s)
-        return NY_ERR(err, NY_E_NOMEM, "results: cannot serialise (out of memory)");
+        return NY_ERR(err, NY_E_FORMAT, "results: cannot serialise to canonical JSON (a string "
+                                        "that is not valid UTF-8, or out of memory)");
     ny_sha256_hex(s, strlen(s), hex);
     ny_free(s);
     return 0;

@@ -103,6 +103,29 @@ static void test_html_escape(void **state)
     assert_int_equal(rp_html_escape(&b, "plain \xe2\x88\x92 text"), 0);
     assert_string_equal(b.data, "plain \xe2\x88\x92 text");
     ny_buf_fini(&b);
+    /* A cut multi-byte sequence, a stray byte and control characters become U+FFFD. */
+    ny_buf_init(&b);
+    assert_int_equal(rp_html_escape(&b, "a\xe2\x88 b\xff<\x01\tc\n"), 0);
+    assert_string_equal(b.data, "a\xef\xbf\xbd b\xef\xbf\xbd&lt;\xef\xbf\xbd\tc\n");
+    assert_true(ny_utf8_valid(b.data, b.len, NULL));
+    ny_buf_fini(&b);
+}
+
+/* A json_t built in code with a string that is not UTF-8 cannot be serialised canonically. */
+static void test_unserialisable_results(void **state)
+{
+    (void)state;
+    json_t *r = fixture();
+    json_object_set_new(json_object_get(r, "run"), "id", json_stringn_nocheck("r-\xff", 3));
+    struct ny_err err;
+    ny_err_init(&err);
+    assert_int_equal(report_results_check(r, &err), NY_E_FORMAT);
+    assert_non_null(strstr(err.msg, "canonical JSON"));
+    char *path = tpath("x.html");
+    assert_int_equal(report_html_write(r, path, NULL), NY_E_FORMAT);
+    assert_false(ny_file_exists(path));
+    ny_free(path);
+    json_decref(r);
 }
 
 static void test_evidence(void **state)
@@ -127,6 +150,7 @@ int main(void)
         cmocka_unit_test(test_codes_norm),
         cmocka_unit_test(test_html_escape),
         cmocka_unit_test(test_evidence),
+        cmocka_unit_test(test_unserialisable_results),
     };
     return cmocka_run_group_tests(tests, rp_setup, rp_teardown);
 }
