@@ -142,6 +142,98 @@ static void test_evidence(void **state)
     json_decref(e);
 }
 
+/* ---- hostile results: every kind of wrong value at many places, never a crash ---------------- */
+
+struct slot {
+    json_t *parent;
+    const char *key; /* object member, or NULL for array index */
+    size_t index;
+};
+
+static void collect(json_t *v, struct slot *out, size_t *n, size_t cap)
+{
+    const char *k;
+    json_t *c;
+    if (json_is_object(v)) {
+        json_object_foreach(v, k, c) {
+            if (*n < cap)
+                out[(*n)++] = (struct slot){v, k, 0};
+            collect(c, out, n, cap);
+        }
+    } else if (json_is_array(v)) {
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            if (*n < cap)
+                out[(*n)++] = (struct slot){v, NULL, i};
+            collect(json_array_get(v, i), out, n, cap);
+        }
+    }
+}
+
+static json_t *wrong_value(unsigned k)
+{
+    switch (k % 7) {
+    case 0: return json_null();
+    case 1: return json_integer(-7);
+    case 2: return json_string("<x>");
+    case 3: return json_array();
+    case 4: return json_object();
+    case 5: return json_real(-1e308);
+    default: return json_true();
+    }
+}
+
+static void test_mutations_never_crash(void **state)
+{
+    (void)state;
+    json_t *base = fixture();
+    enum { CAP = 20000 };
+    struct slot *slots = ny_calloc(CAP, sizeof *slots);
+    size_t n = 0;
+    collect(base, slots, &n, CAP);
+    assert_true(n > 1000);
+    char *path = tpath("m.html");
+    unsigned seed = 12345;
+    size_t ok = 0, bad = 0;
+    for (int t = 0; t < 400; t++) {
+        seed = seed * 1103515245u + 12345u;
+        size_t pick = (seed >> 8) % n;
+        /* Mutate a copy: find the same slot in it by walking the same order. */
+        json_t *r = json_deep_copy(base);
+        struct slot *cs = ny_calloc(CAP, sizeof *cs);
+        size_t cn = 0;
+        collect(r, cs, &cn, CAP);
+        assert_int_equal(cn, n);
+        json_t *w = wrong_value((unsigned)t);
+        if (cs[pick].key)
+            json_object_set_new(cs[pick].parent, cs[pick].key, w);
+        else
+            json_array_set_new(cs[pick].parent, cs[pick].index, w);
+        struct ny_err err;
+        ny_err_init(&err);
+        int rc = report_html_write(r, path, &err);
+        assert_true(rc == 0 || rc == NY_E_FORMAT);
+        if (rc) {
+            assert_false(ny_file_exists(path));
+            assert_non_null(strstr(err.msg, "results"));
+            bad++;
+        } else {
+            assert_int_equal(unlink(path), 0);
+            if (ok++ % 4 == 0) { /* the PDF lays out the same odd-but-valid values */
+                char *pdf = tpath("m.pdf");
+                if (report_pdf_write(r, pdf, &err))
+                    fail_msg("mutation %d: pdf: %s", t, err.msg);
+                ny_free(pdf);
+            }
+        }
+        ny_free(cs);
+        json_decref(r);
+    }
+    assert_true(bad > 0 && ok > 0); /* both outcomes were exercised */
+    ny_free(path);
+    ny_free(slots);
+    json_decref(base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -151,6 +243,7 @@ int main(void)
         cmocka_unit_test(test_html_escape),
         cmocka_unit_test(test_evidence),
         cmocka_unit_test(test_unserialisable_results),
+        cmocka_unit_test(test_mutations_never_crash),
     };
     return cmocka_run_group_tests(tests, rp_setup, rp_teardown);
 }
