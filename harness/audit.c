@@ -198,18 +198,28 @@ static void cache_key(const struct audit *a, size_t c, const char *prompt_hash, 
     ny_sha256_hex(buf, (size_t)n, key);
 }
 
-/* Test hooks: NYXAUDIT_TEST_STOP_AFTER=k stops (exit 3) and NYXAUDIT_TEST_KILL_AFTER=k sends
- * SIGKILL to the process after the k-th prediction decoded by this process is committed. */
+/* Test hooks, checked after each committed prediction: NYXAUDIT_TEST_KILL_AFTER=k sends SIGKILL
+ * to the process after the k-th prediction decoded by this process is committed (a kill -9 at
+ * that moment); NYXAUDIT_TEST_STOP_AFTER=k stops there (exit 3). */
 static int after_commit(struct audit *a, struct ny_err *err)
 {
     int64_t kill_after = env_int("NYXAUDIT_TEST_KILL_AFTER");
     int64_t stop_after = env_int("NYXAUDIT_TEST_STOP_AFTER");
     if (kill_after > 0 && a->out.decoded >= kill_after)
         raise(SIGKILL);
-    if ((stop_after > 0 && a->out.decoded >= stop_after) || stop_requested)
+    if (stop_after > 0 && a->out.decoded >= stop_after)
         return NY_ERR(err, NY_E_INCOMPLETE, "stopped after %lld new predictions; run the same "
                       "command again to resume", (long long)a->out.decoded);
     return NY_OK;
+}
+
+/* SIGINT/SIGTERM: checked once the batch in flight is committed. */
+static int after_batch(struct audit *a, struct ny_err *err)
+{
+    if (!stop_requested)
+        return NY_OK;
+    return NY_ERR(err, NY_E_INCOMPLETE, "interrupted after %lld new predictions (all committed); "
+                  "run the same command again to resume", (long long)a->out.decoded);
 }
 
 /* Prompts of one checkpoint waiting to be decoded together. */
@@ -267,7 +277,7 @@ static int flush(struct audit *a, size_t c, struct pending *q, struct progress *
     pending_clear(q);
     if (!rc)
         progress_tick(pg, a->cfg->checkpoints[c].label, 0);
-    return rc;
+    return rc ? rc : after_batch(a, err);
 }
 
 /* Tokenize record i for checkpoint c; take its prediction from the store or queue it. */

@@ -44,11 +44,15 @@ static int fake_encode(void *ctx, size_t ckpt, json_t *messages, int32_t **ids, 
 static const char *const lines[] = {"74177, 26, R10.9", "71046, 26, R05.9", "70450, 26, R51.9",
                                     "73721, 26, RT, M25.561", "garbage!"};
 
+static int generate_calls, stop_at_call; /* simulate SIGINT during call stop_at_call */
+
 static int fake_generate(void *ctx, size_t ckpt, const int32_t *const *ids, const size_t *n,
                          size_t count, int64_t max_new, struct store_prediction *out,
                          struct ny_err *err)
 {
     (void)ctx;
+    if (++generate_calls == stop_at_call)
+        harness_audit_request_stop(); /* what the SIGINT handler does */
     (void)max_new;
     (void)err;
     for (size_t k = 0; k < count; k++) {
@@ -206,6 +210,25 @@ static void test_stop_and_resume(void **state)
     ny_free(b);
 }
 
+/* Ctrl-C while the second batch decodes: that batch is committed, then the run stops (exit 3). */
+static void test_interrupt_commits_batch(void **state)
+{
+    (void)state;
+    struct harness_audit_outcome r;
+    generate_calls = 0;
+    stop_at_call = 2;
+    assert_int_equal(run("d", 16, &r), NY_E_INCOMPLETE);
+    assert_int_equal(r.decoded, 2 * HARNESS_DECODE_BATCH);
+    stop_at_call = 0;
+    assert_int_equal(run("d", 16, &r), NY_OK);
+    assert_int_equal(r.decoded, 48 - 2 * HARNESS_DECODE_BATCH);
+    char *a = read_out("a", "results.json"), *d = read_out("d", "results.json");
+    assert_non_null(d);
+    assert_string_equal(a, d);
+    ny_free(a);
+    ny_free(d);
+}
+
 static void test_kill_and_resume(void **state)
 {
     (void)state;
@@ -246,6 +269,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_uninterrupted_and_rerun),
         cmocka_unit_test(test_stop_and_resume),
+        cmocka_unit_test(test_interrupt_commits_batch),
         cmocka_unit_test(test_kill_and_resume),
         cmocka_unit_test(test_larger_sample_decodes_only_new),
     };
