@@ -6,7 +6,7 @@ Epoch-1 over 60 synthetic radiology records, for the reports module's tests and 
 The records and model outputs are synthetic (seeded); the metrics are computed from them by the
 rules of issue #3 (Wilson intervals, seeded percentile bootstrap for ICD recall/precision,
 Newcombe paired intervals, exact McNemar, Cochran's Q, Holm). Only CPT code numbers appear, no
-descriptor text. Usage: python3 golden/reports/make_fixture.py [OUT.json]
+descriptor text. Usage: python3 golden/reports/make_fixture.py [--n N] [OUT.json]
 """
 import hashlib
 import itertools
@@ -20,7 +20,7 @@ from scipy import stats
 
 Z = 1.959963984540054
 SEED = 20261126
-N = 60
+N = 60  # records; `--n N` makes a bigger file for timing (not committed)
 
 # (modality, primary CPT, modifiers, gold ICD candidates)
 CASES = [
@@ -244,7 +244,12 @@ def sha(s):
 
 
 def main():
-    out = sys.argv[1] if len(sys.argv) > 1 else "golden/reports/results_demo.json"
+    global N
+    args = sys.argv[1:]
+    if len(args) >= 2 and args[0] == "--n":
+        N = int(args[1])
+        args = args[2:]
+    out = args[0] if args else "golden/reports/results_demo.json"
     rng = random.Random(SEED)
     recs = make_records(rng)
     us = [[rng.random() for _ in range(10)] for _ in recs]
