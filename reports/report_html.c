@@ -35,6 +35,8 @@ static const char css[] =
     "#records th{cursor:pointer;user-select:none}"
     "#records th[data-dir=asc]::after{content:' \\25B2'}"
     "#records th[data-dir=desc]::after{content:' \\25BC'}"
+    "nav{display:flex;flex-wrap:wrap;gap:4px 16px;margin:0 0 8px;font-size:13px}"
+    "nav a{color:#2f3b4c}.scroll{overflow-x:auto}"
     "footer{margin-top:40px;color:#666;font-size:12px;border-top:1px solid #ccc;"
     "padding-top:8px}";
 

@@ -54,7 +54,7 @@ static void filters(struct ny_buf *b, const struct rp_doc *d)
 
 void html_records(struct ny_buf *b, const struct rp_doc *d)
 {
-    ny_buf_puts(b, "<h2>Records</h2>\n<p class=\"note\">One row per record scored. Red: the "
+    ny_buf_puts(b, "<h2 id=\"records-h\">Records</h2>\n<p class=\"note\">One row per record scored. Red: the "
                    "prediction's code set differs from gold (spaces, order and case ignored). "
                    "Click a column to sort.");
     if (!d->allow_text)
@@ -62,7 +62,7 @@ void html_records(struct ny_buf *b, const struct rp_doc *d)
                        "allow report text (run.allow_report_text is false).");
     ny_buf_puts(b, "</p>\n");
     filters(b, d);
-    ny_buf_puts(b, "<table id=\"records\"><thead><tr><th>Record</th><th>Modality</th>"
+    ny_buf_puts(b, "<div class=\"scroll\"><table id=\"records\"><thead><tr><th>Record</th><th>Modality</th>"
                    "<th>Primary CPT</th><th>Gold</th>");
     for (size_t i = 0; i < d->nck; i++)
         html_el(b, "th", NULL, d->ck[i].label);
@@ -87,7 +87,7 @@ void html_records(struct ny_buf *b, const struct rp_doc *d)
             html_el(b, "td", NULL, x->excerpt ? x->excerpt : "");
         ny_buf_puts(b, "</tr>\n");
     }
-    ny_buf_puts(b, "</tbody></table>\n");
+    ny_buf_puts(b, "</tbody></table></div>\n");
 }
 
 static void kv_row(void *ctx, const char *path, const char *value)
@@ -101,7 +101,7 @@ static void kv_row(void *ctx, const char *path, const char *value)
 
 void html_manifest(struct ny_buf *b, const struct rp_doc *d)
 {
-    ny_buf_puts(b, "<h2>Reproducibility manifest</h2>\n<p class=\"note\">Everything needed to "
+    ny_buf_puts(b, "<h2 id=\"manifest\">Reproducibility manifest</h2>\n<p class=\"note\">Everything needed to "
                    "reproduce this run: the exact weights, records, prompts, code set, decoding "
                    "settings and program; <code>nyxaudit verify</code> rechecks these hashes. "
                    "The SHA-256 in the footer is that of results.json in its canonical form "

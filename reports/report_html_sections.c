@@ -81,7 +81,12 @@ void html_cover(struct ny_buf *b, const struct rp_doc *d)
 {
     char s[800];
     ny_buf_puts(b, "<h1>NYXAudit release audit</h1>\n<p class=\"sub\">Radiology medical-coding "
-                   "model checkpoints: accuracy, safety and evidence</p>\n");
+                   "model checkpoints: accuracy, safety and evidence</p>\n<nav>"
+                   "<a href=\"#summary\">Summary</a><a href=\"#deltas\">Differences</a>"
+                   "<a href=\"#charts\">Charts</a><a href=\"#gates\">Gates</a>"
+                   "<a href=\"#errors\">Errors</a><a href=\"#validity\">Validity</a>"
+                   "<a href=\"#records-h\">Records</a><a href=\"#definitions\">Definitions</a>"
+                   "<a href=\"#manifest\">Manifest</a></nav>\n");
     ny_buf_printf(b, "<div class=\"verdict %s\"><b>RELEASE VERDICT: %s</b>",
                   d->pass ? "pass" : "fail", d->pass ? "PASS" : "FAIL");
     if (d->ngates == 0)
@@ -120,7 +125,7 @@ void html_cover(struct ny_buf *b, const struct rp_doc *d)
 void html_summary(struct ny_buf *b, const struct rp_doc *d)
 {
     char s[300];
-    ny_buf_puts(b, "<h2>Summary: every metric with its 95% interval</h2>\n");
+    ny_buf_puts(b, "<h2 id=\"summary\">Summary: every metric with its 95% interval</h2>\n");
     snprintf(s, sizeof s, "Values are the share of the %lld records scored, as percentages, with "
              "the 95%% interval in brackets. Definitions are below.", (long long)d->n);
     html_el(b, "p", "note", s);
@@ -140,7 +145,7 @@ void html_summary(struct ny_buf *b, const struct rp_doc *d)
         }
         ny_buf_puts(b, "</tr>\n");
     }
-    ny_buf_puts(b, "</tbody></table>\n<h2>Differences between checkpoints (paired, same "
+    ny_buf_puts(b, "</tbody></table>\n<h2 id=\"deltas\">Differences between checkpoints (paired, same "
                    "records)</h2>\n<p class=\"note\">Delta is the second checkpoint minus the "
                    "first, in percentage points. Green: the paired 95% interval lies above 0 "
                    "(better); red: below 0 (worse).</p>\n");
@@ -202,7 +207,7 @@ void html_summary(struct ny_buf *b, const struct rp_doc *d)
 
 void html_definitions(struct ny_buf *b)
 {
-    ny_buf_puts(b, "<h2>What each metric means</h2>\n<dl class=\"defs\">\n");
+    ny_buf_puts(b, "<h2 id=\"definitions\">What each metric means</h2>\n<dl class=\"defs\">\n");
     for (int m = 0; m < RP_NMETRICS; m++) {
         html_el(b, "dt", NULL, rp_metrics[m].name);
         html_el(b, "dd", NULL, rp_metrics[m].define);
@@ -241,7 +246,7 @@ static double draw_bd(const struct rp_doc *d, const struct rp_canvas *c, double 
 
 void html_charts(struct ny_buf *b, const struct rp_doc *d)
 {
-    ny_buf_puts(b, "<h2>Charts</h2>\n<h3>Every metric per checkpoint (bars) with its 95% "
+    ny_buf_puts(b, "<h2 id=\"charts\">Charts</h2>\n<h3>Every metric per checkpoint (bars) with its 95% "
                    "interval (whiskers)</h3>\n");
     html_svg(b, d, HTML_CHART_W, draw_metrics, NULL, "Metric bars with 95% intervals", 1);
     if (d->ncmp) {
@@ -266,7 +271,7 @@ void html_charts(struct ny_buf *b, const struct rp_doc *d)
 
 void html_gates(struct ny_buf *b, const struct rp_doc *d)
 {
-    ny_buf_puts(b, "<h2>Release gates</h2>\n<p class=\"note\">Each gate is a rule fixed before "
+    ny_buf_puts(b, "<h2 id=\"gates\">Release gates</h2>\n<p class=\"note\">Each gate is a rule fixed before "
                    "the run; the release passes only if every gate passes. Floors bound a metric "
                    "from below, no-regression gates compare a candidate with the baseline by the "
                    "paired test, ceilings bound invalid-code rates.</p>\n");
@@ -321,7 +326,7 @@ static int conf_cmp(const void *a, const void *b)
 void html_errors(struct ny_buf *b, const struct rp_doc *d)
 {
     char s[64];
-    ny_buf_puts(b, "<h2>Error analysis</h2>\n<h3>Error taxonomy (ICD misses, counts)</h3>\n");
+    ny_buf_puts(b, "<h2 id=\"errors\">Error analysis</h2>\n<h3>Error taxonomy (ICD misses, counts)</h3>\n");
     ckpt_head(b, d, "ICD error type");
     for (int k = 0; k < RP_NTAXONOMY; k++) {
         ny_buf_puts(b, "<tr>");
@@ -368,7 +373,7 @@ void html_errors(struct ny_buf *b, const struct rp_doc *d)
 void html_validity(struct ny_buf *b, const struct rp_doc *d)
 {
     char s[300];
-    ny_buf_puts(b, "<h2>Validity against the code set</h2>\n");
+    ny_buf_puts(b, "<h2 id=\"validity\">Validity against the code set</h2>\n");
     snprintf(s, sizeof s, "Rates over all predicted codes of each kind, checked against code-set "
              "release %s.", d->release);
     html_el(b, "p", "note", s);
