@@ -108,29 +108,25 @@ static void merge_insert(struct engine_tokenizer *t, int32_t a, int32_t b, uint3
 struct tok_load {
     struct engine_tokenizer *t;
     const char *path;
-    json_t *vocab, *added;
+    const struct tok_raw *raw;
+    json_t *added;
     size_t max_id1, arena_len;
 };
 
 static int check_vocab(struct tok_load *L, struct ny_err *err)
 {
-    const char *key;
-    json_t *v;
-    if (!json_is_object(L->vocab))
-        return NY_ERR(err, NY_E_FORMAT, "%s: field \"model.vocab\" must be an object", L->path);
-    json_object_foreach(L->vocab, key, v)
-    {
-        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= TOK_MAX_ID)
+    const struct tok_raw *r = L->raw;
+    for (size_t i = 0; i < r->n_vocab; i++) {
+        if (r->vocab_id[i] < 0 || r->vocab_id[i] >= TOK_MAX_ID)
             return NY_ERR(err, NY_E_FORMAT,
-                          "%s: field \"model.vocab\": token \"%.80s\" has id %s (want an integer "
-                          "in [0, %d))",
-                          L->path, key,
-                          json_is_integer(v) ? "out of range" : "that is not an integer",
-                          TOK_MAX_ID);
-        size_t id = (size_t)json_integer_value(v);
+                          "%s: field \"model.vocab\": token \"%.*s\" has id %lld, out of range "
+                          "[0, %d)",
+                          L->path, (int)(r->vocab_tok[i].len > 80 ? 80 : r->vocab_tok[i].len),
+                          r->vocab_tok[i].s, (long long)r->vocab_id[i], TOK_MAX_ID);
+        size_t id = (size_t)r->vocab_id[i];
         if (id + 1 > L->max_id1)
             L->max_id1 = id + 1;
-        L->arena_len += strlen(key) + 1;
+        L->arena_len += r->vocab_tok[i].len + 1;
     }
     return NY_OK;
 }
@@ -183,17 +179,17 @@ static int check_added(struct tok_load *L, struct ny_err *err)
 static int fill_vocab(struct tok_load *L, char **ap, struct ny_err *err)
 {
     struct engine_tokenizer *t = L->t;
-    const char *key;
-    json_t *v;
-    json_object_foreach(L->vocab, key, v)
-    {
-        size_t id = (size_t)json_integer_value(v), len = strlen(key);
+    const struct tok_raw *r = L->raw;
+    for (size_t i = 0; i < r->n_vocab; i++) {
+        size_t id = (size_t)r->vocab_id[i], len = r->vocab_tok[i].len;
+        int show = (int)(len > 80 ? 80 : len);
         if (t->kind[id])
             return NY_ERR(err, NY_E_FORMAT,
                           "%s: field \"model.vocab\": id %zu is given to both \"%.80s\" and "
-                          "\"%.80s\"",
-                          L->path, id, t->str[id], key);
-        memcpy(*ap, key, len + 1);
+                          "\"%.*s\"",
+                          L->path, id, t->str[id], show, r->vocab_tok[i].s);
+        memcpy(*ap, r->vocab_tok[i].s, len);
+        (*ap)[len] = 0;
         t->str[id] = *ap;
         t->len[id] = (uint32_t)len;
         t->kind[id] = TOK_KIND_MODEL;
@@ -201,9 +197,9 @@ static int fill_vocab(struct tok_load *L, char **ap, struct ny_err *err)
         int32_t dup = vocab_insert(t, t->vocab_slots, t->vocab_cap, (int32_t)id);
         if (dup >= 0)
             return NY_ERR(err, NY_E_FORMAT,
-                          "%s: field \"model.vocab\": token \"%.80s\" appears "
-                          "twice (ids %d and %zu)",
-                          L->path, key, dup, id);
+                          "%s: field \"model.vocab\": token \"%.*s\" appears twice (ids %d and "
+                          "%zu)",
+                          L->path, show, r->vocab_tok[i].s, dup, id);
     }
     return NY_OK;
 }
@@ -287,7 +283,7 @@ static int load_tokens(struct tok_load *L, struct ny_err *err)
         return NY_ERR(err, NY_E_FORMAT, "%s: field \"model.vocab\" is empty", L->path);
     t->n_ids = L->max_id1;
     size_t n_added = L->added ? json_array_size(L->added) : 0;
-    t->vocab_cap = pow2_at_least(2 * json_object_size(L->vocab));
+    t->vocab_cap = pow2_at_least(2 * L->raw->n_vocab);
     t->all_cap = pow2_at_least(2 * t->n_ids);
     t->arena = ny_malloc(L->arena_len + 1);
     t->str = ny_calloc(t->n_ids, sizeof *t->str);
@@ -324,45 +320,13 @@ static int load_tokens(struct tok_load *L, struct ny_err *err)
 
 /* ---- merges ---------------------------------------------------------------------------------- */
 
-static int merge_parts(const char *path, size_t rank, json_t *m, const char **a, size_t *alen,
-                       const char **b, size_t *blen, struct ny_err *err)
-{
-    if (json_is_string(m)) {
-        const char *s = json_string_value(m), *sp = memchr(s, ' ', json_string_length(m));
-        if (!sp || memchr(sp + 1, ' ', json_string_length(m) - (size_t)(sp + 1 - s)))
-            return NY_ERR(err, NY_E_FORMAT,
-                          "%s: field \"model.merges[%zu]\": \"%.80s\" is not "
-                          "two tokens separated by one space",
-                          path, rank, s);
-        *a = s;
-        *alen = (size_t)(sp - s);
-        *b = sp + 1;
-        *blen = json_string_length(m) - *alen - 1;
-        return NY_OK;
-    }
-    if (json_is_array(m) && json_array_size(m) == 2 && json_is_string(json_array_get(m, 0)) &&
-        json_is_string(json_array_get(m, 1))) {
-        *a = json_string_value(json_array_get(m, 0));
-        *alen = json_string_length(json_array_get(m, 0));
-        *b = json_string_value(json_array_get(m, 1));
-        *blen = json_string_length(json_array_get(m, 1));
-        return NY_OK;
-    }
-    return NY_ERR(err, NY_E_FORMAT,
-                  "%s: field \"model.merges[%zu]\" must be \"a b\" or [\"a\", "
-                  "\"b\"]",
-                  path, rank);
-}
-
-static int load_merges(struct engine_tokenizer *t, const char *path, json_t *merges,
+static int load_merges(struct engine_tokenizer *t, const char *path, const struct tok_raw *raw,
                        struct ny_err *err)
 {
-    if (!json_is_array(merges))
-        return NY_ERR(err, NY_E_FORMAT, "%s: field \"model.merges\" must be an array", path);
-    size_t n = json_array_size(merges);
+    size_t n = raw->n_merges;
     if (n >= UINT32_MAX / 4)
         return NY_ERR(err, NY_E_RANGE, "%s: field \"model.merges\": too many merges", path);
-    t->merges_cap = pow2_at_least(2 * n + 1);
+    t->merges_cap = pow2_at_least(n + n / 2 + 1);
     t->merges = ny_malloc(t->merges_cap * sizeof *t->merges);
     if (!t->merges)
         return NY_ERR(err, NY_E_NOMEM, "%s: out of memory for %zu merges", path, n);
@@ -371,34 +335,85 @@ static int load_merges(struct engine_tokenizer *t, const char *path, json_t *mer
     ny_buf_init(&cat);
     int rc = NY_OK;
     for (size_t r = 0; r < n && !rc; r++) {
-        const char *a = NULL, *b = NULL;
-        size_t al = 0, bl = 0;
-        rc = merge_parts(path, r, json_array_get(merges, r), &a, &al, &b, &bl, err);
-        if (rc)
-            break;
-        int32_t ia = tok_vocab_find(t, t->vocab_slots, t->vocab_cap, a, al);
-        int32_t ib = tok_vocab_find(t, t->vocab_slots, t->vocab_cap, b, bl);
+        struct tok_str a = raw->merge_a[r], b = raw->merge_b[r];
+        int32_t ia = tok_vocab_find(t, t->vocab_slots, t->vocab_cap, a.s, a.len);
+        int32_t ib = tok_vocab_find(t, t->vocab_slots, t->vocab_cap, b.s, b.len);
         cat.len = 0;
-        ny_buf_append(&cat, a, al);
-        ny_buf_append(&cat, b, bl);
+        ny_buf_append(&cat, a.s, a.len);
+        ny_buf_append(&cat, b.s, b.len);
         if (cat.failed) {
             rc = NY_ERR(err, NY_E_NOMEM, "%s: out of memory", path);
             break;
         }
         int32_t ic = tok_vocab_find(t, t->vocab_slots, t->vocab_cap, cat.data, cat.len);
         if (ia < 0 || ib < 0 || ic < 0) {
-            const char *which = ia < 0 ? a : ib < 0 ? b : cat.data;
-            int wl = (int)(ia < 0 ? al : ib < 0 ? bl : cat.len);
+            const char *which = ia < 0 ? a.s : ib < 0 ? b.s : cat.data;
+            size_t wl = ia < 0 ? a.len : ib < 0 ? b.len : cat.len;
             rc = NY_ERR(err, NY_E_FORMAT,
-                        "%s: field \"model.merges[%zu]\": token \"%.*s\" is not "
-                        "in the vocabulary",
-                        path, r, wl > 80 ? 80 : wl, which);
+                        "%s: field \"model.merges[%zu]\": token \"%.*s\" is not in the "
+                        "vocabulary",
+                        path, r, (int)(wl > 80 ? 80 : wl), which);
             break;
         }
         merge_insert(t, ia, ib, (uint32_t)r, ic);
     }
     ny_buf_fini(&cat);
     return rc;
+}
+
+/* The fallback: model.vocab and model.merges from jansson (pointers into its strings). */
+static int raw_from_json(const char *path, json_t *vocab, json_t *merges, struct tok_raw *raw,
+                         struct ny_err *err)
+{
+    if (!json_is_object(vocab))
+        return NY_ERR(err, NY_E_FORMAT, "%s: field \"model.vocab\" must be an object", path);
+    if (!json_is_array(merges))
+        return NY_ERR(err, NY_E_FORMAT, "%s: field \"model.merges\" must be an array", path);
+    size_t nv = json_object_size(vocab), nm = json_array_size(merges), i = 0;
+    raw->vocab_tok = ny_calloc(nv + 1, sizeof *raw->vocab_tok);
+    raw->vocab_id = ny_calloc(nv + 1, sizeof *raw->vocab_id);
+    raw->merge_a = ny_calloc(nm + 1, sizeof *raw->merge_a);
+    raw->merge_b = ny_calloc(nm + 1, sizeof *raw->merge_b);
+    if (!raw->vocab_tok || !raw->vocab_id || !raw->merge_a || !raw->merge_b)
+        return NY_ERR(err, NY_E_NOMEM, "%s: out of memory", path);
+    const char *key;
+    json_t *v;
+    json_object_foreach(vocab, key, v)
+    {
+        if (!json_is_integer(v))
+            return NY_ERR(err, NY_E_FORMAT,
+                          "%s: field \"model.vocab\": token \"%.80s\" has an id that is not an "
+                          "integer",
+                          path, key);
+        raw->vocab_tok[i] = (struct tok_str){key, strlen(key)};
+        raw->vocab_id[i++] = json_integer_value(v);
+    }
+    raw->n_vocab = i;
+    for (i = 0; i < nm; i++) {
+        json_t *m = json_array_get(merges, i), *m0 = json_array_get(m, 0),
+               *m1 = json_array_get(m, 1);
+        if (json_is_string(m)) {
+            const char *s = json_string_value(m), *sp = memchr(s, ' ', json_string_length(m));
+            size_t len = json_string_length(m);
+            if (!sp || memchr(sp + 1, ' ', len - (size_t)(sp + 1 - s)))
+                return NY_ERR(err, NY_E_FORMAT,
+                              "%s: field \"model.merges[%zu]\": \"%.80s\" is not two tokens "
+                              "separated by one space",
+                              path, i, s);
+            raw->merge_a[i] = (struct tok_str){s, (size_t)(sp - s)};
+            raw->merge_b[i] = (struct tok_str){sp + 1, len - (size_t)(sp - s) - 1};
+        } else if (json_is_array(m) && json_array_size(m) == 2 && json_is_string(m0) &&
+                   json_is_string(m1)) {
+            raw->merge_a[i] = (struct tok_str){json_string_value(m0), json_string_length(m0)};
+            raw->merge_b[i] = (struct tok_str){json_string_value(m1), json_string_length(m1)};
+        } else {
+            return NY_ERR(err, NY_E_FORMAT,
+                          "%s: field \"model.merges[%zu]\" must be \"a b\" or [\"a\", \"b\"]", path,
+                          i);
+        }
+    }
+    raw->n_merges = nm;
+    return NY_OK;
 }
 
 /* ---- the model section ----------------------------------------------------------------------- */
@@ -416,8 +431,9 @@ static int bool_field(const char *path, json_t *obj, const char *key, const char
     return NY_OK;
 }
 
+/* raw holds model.vocab and model.merges already when `fast`; else they come from root. */
 static int load_model(struct engine_tokenizer *t, const char *path, json_t *root,
-                      struct ny_err *err)
+                      struct tok_raw *raw, int fast, struct ny_err *err)
 {
     json_t *model = json_object_get(root, "model");
     if (!json_is_object(model))
@@ -451,13 +467,15 @@ static int load_model(struct engine_tokenizer *t, const char *path, json_t *root
                       "%s: field \"model.byte_fallback\": true is not "
                       "supported",
                       path);
-    struct tok_load L = {
-        t, path, json_object_get(model, "vocab"), json_object_get(root, "added_tokens"), 0, 0};
+    if (!fast && (rc = raw_from_json(path, json_object_get(model, "vocab"),
+                                     json_object_get(model, "merges"), raw, err)) != 0)
+        return rc;
+    struct tok_load L = {t, path, raw, json_object_get(root, "added_tokens"), 0, 0};
     if (json_is_null(L.added))
         L.added = NULL;
     rc = load_tokens(&L, err);
     if (!rc)
-        rc = load_merges(t, path, json_object_get(model, "merges"), err);
+        rc = load_merges(t, path, raw, err);
     if (rc)
         return rc;
     json_t *unk = json_object_get(model, "unk_token");
@@ -484,15 +502,52 @@ int tok_load_pipeline(struct engine_tokenizer *t, const char *path, json_t *root
                       struct ny_err *err);
 int tok_load_config(struct engine_tokenizer *t, const char *path, struct ny_err *err);
 
+/* Parses path: the fast path when model.vocab and model.merges can be cut out, else jansson on
+ * the whole file. On a jansson error in the cut text, the whole file is parsed again so that the
+ * message's line and column are the file's. */
+static int parse(const char *path, json_t **root, struct tok_raw *raw, int *fast,
+                 struct ny_err *err)
+{
+    char *buf = NULL, *rest = NULL;
+    size_t len = 0, rest_len = 0, bad;
+    int rc = ny_file_read(path, TOK_JSON_MAX, &buf, &len, err);
+    if (rc)
+        return rc;
+    if (!ny_utf8_valid(buf, len, &bad)) {
+        ny_free(buf);
+        return NY_ERR(err, NY_E_FORMAT, "%s: invalid UTF-8 at byte %zu", path, bad);
+    }
+    rc = tok_json_fast(path, buf, len, raw, &rest, &rest_len, err);
+    *fast = rc == NY_OK;
+    if (rc == NY_OK && ny_json_load_buf(rest, rest_len, path, root, NULL) == NY_OK) {
+        ny_free(rest);
+        ny_free(buf);
+        return NY_OK;
+    }
+    ny_free(rest);
+    if (rc == NY_OK || rc == NY_E_NOTFOUND) {
+        tok_raw_fini(raw);
+        *fast = 0;
+        rc = ny_json_load_buf(buf, len, path, root, err);
+    }
+    ny_free(buf);
+    return rc;
+}
+
 int engine_tokenizer_open(const char *path, struct engine_tokenizer **out, struct ny_err *err)
 {
     json_t *root = NULL;
-    int rc = ny_json_load_file(path, TOK_JSON_MAX, &root, err);
-    if (rc)
+    struct tok_raw raw = {0};
+    int fast = 0;
+    int rc = parse(path, &root, &raw, &fast, err);
+    if (rc) {
+        tok_raw_fini(&raw);
         return rc;
+    }
     struct engine_tokenizer *t = ny_calloc(1, sizeof *t);
     if (!t || !(t->path = ny_strdup(path))) {
         json_decref(root);
+        tok_raw_fini(&raw);
         ny_free(t);
         return NY_ERR(err, NY_E_NOMEM, "%s: out of memory", path);
     }
@@ -500,7 +555,8 @@ int engine_tokenizer_open(const char *path, struct engine_tokenizer **out, struc
     if (!json_is_object(root))
         rc = NY_ERR(err, NY_E_FORMAT, "%s: the top level must be an object", path);
     if (!rc)
-        rc = load_model(t, path, root, err);
+        rc = load_model(t, path, root, &raw, fast, err);
+    tok_raw_fini(&raw);
     if (!rc)
         rc = tok_load_pipeline(t, path, root, err);
     json_decref(root);

@@ -82,6 +82,27 @@ struct engine_tokenizer {
 
 enum { TOK_CHAT_LLAMA3 = 0, TOK_CHAT_LLAMA3_ALWAYS_GEN = 1, TOK_CHAT_UNKNOWN = 2 };
 
+/* model.vocab and model.merges as flat arrays, decoded by tokenizer_json.c (fast path) or taken
+ * from jansson (fallback); strings are not NUL-terminated. */
+struct tok_str {
+    const char *s;
+    size_t len;
+};
+struct tok_raw {
+    struct tok_str *vocab_tok;
+    int64_t *vocab_id;
+    size_t n_vocab, cap_vocab;
+    struct tok_str *merge_a, *merge_b; /* [n_merges] */
+    size_t n_merges;
+    char *arena; /* the fast path's decoded strings */
+};
+/* Locate model.vocab and model.merges in the JSON text buf, decode them into raw and return in
+ * *rest (ny_free) the text with both values emptied, for jansson. NY_E_NOTFOUND (no message)
+ * when they cannot be located plainly: then parse the whole file with jansson instead. */
+int tok_json_fast(const char *path, const char *buf, size_t len, struct tok_raw *raw, char **rest,
+                  size_t *rest_len, struct ny_err *err);
+void tok_raw_fini(struct tok_raw *raw);
+
 /* Hash of a token string into the vocabulary table; returns the id or -1. */
 int32_t tok_vocab_find(const struct engine_tokenizer *t, const uint32_t *slots, size_t cap,
                        const char *s, size_t len);

@@ -7,11 +7,16 @@
 
 #include "engine.h"
 
-static double now(void)
+static double clock_s(clockid_t id)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(id, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static double now(void)
+{
+    return clock_s(CLOCK_MONOTONIC);
 }
 
 int main(int argc, char **argv)
@@ -22,20 +27,21 @@ int main(int argc, char **argv)
                  : ny_path_join(shared ? shared : "../shared", "tokenizers/llama3/tokenizer.json");
     struct ny_err err;
     ny_err_init(&err);
-    double best = 1e9;
+    double best = 1e9, best_cpu = 1e9; /* CPU time too: the wall time suffers on a busy host */
     struct engine_tokenizer *t = NULL;
     for (int i = 0; i < 3; i++) {
         engine_tokenizer_close(t);
-        double t0 = now();
+        double t0 = now(), c0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
         if (engine_tokenizer_open(path, &t, &err)) {
             fprintf(stderr, "bench_tokenizer: %s\n", err.msg);
             return 1;
         }
-        double dt = now() - t0;
+        double dt = now() - t0, dc = clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0;
         best = dt < best ? dt : best;
+        best_cpu = dc < best_cpu ? dc : best_cpu;
     }
-    printf("tokenizer load: %.1f ms (best of 3; %zu ids) %s\n", best * 1e3,
-           engine_tokenizer_vocab_size(t), path);
+    printf("tokenizer load: %.1f ms wall, %.1f ms CPU (best of 3; %zu ids) %s\n", best * 1e3,
+           best_cpu * 1e3, engine_tokenizer_vocab_size(t), path);
     const char *para =
         "EXAM: CT ABDOMEN AND PELVIS WITH IV CONTRAST (CPT 74177). HISTORY: "
         "67-year-old male with RLQ pain; r/o appendicitis. ICD-10: R10.31, K35.80.\r\n"

@@ -555,6 +555,113 @@ static void test_threads(void **state)
     engine_tokenizer_close(t);
 }
 
+/* ---- the fast JSON path, its fallback, and damaged files ---------------------------------------
+ */
+
+static char *read_small(size_t *len)
+{
+    const char *src = getenv("NY_SOURCE_DIR");
+    char *p = ny_path_join(src ? src : ".", "golden/tokenizer/small/tokenizer.json"), *data = NULL;
+    assert_int_equal(ny_file_read(p, (size_t)1 << 26, &data, len, NULL), 0);
+    ny_free(p);
+    return data;
+}
+
+static void write_bytes(const char *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    fclose(f);
+}
+
+/* Ids of a fixed text through the tokenizer in `path`, or NULL when it does not open. */
+static int32_t *ids_via_file(size_t *n, struct ny_err *err)
+{
+    struct engine_tokenizer *t = NULL;
+    if (engine_tokenizer_open(path, &t, err))
+        return NULL;
+    const char *text = "CT head w/o contrast 70450, R51.9 \xe2\x80\x94 it's <|eot_id|> 123456";
+    int32_t *ids = NULL;
+    assert_int_equal(engine_tokenizer_encode(t, text, strlen(text), 1, &ids, n, NULL), 0);
+    engine_tokenizer_close(t);
+    return ids;
+}
+
+static void test_fast_path_and_fallback(void **state)
+{
+    (void)state;
+    size_t len, n0, n;
+    char *data = read_small(&len);
+    write_bytes(data, len);
+    int32_t *want = ids_via_file(&n0, NULL), *got;
+    assert_non_null(want);
+    /* Pretty-printed (new lines and indentation inside the vocabulary and merges). */
+    json_t *j = json_loadb(data, len, 0, NULL);
+    assert_non_null(j);
+    assert_int_equal(json_dump_file(j, path, JSON_INDENT(3)), 0);
+    json_decref(j);
+    got = ids_via_file(&n, NULL);
+    assert_non_null(got);
+    assert_int_equal(n, n0);
+    assert_memory_equal(got, want, n * sizeof *got);
+    ny_free(got);
+    /* An escaped key: the scan does not recognise "model", jansson reads it. */
+    char *key = strstr(data, "\"model\"");
+    assert_non_null(key);
+    struct ny_buf b;
+    ny_buf_init(&b);
+    ny_buf_append(&b, data, (size_t)(key - data));
+    ny_buf_puts(&b, "\"mod\\u0065l\"");
+    ny_buf_append(&b, key + 7, len - (size_t)(key + 7 - data));
+    write_bytes(b.data, b.len);
+    got = ids_via_file(&n, NULL);
+    assert_non_null(got);
+    assert_int_equal(n, n0);
+    assert_memory_equal(got, want, n * sizeof *got);
+    ny_free(got);
+    ny_buf_fini(&b);
+    ny_free(want);
+    ny_free(data);
+}
+
+static void test_damaged_files(void **state)
+{
+    (void)state;
+    size_t len;
+    char *data = read_small(&len);
+    char *copy = ny_malloc(len);
+    uint32_t seed = 12345;
+    for (int i = 0; i < 120; i++) {
+        seed = seed * 1103515245u + 12345u;
+        size_t cut = (size_t)(seed >> 8) % len;
+        write_bytes(data, cut); /* truncated: always an error, never a crash */
+        struct ny_err err;
+        ny_err_init(&err);
+        size_t n;
+        int32_t *ids = ids_via_file(&n, &err);
+        assert_null(ids);
+        assert_true(err.code != 0 && err.msg[0]);
+    }
+    static const char junk[] = "{}[],:\"\\0 a-\x01\xff";
+    for (int i = 0; i < 200; i++) {
+        memcpy(copy, data, len);
+        for (int k = 0; k < 3; k++) {
+            seed = seed * 1103515245u + 12345u;
+            copy[(seed >> 8) % len] = junk[(seed >> 3) % (sizeof junk - 1)];
+        }
+        write_bytes(copy, len); /* damaged: an error or a working tokenizer, never a crash */
+        struct ny_err err;
+        ny_err_init(&err);
+        size_t n;
+        int32_t *ids = ids_via_file(&n, &err);
+        assert_true(ids != NULL || (err.code != 0 && err.msg[0]));
+        ny_free(ids);
+    }
+    ny_free(copy);
+    ny_free(data);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -571,6 +678,8 @@ int main(void)
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_regex),
         cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_fast_path_and_fallback),
+        cmocka_unit_test(test_damaged_files),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
