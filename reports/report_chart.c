@@ -155,8 +155,7 @@ static int str_cmp(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* Union of category names over checkpoints, sorted; the biggest (baseline n) first when there
- * are more than `max`, keeping at most max. Returns the count, or -1 on OOM. */
+/* A breakdown category (modality or primary CPT) and its largest n over the checkpoints. */
 struct cat {
     const char *name;
     int64_t n;
@@ -178,6 +177,8 @@ static const json_t *bd_of(const struct rp_ckpt *k, int by)
     return by ? k->by_cpt : k->by_modality;
 }
 
+/* Union of category names over checkpoints into out, sorted by name; when there are more than
+ * max, only the max largest are kept. Returns the count, or -1 on OOM. */
 static int categories(const struct rp_doc *d, int by, struct cat *out, size_t max)
 {
     size_t n = 0, cap = 0;

@@ -154,7 +154,7 @@ struct rp_canvas {
 };
 /* The colour of checkpoint i (stable palette). */
 uint32_t rp_ckpt_color(size_t i);
-/* Each chart returns the height it used (points) for width w; draw = NULL only measures. */
+/* Each chart returns the height it used (points) for width w; a NULL canvas only measures. */
 double rp_chart_metrics(const struct rp_doc *d, const struct rp_canvas *c, double w);
 double rp_chart_deltas(const struct rp_doc *d, const struct rp_canvas *c, double w);
 /* metric_key: "cpt_exact" or "icd_exact"; by: 0 modality, 1 primary CPT. */
@@ -162,9 +162,5 @@ double rp_chart_breakdown(const struct rp_doc *d, const struct rp_canvas *c, dou
                           const char *metric_key, int by);
 /* Legend of checkpoint colours; returns its height. */
 double rp_chart_legend(const struct rp_doc *d, const struct rp_canvas *c, double w);
-
-/* ---- HTML pieces shared by the dashboard and the history page (report_html.c) ------------------ */
-int rp_html_head(struct ny_buf *b, const char *title);
-void rp_svg_canvas_init(struct rp_canvas *c, struct ny_buf *b);
 
 #endif /* NY_REPORT_INT_H */

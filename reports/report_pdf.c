@@ -184,8 +184,11 @@ size_t pdf_wrap(struct pdf *p, enum pdf_face f, double size, const char *s, doub
         }
         cur.len = mark;
         cur.data[mark] = 0;
-        if (mark == 0) /* a word wider than the line: split it */
-            wl = fit_prefix(p, f, size, q, wl, width), ny_buf_append(&cur, q, wl), q += wl;
+        if (mark == 0) { /* a word wider than the line: split it */
+            wl = fit_prefix(p, f, size, q, wl, width);
+            ny_buf_append(&cur, q, wl);
+            q += wl;
+        }
         if (n + 1 >= cap) {
             char **nl = ny_reallocarray(out, cap * 2, sizeof *out);
             if (!nl) {
