@@ -542,8 +542,11 @@ static int set_up(struct pdf *p, struct ny_err *err)
             ny_free(path);
             return rc;
         }
-        const char *name = HPDF_LoadTTFontFromFile(p->doc, path, HPDF_TRUE);
+        int hrc = ny_sha256_file(path, p->font_sha[i], err);
+        const char *name = hrc ? NULL : HPDF_LoadTTFontFromFile(p->doc, path, HPDF_TRUE);
         ny_free(path);
+        if (hrc)
+            return hrc;
         p->font[i] = name ? HPDF_GetFont(p->doc, name, "UTF-8") : NULL;
         if (!p->font[i])
             return NY_ERR(err, NY_E_INTERNAL, "pdf: libharu cannot load %s/%s (error 0x%04lX)",

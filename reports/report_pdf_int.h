@@ -30,6 +30,7 @@ struct pdf {
     double ox, oy;         /* canvas origin for charts */
     size_t row;            /* rows drawn since the last table header (zebra stripes) */
     const struct pdf_table *table; /* the table being drawn, for repeated headers */
+    char font_sha[3][65];  /* SHA-256 of the embedded font files, for the manifest */
 };
 
 /* One table: column titles and widths (points; summing to at most PDF_CW) and alignments. */

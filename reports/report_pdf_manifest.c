@@ -66,6 +66,17 @@ void pdf_manifest(struct pdf *p)
     kv_row(&rc, "run.seed", n);
     if (rp_walk(d->manifest, has_files ? "files" : NULL, kv_row, &rc))
         p->failed = 1;
+    /* What made this file: the same results, fonts and libharu give the same bytes. */
+    static const char *const fonts[3] = {"DejaVuSans.ttf", "DejaVuSans-Bold.ttf",
+                                         "DejaVuSansMono.ttf"};
+    for (int i = 0; i < 3; i++) {
+        char k[80];
+        snprintf(k, sizeof k, "report font %s SHA-256", fonts[i]);
+        kv_row(&rc, k, p->font_sha[i]);
+    }
+    char writer[120];
+    snprintf(writer, sizeof writer, "NYXAudit %s, libharu %s", ny_version(), HPDF_GetVersion());
+    kv_row(&rc, "report writer", writer);
     const char *cells[2] = {"results.json SHA-256 (canonical)", d->sha};
     pdf_table_row(p, &t, cells, NULL, 1);
 }
