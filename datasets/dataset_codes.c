@@ -104,6 +104,7 @@ static const struct dataset_code codes[] = {
     ICD("R55", "fainting"),
     ICD("R74.01", "raised liver enzymes"),
     ICD("R91.1", "single lung nodule"),
+    ICD("R91.8", "other abnormal lung finding"),
     ICD("R92.8", "other abnormal breast imaging"),
     ICD("R94.39", "abnormal cardiac function study"),
     ICD("M25.511", "right shoulder pain"),

@@ -31,7 +31,8 @@ int dataset_code_normalize(const char *tok, size_t len, char out[16])
         return 0;
     /* CPT: 4 digits then a digit or a letter */
     if (n == 5 && isdigit((unsigned char)s[0]) && isdigit((unsigned char)s[1]) &&
-        isdigit((unsigned char)s[2]) && isdigit((unsigned char)s[3]) && is_az09((unsigned char)s[4])) {
+        isdigit((unsigned char)s[2]) && isdigit((unsigned char)s[3]) &&
+        is_az09((unsigned char)s[4])) {
         memcpy(out, s, 5);
         out[5] = 0;
         return 'C';
@@ -91,7 +92,8 @@ static int gold_from_line(const char *line, const char *what, struct dataset_gol
         char code[16];
         int kind = dataset_code_normalize(b, (size_t)(p - b), code);
         if (!kind) {
-            /* tokens that normalise to nothing (stray punctuation) are skipped, as the parser does */
+            /* tokens that normalise to nothing (stray punctuation) are skipped, as the parser
+             * does */
             int any = 0;
             for (const char *q = b; q < p; q++)
                 any |= isalnum((unsigned char)*q);

@@ -216,7 +216,8 @@ static int trim_tail(const struct dataset_prompt_opts *o, const char *text, size
     if (!ends)
         return NY_ERR(err, NY_E_NOMEM, "trimming a report: out of memory");
     for (size_t i = 0; i < len; i++)
-        if (!isspace((unsigned char)text[i]) && (i + 1 == len || isspace((unsigned char)text[i + 1])))
+        if (!isspace((unsigned char)text[i]) &&
+            (i + 1 == len || isspace((unsigned char)text[i + 1])))
             ends[ne++] = i + 1;
     /* largest index j with count(text[0..ends[j]]) <= max; -1 (empty) when none */
     size_t lo = 0, hi = ne; /* answer in [lo, hi): number of words kept */

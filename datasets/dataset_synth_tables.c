@@ -1,11 +1,14 @@
-/* dataset_synth_tables.c — the synthetic corpus's data tables: exams (CPT), indications, findings,
- * incidental findings, normal statements and negations per body region. Every code here is in
+/* dataset_synth_tables.c — the synthetic corpus's data tables: exams (CPT), indications,
+ * findings, incidental findings, normal statements and negations per body region. Every code here is in
  * the embedded demo code set (dataset_codes.c); the unit test checks it. Wording is our own. */
 #include "synth_int.h"
 
-#define C1(x) {x, NULL, NULL}
-#define LAT(r, l, b) {r, l, b}
-#define NONE {NULL, NULL, NULL}
+#define C1(x)                                                                                      \
+    { x, NULL, NULL }
+#define LAT(r, l, b)                                                                               \
+    { r, l, b }
+#define NONE                                                                                       \
+    { NULL, NULL, NULL }
 
 const struct synth_exam synth_exams[] = {
     {"CT", "CT HEAD WITHOUT CONTRAST", "70450", NULL, R_HEAD, -1, 0, NULL},
@@ -15,14 +18,12 @@ const struct synth_exam synth_exams[] = {
     {"CT", "CT CHEST WITHOUT CONTRAST", "71250", NULL, R_CHEST, -1, 0, NULL},
     {"CT", "CT CHEST WITH CONTRAST", "71260", NULL, R_CHEST, -1, 0, NULL},
     {"CT", "CT ANGIOGRAPHY CHEST PE PROTOCOL", "71275", NULL, R_CHEST_PE, -1, 0, NULL},
-    {"CT", "CT CHEST ABDOMEN AND PELVIS WITH CONTRAST", "71260", "74177", R_CHEST, R_ABD, 0,
-     NULL},
+    {"CT", "CT CHEST ABDOMEN AND PELVIS WITH CONTRAST", "71260", "74177", R_CHEST, R_ABD, 0, NULL},
     {"CT", "CT CERVICAL SPINE WITHOUT CONTRAST", "72125", NULL, R_CSPINE, -1, 0, NULL},
     {"CT", "CT LUMBAR SPINE WITHOUT CONTRAST", "72131", NULL, R_LSPINE, -1, 0, NULL},
     {"CT", "CT ABDOMEN AND PELVIS WITHOUT CONTRAST", "74176", NULL, R_KIDNEY, -1, 0, NULL},
     {"CT", "CT ABDOMEN AND PELVIS WITH CONTRAST", "74177", NULL, R_ABD, -1, 0, NULL},
-    {"CT", "CT ABDOMEN AND PELVIS WITHOUT AND WITH CONTRAST", "74178", NULL, R_KIDNEY, -1, 0,
-     NULL},
+    {"CT", "CT ABDOMEN AND PELVIS WITHOUT AND WITH CONTRAST", "74178", NULL, R_KIDNEY, -1, 0, NULL},
     {"CT", "CT LOWER EXTREMITY WITHOUT CONTRAST", "73700", NULL, R_KNEE, -1, 1, NULL},
     {"CT", "CT UPPER EXTREMITY WITHOUT CONTRAST", "73200", NULL, R_WRIST, -1, 1, NULL},
     {"MRI", "MRI BRAIN WITHOUT CONTRAST", "70551", NULL, R_HEAD, -1, 0, NULL},
@@ -68,7 +69,8 @@ const struct synth_exam synth_exams[] = {
 };
 const size_t synth_nexams = sizeof synth_exams / sizeof synth_exams[0];
 
-/* indications: region, lateral, text, symptom code, rule-out wording, group of confirming findings */
+/* indications: region, lateral, text, symptom code, rule-out wording, group of confirming findings
+ */
 const struct synth_indication synth_indications[] = {
     {R_HEAD, 0, "headache", C1("R51.9"), "rule out intracranial hemorrhage", 1},
     {R_HEAD, 0, "dizziness", C1("R42"), "evaluate for stroke", 2},
@@ -96,8 +98,7 @@ const struct synth_indication synth_indications[] = {
     {R_ABD_US, 0, "abdominal pain", C1("R10.9"), NULL, 13},
     {R_RUQ, 0, "right upper quadrant pain", C1("R10.11"), "rule out cholecystitis", 13},
     {R_RUQ, 0, "jaundice", C1("R17"), NULL, 13},
-    {R_HIDA, 0, "right upper quadrant pain", C1("R10.11"), "evaluate for acute cholecystitis",
-     14},
+    {R_HIDA, 0, "right upper quadrant pain", C1("R10.11"), "evaluate for acute cholecystitis", 14},
     {R_ABD_XR, 0, "generalized abdominal pain", C1("R10.84"), "rule out obstruction", 15},
     {R_PELVIS_F, 0, "postmenopausal bleeding", C1("N95.0"), NULL, 16},
     {R_PELVIS_F, 0, "lower abdominal pain", C1("R10.30"), "rule out torsion", 16},
@@ -107,8 +108,8 @@ const struct synth_indication synth_indications[] = {
     {R_LSPINE, 0, "low back pain with leg symptoms", C1("M54.50"), NULL, 20},
     {R_SHOULDER, 1, "%s shoulder pain", LAT("M25.511", "M25.512", NULL), NULL, 21},
     {R_SHOULDER, 1, "fall onto %s shoulder", LAT("M25.511", "M25.512", NULL), "r/o fracture", 22},
-    {R_WRIST, 1, "%s wrist pain after fall", LAT("M25.531", "M25.532", NULL),
-     "rule out fracture", 23},
+    {R_WRIST, 1, "%s wrist pain after fall", LAT("M25.531", "M25.532", NULL), "rule out fracture",
+     23},
     {R_HIP, 1, "fall, %s hip pain, repeated falls", C1("R29.6"), "rule out hip fracture", 24},
     {R_KNEE, 1, "%s knee pain", LAT("M25.561", "M25.562", NULL), NULL, 25},
     {R_KNEE, 1, "twisting injury %s knee", LAT("M25.561", "M25.562", NULL),
@@ -128,8 +129,7 @@ const struct synth_indication synth_indications[] = {
     {R_HEART, 0, "chest pain", C1("R07.9"), "evaluate for ischemia", 34},
     {R_HEART, 0, "shortness of breath on exertion", C1("R06.02"), NULL, 34},
     {R_BONE, 0, "prostate cancer staging", C1("C61"), NULL, 35},
-    {R_BONE, 0, "history of breast cancer, bone pain", C1("Z85.3"), "evaluate for metastasis",
-     35},
+    {R_BONE, 0, "history of breast cancer, bone pain", C1("Z85.3"), "evaluate for metastasis", 35},
     {R_VQ, 0, "shortness of breath", C1("R06.02"), "rule out pulmonary embolism", 36},
     {R_PET, 0, "lung mass staging", C1("R91.8"), NULL, 37},
     {R_LIVER, 0, "abnormal liver enzymes", C1("R74.01"), "characterize liver lesion", 38},
@@ -138,17 +138,26 @@ const size_t synth_nindications = sizeof synth_indications / sizeof synth_indica
 
 /* findings: group, code (by side), FINDINGS sentence, IMPRESSION sentence */
 const struct synth_finding synth_findings[] = {
-    {1, C1("I61.9"), "There is an intraparenchymal hemorrhage in the right basal ganglia measuring"
-     " 2.1 cm with surrounding edema.", "Acute intraparenchymal hemorrhage."},
-    {1, C1("S06.0X0A"), "No intracranial hemorrhage. Patient reports transient confusion after the"
+    {1, C1("I61.9"),
+     "There is an intraparenchymal hemorrhage in the right basal ganglia measuring"
+     " 2.1 cm with surrounding edema.",
+     "Acute intraparenchymal hemorrhage."},
+    {1, C1("S06.0X0A"),
+     "No intracranial hemorrhage. Patient reports transient confusion after the"
      " injury without loss of consciousness; findings are compatible with concussion.",
      "No acute intracranial abnormality; clinical concussion without loss of consciousness."},
-    {2, C1("I63.9"), "There is a focus of restricted diffusion / hypodensity in the left MCA"
-     " territory consistent with acute infarct.", "Acute left MCA territory infarct."},
-    {3, C1("I65.21"), "Approximately 70 percent stenosis of the proximal right internal carotid"
-     " artery.", "Right internal carotid artery stenosis."},
-    {3, C1("I65.22"), "Approximately 60 percent stenosis of the proximal left internal carotid"
-     " artery.", "Left internal carotid artery stenosis."},
+    {2, C1("I63.9"),
+     "There is a focus of restricted diffusion / hypodensity in the left MCA"
+     " territory consistent with acute infarct.",
+     "Acute left MCA territory infarct."},
+    {3, C1("I65.21"),
+     "Approximately 70 percent stenosis of the proximal right internal carotid"
+     " artery.",
+     "Right internal carotid artery stenosis."},
+    {3, C1("I65.22"),
+     "Approximately 60 percent stenosis of the proximal left internal carotid"
+     " artery.",
+     "Left internal carotid artery stenosis."},
     {3, C1("I65.23"), "Moderate stenosis of both internal carotid arteries.",
      "Bilateral internal carotid artery stenosis."},
     {4, C1("J18.9"), "Consolidation in the right lower lobe with air bronchograms.",
@@ -157,26 +166,35 @@ const struct synth_finding synth_findings[] = {
     {5, C1("C34.11"), "Spiculated 3.2 cm mass in the right upper lobe with hilar adenopathy.",
      "Right upper lobe mass, highly suspicious for primary lung carcinoma; biopsy-proven"
      " carcinoma per clinical notes."},
-    {6, C1("I26.99"), "Filling defects in the segmental pulmonary arteries of the right lower lobe.",
+    {6, C1("I26.99"),
+     "Filling defects in the segmental pulmonary arteries of the right lower lobe.",
      "Acute pulmonary embolism without right heart strain."},
     {7, C1("J18.9"), "Patchy airspace opacity at the left base.", "Left basilar pneumonia."},
     {7, C1("J93.9"), "Small right apical pneumothorax.", "Small right pneumothorax."},
     {7, C1("J98.11"), "Linear opacity at the left base.", "Left basilar atelectasis."},
     {8, C1("K35.80"), "The appendix is dilated to 12 mm with periappendiceal fat stranding.",
      "Acute appendicitis without perforation."},
-    {9, C1("K57.32"), "Sigmoid diverticula with pericolonic inflammatory stranding, no abscess or"
-     " free air.", "Acute uncomplicated sigmoid diverticulitis."},
-    {10, C1("K56.609"), "Dilated fluid-filled small bowel loops with a transition point in the"
-     " right lower quadrant.", "Small bowel obstruction."},
+    {9, C1("K57.32"),
+     "Sigmoid diverticula with pericolonic inflammatory stranding, no abscess or"
+     " free air.",
+     "Acute uncomplicated sigmoid diverticulitis."},
+    {10, C1("K56.609"),
+     "Dilated fluid-filled small bowel loops with a transition point in the"
+     " right lower quadrant.",
+     "Small bowel obstruction."},
     {11, C1("N20.0"), "Nonobstructing 6 mm calculus in the lower pole of the left kidney.",
      "Nonobstructing left renal calculus."},
     {11, C1("N20.1"), "4 mm calculus in the distal left ureter with mild hydroureter.",
      "Distal left ureteral calculus."},
     {12, C1("K76.0"), "The liver is diffusely echogenic.", "Hepatic steatosis."},
-    {13, C1("K80.20"), "Multiple shadowing gallstones without wall thickening or pericholecystic"
-     " fluid.", "Cholelithiasis without cholecystitis."},
-    {13, C1("K81.0"), "Gallstones with gallbladder wall thickening, pericholecystic fluid and a"
-     " positive sonographic Murphy sign.", "Acute calculous cholecystitis."},
+    {13, C1("K80.20"),
+     "Multiple shadowing gallstones without wall thickening or pericholecystic"
+     " fluid.",
+     "Cholelithiasis without cholecystitis."},
+    {13, C1("K81.0"),
+     "Gallstones with gallbladder wall thickening, pericholecystic fluid and a"
+     " positive sonographic Murphy sign.",
+     "Acute calculous cholecystitis."},
     {14, C1("K81.0"), "Nonvisualization of the gallbladder at 4 hours and after morphine.",
      "Findings consistent with acute cholecystitis."},
     {15, C1("K56.609"), "Multiple dilated small bowel loops with air-fluid levels.",
@@ -193,8 +211,10 @@ const struct synth_finding synth_findings[] = {
      "L5-S1 disc herniation with radiculopathy."},
     {20, C1("M54.16"), "Lateral recess narrowing at L4-L5 affecting the L5 nerve root.",
      "Lumbar radiculopathy correlate at L4-L5."},
-    {21, LAT("M75.101", "M75.102", NULL), "Full-thickness tear of the supraspinatus tendon of"
-     " the %s shoulder.", "Full-thickness rotator cuff tear, %s shoulder."},
+    {21, LAT("M75.101", "M75.102", NULL),
+     "Full-thickness tear of the supraspinatus tendon of"
+     " the %s shoulder.",
+     "Full-thickness rotator cuff tear, %s shoulder."},
     {22, LAT("S42.001A", "S42.002A", NULL), "Acute fracture of the %s clavicle.",
      "Acute %s clavicle fracture."},
     {23, LAT("S52.501A", "S52.502A", NULL), "Acute fracture of the %s distal radius.",
@@ -203,34 +223,46 @@ const struct synth_finding synth_findings[] = {
      "Acute %s femoral neck fracture."},
     {24, LAT("M16.11", "M16.12", NULL), "Joint space narrowing and osteophytes of the %s hip.",
      "Primary osteoarthritis of the %s hip."},
-    {25, LAT("M17.11", "M17.12", "M17.0"), "Medial compartment joint space narrowing with"
-     " osteophytes in the %s knee.", "Primary osteoarthritis of the %s knee."},
-    {26, LAT("S83.511A", "S83.512A", NULL), "The anterior cruciate ligament of the %s knee is"
-     " disrupted.", "Acute ACL tear, %s knee."},
+    {25, LAT("M17.11", "M17.12", "M17.0"),
+     "Medial compartment joint space narrowing with"
+     " osteophytes in the %s knee.",
+     "Primary osteoarthritis of the %s knee."},
+    {26, LAT("S83.511A", "S83.512A", NULL),
+     "The anterior cruciate ligament of the %s knee is"
+     " disrupted.",
+     "Acute ACL tear, %s knee."},
     {26, LAT("S82.101A", "S82.102A", NULL), "Acute fracture of the %s proximal tibia.",
      "Acute %s tibial plateau fracture."},
     {27, LAT("S82.101A", "S82.102A", NULL), "Acute fracture of the %s proximal tibia.",
      "Acute %s proximal tibial fracture."},
     {28, LAT("S82.61XA", "S82.62XA", NULL), "Displaced fracture of the %s lateral malleolus.",
      "Acute %s lateral malleolus fracture."},
-    {28, LAT("S93.401A", "S93.402A", NULL), "Soft tissue swelling about the %s ankle without"
-     " fracture; ligamentous injury suspected.", "%s ankle sprain without fracture."},
+    {28, LAT("S93.401A", "S93.402A", NULL),
+     "Soft tissue swelling about the %s ankle without"
+     " fracture; ligamentous injury suspected.",
+     "%s ankle sprain without fracture."},
     {29, LAT("S92.301A", "S92.302A", NULL), "Acute fracture of the %s fifth metatarsal shaft.",
      "Acute %s metatarsal fracture."},
-    {30, LAT("C50.911", "C50.912", NULL), "Irregular spiculated mass in the %s breast,"
-     " biopsy-proven carcinoma.", "Known %s breast carcinoma, BI-RADS 6."},
+    {30, LAT("C50.911", "C50.912", NULL),
+     "Irregular spiculated mass in the %s breast,"
+     " biopsy-proven carcinoma.",
+     "Known %s breast carcinoma, BI-RADS 6."},
     {30, C1("R92.8"), "Asymmetry without a sonographic correlate.",
      "Indeterminate asymmetry, BI-RADS 0: additional imaging recommended."},
     {31, C1("E04.1"), "Single 1.8 cm solid nodule in the right thyroid lobe.",
      "Solitary right thyroid nodule."},
     {31, C1("E04.2"), "Multiple nodules in both thyroid lobes, the largest 2.2 cm.",
      "Multinodular goiter."},
-    {32, C1("I65.21"), "Elevated velocities in the right internal carotid artery, 50 to 69 percent"
-     " stenosis.", "Right internal carotid artery stenosis."},
+    {32, C1("I65.21"),
+     "Elevated velocities in the right internal carotid artery, 50 to 69 percent"
+     " stenosis.",
+     "Right internal carotid artery stenosis."},
     {32, C1("I65.23"), "Elevated velocities in both internal carotid arteries.",
      "Bilateral internal carotid artery stenosis."},
-    {33, LAT("I82.401", "I82.402", "I82.403"), "Noncompressible deep veins of the %s lower"
-     " extremity with intraluminal thrombus.", "Acute deep vein thrombosis of the %s lower"
+    {33, LAT("I82.401", "I82.402", "I82.403"),
+     "Noncompressible deep veins of the %s lower"
+     " extremity with intraluminal thrombus.",
+     "Acute deep vein thrombosis of the %s lower"
      " extremity."},
     {34, C1("I25.10"), "Fixed perfusion defect in the inferior wall.",
      "Coronary artery disease with fixed inferior defect, no reversible ischemia."},
@@ -263,14 +295,17 @@ const struct synth_incidental synth_incidentals[] = {
      "Infrarenal abdominal aorta dilated to 3.4 cm.", "Abdominal aortic aneurysm, 3.4 cm."},
     {B(R_ABD) | B(R_CHEST) | B(R_KIDNEY) | B(R_CHEST_PE), "I70.0",
      "Atherosclerotic calcification of the aorta.", "Aortic atherosclerosis."},
-    {B(R_CHEST) | B(R_CHEST_PE) | B(R_ABD), "R91.1", "Solitary 6 mm nodule in the right middle"
-     " lobe.", "6 mm right middle lobe nodule; follow-up per guidelines."},
+    {B(R_CHEST) | B(R_CHEST_PE) | B(R_ABD), "R91.1",
+     "Solitary 6 mm nodule in the right middle"
+     " lobe.",
+     "6 mm right middle lobe nodule; follow-up per guidelines."},
     {B(R_CHEST) | B(R_ABD) | B(R_CHEST_PE), "K44.9", "Small hiatal hernia.", "Hiatal hernia."},
     {B(R_CHEST) | B(R_CHEST_PE), "J44.9", "Centrilobular emphysema.",
      "Emphysematous changes consistent with COPD."},
-    {B(R_LSPINE) | B(R_HIP) | B(R_CHEST_XR), "M81.0", "Diffuse osteopenia.",
-     "Osteoporosis."},
-    {B(R_HEAD) | B(R_HEADVASC), "I67.2", "Calcified atherosclerosis of the intracranial"
-     " vessels.", "Intracranial atherosclerosis."},
+    {B(R_LSPINE) | B(R_HIP) | B(R_CHEST_XR), "M81.0", "Diffuse osteopenia.", "Osteoporosis."},
+    {B(R_HEAD) | B(R_HEADVASC), "I67.2",
+     "Calcified atherosclerosis of the intracranial"
+     " vessels.",
+     "Intracranial atherosclerosis."},
 };
 const size_t synth_nincidentals = sizeof synth_incidentals / sizeof synth_incidentals[0];

@@ -115,7 +115,7 @@ void dataset_prompt_opts_init(struct dataset_prompt_opts *o);
 /* An assembled prompt. Everything owned by the prompt; freed with dataset_prompt_destroy. */
 struct dataset_prompt {
     char *id;                   /* the record's id */
-    char *messages_json;        /* JSON array [{"role":"system","content":...},{"role":"user",...}] */
+    char *messages_json;        /* [{"role":"system","content":...},{"role":"user",...}] */
     char *format;               /* "explicit" | "embedded" | "ready" (the record's own messages) */
     char **retrieved_ids;       /* the few-shot examples shown, in order */
     size_t nretrieved;
@@ -152,6 +152,9 @@ int dataset_prompts_export(struct dataset_store *st, const char *split, size_t n
 /* The system message (one place in the code) and the default coding rules. Static strings. */
 const char *dataset_system_message(void);
 const char *dataset_default_rules(void);
+/* Leakage layer 2's measure: cosine similarity of the word-count vectors of two texts (words:
+ * runs of ASCII letters and digits, lowercased); 0 when either has no word. */
+double dataset_text_cosine(const char *a, const char *b);
 /* The documented estimate used without a counter: ceil(bytes / 3). */
 size_t dataset_estimate_tokens(const char *text, size_t len);
 

@@ -72,7 +72,5 @@ int dataset_retrieve(struct dataset_store *st, const struct dataset_record *q, c
                      size_t want, double cosine_threshold, struct dataset_hits *out,
                      struct ny_err *err);
 void dataset_hits_fini(struct dataset_hits *h);
-/* Cosine similarity of the word-count vectors of two texts (0 when either is empty). */
-double dataset_text_cosine(const char *a, const char *b);
 
 #endif

@@ -1,5 +1,6 @@
 /* test_codes.c — the embedded demo code set against the official lists in $NY_SHARED_DIR: every
- * CPT number in the codesets/cpt lists, every ICD code and billable flag in the FY2026 order file. */
+ * CPT number in the codesets/cpt lists, every ICD code and billable flag in the FY2026 order
+ * file. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
