@@ -74,8 +74,9 @@ struct engine_chat_msg {
  * as Jinja's trim) "<|eot_id|>", then "<|start_header_id|>assistant<|end_header_id|>\n\n" when
  * add_generation_prompt (the template of ../shared/tokenizers/llama3 appends it always, so there
  * the flag is ignored). A tokenizer_config.json chat_template other than Llama-3's is
- * NY_E_UNSUPPORTED; no messages, or a message that is not valid UTF-8, NY_E_INVALID. Special-token
- * strings inside content are recognised, as transformers does. *ids owned by the caller (ny_free). */
+ * NY_E_UNSUPPORTED; no messages, or a message that is not valid UTF-8, NY_E_INVALID.
+ * Special-token strings inside content are recognised, as transformers does. *ids owned by the
+ * caller (ny_free). */
 int engine_chat_encode(const struct engine_tokenizer *tok, const struct engine_chat_msg *msgs,
                        size_t n_msgs, int add_generation_prompt, int32_t **ids, size_t *n_ids,
                        struct ny_err *err);
