@@ -1,6 +1,6 @@
 /* model_forward.c — the Llama forward pass, written once against the backend ops table: one step
  * turns a batch of rows (prompts and/or single decode tokens, grouped by request) into the logits
- * of each request's last row. Shapes: R rows, H hidden, Q = heads·head_dim, K = kv_heads·head_dim,
+ * of each request's last row. Shapes: R rows, H hidden, Q = heads·head_dim, K = kv_heads·hd,
  * F intermediate, V vocab, S requests in the step. */
 #include <math.h>
 #include <string.h>

@@ -82,7 +82,7 @@ static void cpu_destroy(struct engine_backend *be)
     ny_free(be);
 }
 
-/* ---- buffers ---------------------------------------------------------------------------------- */
+/* ---- buffers --------------------------------------------------------------------------------- */
 static int buf_new(size_t rows, size_t cols, struct engine_buf **out, struct ny_err *err)
 {
     size_t n, bytes;
@@ -177,7 +177,7 @@ static int cpu_step_begin(struct engine_backend *be, const struct engine_batch *
     return NY_OK;
 }
 
-/* ---- row-wise primitives ---------------------------------------------------------------------- */
+/* ---- row-wise primitives ------------------------------------------------------------------- */
 struct rows_ctx {
     struct engine_backend *be;
     const float *x, *y, *w;

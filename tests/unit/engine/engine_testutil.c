@@ -1,4 +1,4 @@
-/* engine_testutil.c — safetensors writer and random Llama checkpoints for tests and benchmarks. */
+/* engine_testutil.c — safetensors writer and random Llama checkpoints (tests, benchmarks). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -31,7 +31,7 @@ int tu_write_random_model(const char *dir, const struct tu_shape *s, uint64_t se
 /* Write a text file. */
 int tu_write_file(const char *path, const char *text);
 
-/* Make a fresh temporary directory (static storage, overwritten by the next call); NULL on error. */
+/* Make a fresh temporary directory (static storage, overwritten by the next call), or NULL. */
 const char *tu_tmpdir(void);
 /* rm -rf dir */
 void tu_rmdir(const char *dir);

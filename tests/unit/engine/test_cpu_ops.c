@@ -97,7 +97,8 @@ static void test_norm_rope_swiglu_add_embed(void **state)
     struct engine_buf *x = act(xv, 4), *w = weight(wv, 1, 2), *y = act(NULL, 4);
     assert_int_equal(ops->rmsnorm(be, x, w, 2, 0.0f, y, NULL), NY_OK);
     buf_get(y, out, 4); /* [3,4]: rms = sqrt(12.5); [1,-1]: rms 1 */
-    assert_true(fabsf(out[0] - 3 / sqrtf(12.5f)) < 1e-6f && fabsf(out[1] - 8 / sqrtf(12.5f)) < 1e-6f);
+    assert_true(fabsf(out[0] - 3 / sqrtf(12.5f)) < 1e-6f);
+    assert_true(fabsf(out[1] - 8 / sqrtf(12.5f)) < 1e-6f);
     assert_true(fabsf(out[2] - 1) < 1e-6f && fabsf(out[3] + 2) < 1e-6f);
     /* rope, head_dim 2, inv_freq 1: row 0 at position 1, row 1 at position 2 */
     float rv[4] = {1, 0, 0, 1}, inv = 1.0f;

@@ -1,5 +1,5 @@
-/* test_generate_cli.c — `nyxaudit generate` end to end on the gqa_llama3_f32 fixture: ids equal to
- * transformers' for the base and a named adapter in one run, result rows in input order, the
+/* test_generate_cli.c — `nyxaudit generate` end to end on the gqa_llama3_f32 fixture: ids equal
+ * to transformers' for the base and a named adapter in one run, result rows in input order, the
  * unnamed adapter, --ignore-eos, --first-logits; bad requests exit 2 and write nothing. */
 #include <setjmp.h>
 #include <stdarg.h>

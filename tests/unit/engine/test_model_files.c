@@ -174,7 +174,8 @@ static void test_sharded_index_errors(void **state)
                      0);
     expect_open(NY_E_NOTFOUND, "'model.nope' is not in shard part-1.safetensors", NULL);
     assert_int_equal(tu_write_file(path_in("model.safetensors.index.json"),
-                                   "{\"weight_map\":{\"model.norm.weight\":\"part-2.safetensors\"}}"),
+                                   "{\"weight_map\":{\"model.norm.weight\":"
+                                   "\"part-2.safetensors\"}}"),
                      0);
     expect_open(NY_E_NOTFOUND, "part-2.safetensors", NULL);
 }
