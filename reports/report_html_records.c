@@ -47,6 +47,13 @@ static void filters(struct ny_buf *b, const struct rp_doc *d)
         html_text(b, m[i]);
         ny_buf_puts(b, "</option>");
     }
+    ny_buf_puts(b, "</select></label><label>Wrong vs gold <select id=\"f-wrong\">"
+                   "<option value=\"\">any or none</option>");
+    for (size_t i = 0; i < d->nck; i++) {
+        ny_buf_printf(b, "<option value=\"%zu\">", i);
+        html_text(b, d->ck[i].label);
+        ny_buf_puts(b, "</option>");
+    }
     ny_buf_puts(b, "</select></label><label>Primary CPT <input id=\"f-cpt\" size=\"8\" "
                    "placeholder=\"e.g. 74177\"></label><span id=\"f-count\"></span></div>\n");
     ny_free(m);
@@ -71,7 +78,11 @@ void html_records(struct ny_buf *b, const struct rp_doc *d)
     ny_buf_puts(b, "</tr></thead><tbody>\n");
     for (size_t r = 0; r < d->nrec; r++) {
         const struct rp_record *x = &d->rec[r];
-        ny_buf_printf(b, "<tr data-dis=\"%d\" data-mod=\"", x->disagree ? 1 : 0);
+        ny_buf_printf(b, "<tr data-dis=\"%d\" data-wrong=\"", x->disagree ? 1 : 0);
+        for (size_t i = 0; i < d->nck; i++) /* ",0,2," lists the checkpoints wrong vs gold */
+            if (x->wrong[i])
+                ny_buf_printf(b, ",%zu", i);
+        ny_buf_puts(b, ",\" data-mod=\"");
         html_text(b, x->modality ? x->modality : "");
         ny_buf_puts(b, "\" data-cpt=\"");
         html_text(b, x->primary_cpt ? x->primary_cpt : "");

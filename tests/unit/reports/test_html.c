@@ -70,6 +70,23 @@ static void test_html_content(void **state)
     }
     assert_int_equal(count(h, "<tr data-dis="), json_array_size(recs));
     assert_int_equal(count(h, "<tr data-dis=\"1\""), nd);
+    /* Rows where V17 (index 1) is wrong vs gold: the fixture writes canonical lines, so string
+     * inequality is code-set inequality there. */
+    size_t nw = 0;
+    for (size_t i = 0; i < json_array_size(recs); i++) {
+        json_t *x = json_array_get(recs, i);
+        nw += strcmp(json_string_value(json_object_get(x, "gold")),
+                     json_string_value(json_object_get(json_object_get(x, "predictions"), "V17"))) != 0;
+    }
+    size_t rows_v17 = 0;
+    for (const char *q = h; (q = strstr(q, "data-wrong=\"")); q++) {
+        const char *e = strchr(q + 12, '"');
+        const char *hit = strstr(q + 12, ",1,");
+        rows_v17 += hit && hit < e;
+    }
+    assert_true(nw > 0);
+    assert_int_equal(rows_v17, nw);
+    assert_non_null(strstr(h, "id=\"f-wrong\""));
     assert_non_null(strstr(h, "id=\"f-dis\""));
     assert_non_null(strstr(h, "id=\"f-mod\""));
     assert_non_null(strstr(h, "id=\"f-cpt\""));
