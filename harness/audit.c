@@ -527,6 +527,9 @@ static int run_pipeline(struct audit *a, struct ny_err *err)
     char *store_path = cfg->run_store ? ny_strdup(cfg->run_store)
                                       : ny_path_join(cfg->out_dir, "runs.sqlite");
     int rc = store_path ? ny_mkdir_p(cfg->out_dir, err) : NY_ERR(err, NY_E_NOMEM, "OOM");
+    if (rc && rc != NY_E_NOMEM) /* an output directory that cannot be made is a bad --out */
+        rc = NY_ERR(err, NY_E_INVALID, "output directory %s cannot be created (%s)",
+                    cfg->out_dir, ny_status_name(rc));
     if (!rc)
         rc = store_open(store_path, &a->st, err);
     ny_free(store_path);

@@ -184,6 +184,9 @@ static void test_exit_2_invalid(void **state)
                         "\"adapter\": \"nowhere/b\"}]}");
     assert_int_equal(sh("", "--config missing.json"), 2);
     expect_stderr("checkpoint B: adapter directory missing");
+    put("afile", "x");
+    assert_int_equal(sh("", "--config pass2.json --out afile/sub"), 2);
+    expect_stderr("output directory afile/sub cannot be created");
     /* The built-in configuration with its demo checkpoints absent names what is missing. */
     assert_int_equal(sh("NYXAUDIT_DEMO_DIR=/nonexistent", "--split heldout --n 5"), 2);
     expect_stderr("/nonexistent/v17");
