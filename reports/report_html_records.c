@@ -48,7 +48,7 @@ static void filters(struct ny_buf *b, const struct rp_doc *d)
         ny_buf_puts(b, "</option>");
     }
     ny_buf_puts(b, "</select></label><label>Wrong vs gold <select id=\"f-wrong\">"
-                   "<option value=\"\">any or none</option>");
+                   "<option value=\"\">all records</option>");
     for (size_t i = 0; i < d->nck; i++) {
         ny_buf_printf(b, "<option value=\"%zu\">", i);
         html_text(b, d->ck[i].label);
