@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "common.h"
+#include "engine.h"
 #include "engine_testutil.h"
 
 static char dir[256], fixture[1024];
@@ -156,12 +157,64 @@ static void test_bad_requests(void **state)
     ny_free(out);
 }
 
+/* messages and prompt rows (golden/harness/tiny/base has a tokenizer.json): the prompt ids are
+ * the chat template's and the tokenizer's (with BOS), the ids match the same request given as
+ * input_ids, and "text" is the decoded output. */
+static void test_messages_and_prompt(void **state)
+{
+    (void)state;
+    const char *src = getenv("NY_SOURCE_DIR");
+    char tiny[1024], tokp[1100], args[1200];
+    snprintf(tiny, sizeof tiny, "%s/golden/harness/tiny/base", src ? src : ".");
+    snprintf(tokp, sizeof tokp, "%s/tokenizer.json", tiny);
+    struct engine_tokenizer *tok;
+    assert_int_equal(engine_tokenizer_open(tokp, &tok, NULL), NY_OK);
+    json_t *msgs = json_loads("[{\"role\":\"user\",\"content\":\"CT head.\"}]", 0, NULL);
+    int32_t *chat, *plain;
+    size_t n_chat, n_plain;
+    assert_int_equal(engine_chat_encode_json(tok, msgs, 1, "t", &chat, &n_chat, NULL), NY_OK);
+    assert_int_equal(engine_tokenizer_encode(tok, "CT chest", 8, 1, &plain, &n_plain, NULL), NY_OK);
+    struct ny_buf req;
+    ny_buf_init(&req);
+    ny_buf_printf(&req, "{\"id\":1,\"messages\":[{\"role\":\"user\",\"content\":\"CT head.\"}]}\n"
+                        "{\"id\":2,\"prompt\":\"CT chest\"}\n{\"id\":3,\"input_ids\":[");
+    for (size_t k = 0; k < n_chat; k++)
+        ny_buf_printf(&req, "%s%d", k ? "," : "", chat[k]);
+    ny_buf_printf(&req, "]}\n");
+    snprintf(fixture, sizeof fixture, "%s", tiny); /* gen() runs --model fixture */
+    snprintf(args, sizeof args, "--max-new-tokens 6");
+    char *out;
+    size_t len;
+    assert_int_equal(gen(args, req.data, &out, &len), 0);
+    json_t *a = row(out, 0), *b = row(out, 1), *c = row(out, 2);
+    assert_int_equal(json_integer_value(json_object_get(a, "prompt_tokens")), n_chat);
+    assert_int_equal(json_integer_value(json_object_get(b, "prompt_tokens")), n_plain);
+    assert_true(json_equal(json_object_get(a, "output_ids"), json_object_get(c, "output_ids")));
+    json_t *ids = json_object_get(a, "output_ids");
+    int32_t got[16];
+    size_t n = json_array_size(ids);
+    for (size_t k = 0; k < n && k < 16; k++)
+        got[k] = (int32_t)json_integer_value(json_array_get(ids, k));
+    char *text;
+    size_t tl;
+    assert_int_equal(engine_tokenizer_decode(tok, got, n, 1, &text, &tl, NULL), NY_OK);
+    assert_string_equal(json_string_value(json_object_get(a, "text")), text);
+    ny_free(text);
+    json_decref(a), json_decref(b), json_decref(c), json_decref(msgs);
+    ny_free(out);
+    ny_free(chat);
+    ny_free(plain);
+    ny_buf_fini(&req);
+    engine_tokenizer_close(tok);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_base_and_named_adapter, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unnamed_adapter_ignore_eos_logits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_requests, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_messages_and_prompt, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
