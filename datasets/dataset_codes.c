@@ -96,6 +96,7 @@ static const struct dataset_code codes[] = {
     ICD("R22.1", "lump, neck"),
     ICD("R22.41", "lump, right leg"),
     ICD("R22.42", "lump, left leg"),
+    ICD("R22.43", "lump, both legs"),
     ICD("R29.6", "repeated falls"),
     ICD("R31.9", "blood in urine"),
     ICD("R42", "dizziness"),

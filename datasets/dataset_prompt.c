@@ -58,6 +58,7 @@ void dataset_prompt_opts_init(struct dataset_prompt_opts *o)
     o->vote_neighbours = 10;
     o->cosine_threshold = 0.9;
     o->max_report_tokens = 2560;
+    o->threads = 2;
 }
 
 void dataset_prompt_destroy(struct dataset_prompt *p)

@@ -244,7 +244,7 @@ static void compose_clinical(struct draft *d)
     const struct synth_indication *ind = pick_indication(&d->rng, e->region);
     if (!ind)
         return;
-    put_sided(&d->reason, ind->text, d->side == SIDE_B && ind->icd.l ? SIDE_R : d->side);
+    put_sided(&d->reason, ind->text, d->side);
     int rule_out = ind->rule_out && rng_pct(&d->rng, 50);
     if (rule_out)
         ny_buf_printf(&d->reason, ", %s", ind->rule_out);

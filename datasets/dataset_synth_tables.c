@@ -1,6 +1,6 @@
 /* dataset_synth_tables.c — the synthetic corpus's data tables: exams (CPT), indications,
- * findings, incidental findings, normal statements and negations per body region. Every code here is in
- * the embedded demo code set (dataset_codes.c); the unit test checks it. Wording is our own. */
+ * findings, incidental findings. Every code here is in the embedded demo code set
+ * (dataset_codes.c); the unit tests check it. Wording is our own. */
 #include "synth_int.h"
 
 #define C1(x)                                                                                      \
@@ -124,7 +124,7 @@ const struct synth_indication synth_indications[] = {
     {R_THYROID, 0, "palpable neck lump", C1("R22.1"), NULL, 31},
     {R_CAROTID, 0, "dizziness", C1("R42"), "evaluate for carotid stenosis", 32},
     {R_CAROTID, 0, "syncope", C1("R55"), NULL, 32},
-    {R_VEINS, 1, "%s leg swelling", LAT("R22.41", "R22.42", NULL), "rule out DVT", 33},
+    {R_VEINS, 1, "%s leg swelling", LAT("R22.41", "R22.42", "R22.43"), "rule out DVT", 33},
     {R_VEINS, 1, "%s leg pain", LAT("M79.604", "M79.605", NULL), "r/o deep vein thrombosis", 33},
     {R_HEART, 0, "chest pain", C1("R07.9"), "evaluate for ischemia", 34},
     {R_HEART, 0, "shortness of breath on exertion", C1("R06.02"), NULL, 34},

@@ -107,7 +107,8 @@ struct dataset_prompt_opts {
     size_t max_prompt_tokens;  /* whole prompt budget; 0 = no budget; default 0 */
     size_t max_report_tokens;  /* report cap; default 2560 (the model card's) */
     dataset_count_fn count;    /* NULL = the documented estimate dataset_estimate_tokens */
-    void *count_ctx;
+    void *count_ctx;           /* must be safe to use from `threads` threads at once */
+    size_t threads;            /* dataset_prompts_export workers (file stores); default 2 */
 };
 /* Fill the defaults above. */
 void dataset_prompt_opts_init(struct dataset_prompt_opts *o);
@@ -143,8 +144,10 @@ void dataset_prompt_destroy(struct dataset_prompt *p); /* NULL is a no-op */
 char *dataset_prompt_jsonl(const struct dataset_prompt *p, const struct dataset_record *r);
 
 /* Sample n records of split with seed, build each prompt, and write the JSONL rows to path
- * atomically (nothing is left at path on failure). Totals of the leakage counts go to the
- * optional *blocked (3 entries: hash, cosine, fingerprint). */
+ * atomically (nothing is left at path on failure), in sample order. Totals of the leakage counts
+ * go to the optional *blocked (3 entries: hash, cosine, fingerprint). A store opened from a file
+ * is read by o->threads workers, each with its own connection; the output does not depend on
+ * the number of workers. */
 int dataset_prompts_export(struct dataset_store *st, const char *split, size_t n, uint64_t seed,
                            const struct dataset_prompt_opts *o, const char *path,
                            size_t blocked[3], struct ny_err *err);

@@ -260,12 +260,64 @@ static void test_export(void **state)
     dataset_store_close(st);
 }
 
+/* A file store read by 1 and by 3 workers gives the same bytes; rerunning does too. */
+static void test_export_threads(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/ny_dsthreads_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char *db = ny_path_join(dir, "r.db"), *p1 = ny_path_join(dir, "1.jsonl"),
+         *p3 = ny_path_join(dir, "3.jsonl");
+    struct dataset_store *st = NULL;
+    assert_int_equal(dataset_store_open(db, &st, NULL), 0);
+    assert_int_equal(dataset_synth_to_store(st, "train", "tr", 1, 400, NULL), 0);
+    assert_int_equal(dataset_synth_to_store(st, "heldout", "ho", 2, 40, NULL), 0);
+    struct dataset_prompt_opts o;
+    dataset_prompt_opts_init(&o);
+    o.threads = 1;
+    size_t b1[3], b3[3];
+    assert_int_equal(dataset_prompts_export(st, "heldout", 30, 9, &o, p1, b1, NULL), 0);
+    o.threads = 3;
+    assert_int_equal(dataset_prompts_export(st, "heldout", 30, 9, &o, p3, b3, NULL), 0);
+    char *t1, *t3;
+    size_t n1, n3;
+    assert_int_equal(ny_file_read(p1, 1 << 24, &t1, &n1, NULL), 0);
+    assert_int_equal(ny_file_read(p3, 1 << 24, &t3, &n3, NULL), 0);
+    assert_int_equal(n1, n3);
+    assert_memory_equal(t1, t3, n1);
+    assert_memory_equal(b1, b3, sizeof b1);
+    /* every row carries k = 3 examples from the train split */
+    struct ny_lines it;
+    const char *line;
+    size_t len, rows = 0;
+    ny_lines_init(&it, t1, n1);
+    while (ny_lines_next(&it, &line, &len)) {
+        json_t *r = json_loadb(line, len, 0, NULL);
+        json_t *ids = json_object_get(r, "retrieved_ids");
+        assert_int_equal(json_array_size(ids), 3);
+        assert_int_equal(strncmp(json_string_value(json_array_get(ids, 0)), "tr-", 3), 0);
+        json_decref(r);
+        rows++;
+    }
+    assert_int_equal(rows, 30);
+    ny_free(t1);
+    ny_free(t3);
+    dataset_store_close(st);
+    unlink(db);
+    unlink(p1);
+    unlink(p3);
+    rmdir(dir);
+    ny_free(db);
+    ny_free(p1);
+    ny_free(p3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_deterministic),  cmocka_unit_test(test_sections_and_forms),
         cmocka_unit_test(test_candidates_rules_ready), cmocka_unit_test(test_budget),
-        cmocka_unit_test(test_export),
+        cmocka_unit_test(test_export),         cmocka_unit_test(test_export_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
