@@ -262,7 +262,7 @@ static int build_sets(struct engine_backend *be, const struct engine_batch *b, s
         if (b->seq_adapter[s] + 1 > ss->n_adapters)
             ss->n_adapters = b->seq_adapter[s] + 1;
     }
-    int *h = (int *)ny_malloc((size_t)(3 * nr + 1) * sizeof(int));
+    int *h = (int *)ny_malloc((size_t)(3 * nr + 4 * b->n_seqs + 1) * sizeof(int));
     if (!h)
         return NY_ERR(err, NY_E_NOMEM, "cuda: out of memory");
     for (int s = 0; s < b->n_seqs; s++)
@@ -281,6 +281,19 @@ static int build_sets(struct engine_backend *be, const struct engine_batch *b, s
                 for (int r = b->seq_start[s]; r < b->seq_start[s + 1]; r++)
                     h[used++] = r;
         ss->all_n[a] = used - ss->all_off[a];
+    }
+    ss->units_off = used;
+    for (int s = 0; s < b->n_seqs; s++) {
+        int len = b->seq_start[s + 1] - b->seq_start[s];
+        if (len < 2)
+            continue;
+        h[used++] = b->seq_start[s];
+        h[used++] = len;
+        h[used++] = b->seq_slot[s];
+        h[used++] = b->seq_pos0[s];
+        ss->units_n++;
+        if (len > ss->units_max_len)
+            ss->units_max_len = len;
     }
     int rc = cuda_upload_ints(be, &be->sets_d, &be->sets_cap, h, (size_t)used, err);
     if (!rc)

@@ -32,15 +32,30 @@ __device__ __forceinline__ static void mma_bf16(float *d, uint32_t a0, uint32_t 
                  : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-/* Y[out_idx[m], n] = alpha · Σ_k X[m, k] W[n, k] + beta · Y[..] for m < M (this pass: rows
- * m0 .. m0 + 16·MT). X bf16 [M, K] staged; W bf16 [N, K]; K % 8 == 0.
- * Lane (g = lane / 4, t = lane % 4) loads 8 consecutive k of W row n0 + g at 32·b + 8·t and the
- * same 8 k of X rows g and g + 8; the mma's logical k slots are a permutation of those physical k,
- * applied identically to A and B, so the product is the plain dot product. */
+__device__ __forceinline__ static uint32_t pack_bf16x2(float lo, float hi)
+{
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t *>(&v);
+}
+
+/* 8 consecutive fp32 (32-byte aligned) rounded to bf16, packed as the mma operand wants them. */
+__device__ __forceinline__ static uint4 load_x8(const float *p)
+{
+    float4 a = *reinterpret_cast<const float4 *>(p), b = *reinterpret_cast<const float4 *>(p + 4);
+    return make_uint4(pack_bf16x2(a.x, a.y), pack_bf16x2(a.z, a.w), pack_bf16x2(b.x, b.y),
+                      pack_bf16x2(b.z, b.w));
+}
+
+/* Y[out_idx[m], n] = alpha · Σ_k bf16(X[in_idx[m], k]) W[n, k] + beta · Y[..] for m < M (this
+ * pass: rows m0 .. m0 + 16·MT). X fp32 [., K] (rounded to bf16 as it is read); W bf16 [N, K];
+ * K % 8 == 0. Lane (g = lane / 4, t = lane % 4) loads 8 consecutive k of W row n0 + g at
+ * 32·b + 8·t and the same 8 k of X rows g and g + 8; the mma's logical k slots are a permutation
+ * of those physical k, applied identically to A and B, so the product is the plain dot product. */
 template <int MT>
 __global__ __launch_bounds__(SK_WARPS * 32) static void k_skinny(
-    const __nv_bfloat16 *__restrict__ X, int M, int K, const __nv_bfloat16 *__restrict__ W, int N,
-    const int *__restrict__ out_idx, float *Y, int ldy, float alpha, float beta)
+    const float *__restrict__ X, const int *__restrict__ in_idx, int M, int K,
+    const __nv_bfloat16 *__restrict__ W, int N, const int *__restrict__ out_idx, float *Y,
+    int ldy, float alpha, float beta)
 {
     __shared__ float red[SK_WARPS][MT][32][4];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
@@ -48,6 +63,14 @@ __global__ __launch_bounds__(SK_WARPS * 32) static void k_skinny(
     const int nb = (K + 31) / 32;
     const bool wrow_ok = n0 + g < N;
     const __nv_bfloat16 *wp = W + (size_t)(wrow_ok ? n0 + g : 0) * K + t * 8;
+    const float *xr[MT][2];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            int r = m0 + mt * 16 + g + 8 * h;
+            xr[mt][h] = r < M ? X + (size_t)(in_idx ? in_idx[r] : r) * K + t * 8 : NULL;
+        }
     float acc[MT][4];
 #pragma unroll
     for (int i = 0; i < MT; i++)
@@ -68,12 +91,11 @@ __global__ __launch_bounds__(SK_WARPS * 32) static void k_skinny(
                 break;
 #pragma unroll
             for (int mt = 0; mt < MT; mt++) {
-                int r0 = m0 + mt * 16 + g, r1 = r0 + 8;
                 uint4 x0 = make_uint4(0, 0, 0, 0), x1 = make_uint4(0, 0, 0, 0);
-                if (k < K && r0 < M)
-                    x0 = *(const uint4 *)(X + (size_t)r0 * K + k);
-                if (k < K && r1 < M)
-                    x1 = *(const uint4 *)(X + (size_t)r1 * K + k);
+                if (k < K && xr[mt][0])
+                    x0 = load_x8(xr[mt][0] + (size_t)b * 32);
+                if (k < K && xr[mt][1])
+                    x1 = load_x8(xr[mt][1] + (size_t)b * 32);
                 mma_bf16(acc[mt], x0.x, x1.x, x0.y, x1.y, wv[u].x, wv[u].y);
                 mma_bf16(acc[mt], x0.z, x1.z, x0.w, x1.w, wv[u].z, wv[u].w);
             }
@@ -85,7 +107,7 @@ __global__ __launch_bounds__(SK_WARPS * 32) static void k_skinny(
         for (int j = 0; j < 4; j++)
             red[warp][mt][lane][j] = acc[mt][j];
     __syncthreads();
-    /* Warp w sums tile mt = w % MT... in warp order 0..7 for each element. */
+    /* each output element: the 8 warps' partials summed in warp order */
     for (int e = threadIdx.x; e < MT * 32 * 4; e += SK_WARPS * 32) {
         int mt = e / 128, l = (e / 4) % 32, j = e % 4;
         float s = 0.0f;
@@ -150,13 +172,6 @@ static int gemm_rows(struct engine_backend *be, const float *X, const int *in_id
         CU_LAUNCHED(be, "generic GEMM kernel");
         return NY_OK;
     }
-    void *xb;
-    int rc = cuda_scratch(be, 0, (size_t)n * K * 2, &xb, err);
-    if (!rc)
-        rc = cuda_rows_to_bf16(be, X, in_idx, n, K, (__nv_bfloat16 *)xb, err);
-    if (rc)
-        return rc;
-    const __nv_bfloat16 *xp = (const __nv_bfloat16 *)xb;
     const __nv_bfloat16 *wp = (const __nv_bfloat16 *)w->d;
     unsigned gx = (unsigned)((N + SK_COLS - 1) / SK_COLS);
     /* Passes of 64 rows; the last pass uses the smallest tile count that covers it. The tile
@@ -164,27 +179,28 @@ static int gemm_rows(struct engine_backend *be, const float *X, const int *in_id
     int full = n / 64, rest = n - full * 64;
     if (full) {
         k_skinny<4><<<dim3(gx, (unsigned)full), SK_WARPS * 32, 0, be->stream>>>(
-            xp, full * 64, K, wp, N, out_idx, Y, ldy, alpha, beta);
+            X, in_idx, full * 64, K, wp, N, out_idx, Y, ldy, alpha, beta);
         CU_LAUNCHED(be, "skinny GEMM kernel");
     }
     if (rest) {
-        const __nv_bfloat16 *xr = xp + (size_t)full * 64 * K;
+        const float *xr = in_idx ? X : X + (size_t)full * 64 * K;
+        const int *ii = in_idx ? in_idx + full * 64 : NULL;
         const int *oi = out_idx ? out_idx + full * 64 : NULL;
         float *yr = out_idx ? Y : Y + (size_t)full * 64 * ldy;
         int mt = (rest + 15) / 16;
         dim3 grid(gx, 1);
         if (mt == 1)
-            k_skinny<1><<<grid, SK_WARPS * 32, 0, be->stream>>>(xr, rest, K, wp, N, oi, yr, ldy,
-                                                                alpha, beta);
+            k_skinny<1><<<grid, SK_WARPS * 32, 0, be->stream>>>(xr, ii, rest, K, wp, N, oi, yr,
+                                                                ldy, alpha, beta);
         else if (mt == 2)
-            k_skinny<2><<<grid, SK_WARPS * 32, 0, be->stream>>>(xr, rest, K, wp, N, oi, yr, ldy,
-                                                                alpha, beta);
+            k_skinny<2><<<grid, SK_WARPS * 32, 0, be->stream>>>(xr, ii, rest, K, wp, N, oi, yr,
+                                                                ldy, alpha, beta);
         else if (mt == 3)
-            k_skinny<3><<<grid, SK_WARPS * 32, 0, be->stream>>>(xr, rest, K, wp, N, oi, yr, ldy,
-                                                                alpha, beta);
+            k_skinny<3><<<grid, SK_WARPS * 32, 0, be->stream>>>(xr, ii, rest, K, wp, N, oi, yr,
+                                                                ldy, alpha, beta);
         else
-            k_skinny<4><<<grid, SK_WARPS * 32, 0, be->stream>>>(xr, rest, K, wp, N, oi, yr, ldy,
-                                                                alpha, beta);
+            k_skinny<4><<<grid, SK_WARPS * 32, 0, be->stream>>>(xr, ii, rest, K, wp, N, oi, yr,
+                                                                ldy, alpha, beta);
         CU_LAUNCHED(be, "skinny GEMM kernel");
     }
     return NY_OK;

@@ -70,6 +70,7 @@ struct cuda_step_sets {
     int n_adapters;                     /* 1 + the largest adapter index in the step */
     int single_off[CUDA_MAX_ADAPTERS], single_n[CUDA_MAX_ADAPTERS]; /* those rows, by adapter */
     int all_off[CUDA_MAX_ADAPTERS], all_n[CUDA_MAX_ADAPTERS];       /* all rows, by adapter */
+    int units_off, units_n, units_max_len; /* requests of >= 2 rows: {row0, len, slot, pos0} */
 };
 
 struct engine_backend {

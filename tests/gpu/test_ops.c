@@ -122,11 +122,12 @@ static double compare(struct wpair a, size_t n)
 
 /* A batch of n_seqs requests with the given row counts, positions and adapters. */
 struct tbatch {
-    int start[65], slot[64], pos0[64], adapter[64];
+    int start[129], slot[128], pos0[128], adapter[128];
     struct engine_batch b;
 };
 static void make_batch(struct tbatch *t, int n, const int *rows, const int *pos0, const int *ad)
 {
+    assert_true(n <= 128);
     t->start[0] = 0;
     for (int s = 0; s < n; s++) {
         t->start[s + 1] = t->start[s] + rows[s];
@@ -279,9 +280,11 @@ static void run_attention(int nh, int nkv, int hd, int plen, enum engine_dtype d
     OK(C->kv_create(cbe, &sh, &kc, E));
     int rows1[3] = {plen, 3, 1};
     int rows2[3] = {1, 1, 1}, pos2[3] = {plen, 3, 1};
-    for (int step = 0; step < 2; step++) {
+    int rows3[3] = {5, 1, 2}, pos3[3] = {plen + 1, 4, 2}; /* a chunk continuing a prefill */
+    for (int step = 0; step < 3; step++) {
         struct tbatch t;
-        make_batch(&t, 3, step ? rows2 : rows1, step ? pos2 : NULL, NULL);
+        make_batch(&t, 3, step == 0 ? rows1 : step == 1 ? rows2 : rows3,
+                   step == 0 ? NULL : step == 1 ? pos2 : pos3, NULL);
         both_step(&t);
         int nr = t.b.n_rows;
         for (int layer = 0; layer < 2; layer++) {
@@ -311,6 +314,10 @@ static void test_attention(void **state)
     (void)state;
     run_attention(4, 2, 16, 9, ENGINE_DTYPE_F32);
     run_attention(32, 8, 128, 600, ENGINE_DTYPE_F32);
+    /* bf16 cache: prefill rows on the tensor-core kernel, decode rows on the split kernel */
+    run_attention(32, 8, 128, 600, ENGINE_DTYPE_BF16);
+    run_attention(8, 1, 64, 130, ENGINE_DTYPE_BF16);
+    run_attention(4, 2, 16, 9, ENGINE_DTYPE_BF16);
 }
 
 /* Request A (prefill of 7 rows, then one decode row) with adapter 0 and request B (decode, base)
