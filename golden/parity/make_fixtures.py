@@ -134,6 +134,10 @@ def build(fx, seed):
         adir = os.path.join(d, "adapter_" + ad["name"])
         pm.save_pretrained(adir)
         os.remove(os.path.join(adir, "README.md"))
+        acfg_path = os.path.join(adir, "adapter_config.json")  # PEFT keeps a set: sort it
+        acfg = json.load(open(acfg_path))
+        acfg["target_modules"] = sorted(acfg["target_modules"])
+        json.dump(acfg, open(acfg_path, "w"), indent=2, sort_keys=True)
         runs.append(dict(adapter=ad["name"], outputs=reference(pm, prompts, eos_all)))
         model = pm.unload()  # the base again, without LoRA layers
     for f in os.listdir(d):
