@@ -96,7 +96,9 @@ int engine_chat_render(const struct engine_tokenizer *tok, const struct engine_c
  * single or sharded; BF16, F16 or F32), loaded onto a backend (fp32 on the CPU), with any number
  * of PEFT LoRA adapters over the one base, chosen per request. Greedy decoding only. Results are
  * deterministic: a request's ids and logits are bit-identical run to run whatever the thread
- * count and whatever other requests share the call. */
+ * count and whatever other requests share the call (on one machine and build: OpenBLAS picks its
+ * kernels by CPU model, so another CPU may round differently; parity with transformers holds to
+ * ~1e-6 relative on the logits either way). */
 struct engine_model;
 
 struct engine_model_opts {
