@@ -533,6 +533,16 @@ static int run_pipeline(struct audit *a, struct ny_err *err)
     if (!rc)
         rc = store_open(store_path, &a->st, err);
     ny_free(store_path);
+    /* Outputs of an earlier run in this directory go: until this run completes, none claims to
+     * describe it. */
+    static const char *const outputs[] = {"results.json", "junit.xml", "summary.md", "report.pdf",
+                                          "report.html"};
+    for (size_t i = 0; !rc && i < sizeof outputs / sizeof outputs[0]; i++) {
+        char *p = ny_path_join(cfg->out_dir, outputs[i]);
+        if (p)
+            unlink(p);
+        ny_free(p);
+    }
     if (!rc)
         rc = manifest_begin(a, &dsinfo, err);
     if (!rc)

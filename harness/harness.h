@@ -98,8 +98,9 @@ int harness_gates_evaluate(const struct harness_config *cfg, struct json_t *metr
 int harness_junit_render(struct json_t *results, char **out, struct ny_err *err);
 /* Markdown summary: verdict, checkpoints, metric table, gates, manifest essentials. */
 int harness_summary_render(struct json_t *results, char **out, struct ny_err *err);
-/* Write results.json, junit.xml and summary.md (and the reports when built in) into dir, each
- * atomically; append summary.md to $GITHUB_STEP_SUMMARY when that is set. */
+/* Write report.pdf and report.html (when built in), junit.xml, summary.md and last results.json
+ * into dir, each atomically (results.json last: a failure leaves none claiming completion);
+ * append summary.md to $GITHUB_STEP_SUMMARY when that is set. */
 int harness_outputs_write(struct json_t *results, const char *dir, struct ny_err *err);
 /* XML-escape s into b (&, <, >, ", ' and control characters). */
 void harness_xml_escape(struct ny_buf *b, const char *s);

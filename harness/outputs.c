@@ -361,11 +361,14 @@ int harness_outputs_write(struct json_t *results, const char *dir, struct ny_err
     }
     js = with_nl;
     memcpy(js + len, "\n", 2);
-    if (!(rc = write_text(dir, "results.json", js, err)) &&
-        !(rc = harness_junit_render(results, &junit, err)) &&
-        !(rc = write_text(dir, "junit.xml", junit, err)) &&
+    /* Everything is rendered before anything is written, and results.json goes last: a run
+     * whose outputs fail leaves no results.json claiming it is complete. */
+    if (!(rc = harness_junit_render(results, &junit, err)) &&
         !(rc = harness_summary_render(results, &md, err)) &&
-        !(rc = write_text(dir, "summary.md", md, err)) && !(rc = write_reports(results, dir, err)))
+        !(rc = write_reports(results, dir, err)) &&
+        !(rc = write_text(dir, "junit.xml", junit, err)) &&
+        !(rc = write_text(dir, "summary.md", md, err)) &&
+        !(rc = write_text(dir, "results.json", js, err)))
         rc = append_step_summary(md, err);
     ny_free(js);
     ny_free(junit);

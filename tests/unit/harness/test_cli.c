@@ -184,6 +184,11 @@ static void test_exit_2_invalid(void **state)
                         "\"adapter\": \"nowhere/b\"}]}");
     assert_int_equal(sh("", "--config missing.json"), 2);
     expect_stderr("checkpoint B: adapter directory missing");
+    /* A report that cannot be written (no font): exit 2 naming it, and no results.json. */
+    assert_int_equal(sh("NYXAUDIT_FONT_DIR=/nonexistent", "--config pass2.json"), 2);
+    expect_stderr("writing report.pdf");
+    char *r = slurp("out2/results.json");
+    assert_null(r);
     put("afile", "x");
     assert_int_equal(sh("", "--config pass2.json --out afile/sub"), 2);
     expect_stderr("output directory afile/sub cannot be created");
