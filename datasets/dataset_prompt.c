@@ -13,25 +13,21 @@
 
 /* The one system message (no model card text is available: our own wording). */
 static const char system_message[] =
-    "You are a radiology coding assistant. Read the radiology report and assign the billing"
-    " codes it supports: the CPT code of each exam performed, the modifiers, and the ICD-10-CM"
-    " diagnosis codes. Answer with exactly one line in the format\n"
+    "You are a radiology coding assistant. Code the report: the CPT code of each exam performed,"
+    " the modifiers and the ICD-10-CM diagnoses. Reply with one line and nothing else:\n"
     "CPT[ CPT2], MOD, ICD1, ICD2, ...\n"
-    "Separate two CPT codes or several modifiers with a space, leave out the modifier field when"
-    " no modifier applies, write ICD-10-CM codes with their dot, and write nothing else.";
+    "(leave out MOD when no modifier applies; write ICD-10-CM codes with their dot)";
 
+/* Compact on purpose: every prompt carries it. */
 static const char default_rules[] =
-    "- Code each exam performed from the exam description; a combined exam has one CPT per part.\n"
-    "- Modifier 26 when the radiologist reads for a hospital setting (emergency, inpatient,"
-    " hospital outpatient); TC for a technical-only service; none for a global service.\n"
-    "- RT or LT for a one-sided exam of a paired body part; 50 when that exam covers both sides.\n"
-    "- 59 or XU when two codes of one session are distinct, separately reportable services.\n"
-    "- Code confirmed diagnoses from the impression; do not also code a symptom they explain.\n"
-    "- Never code what is ruled out, suspected, or negated (\"rule out\", \"no evidence of\").\n"
-    "- When the study is negative, code the signs or symptoms given as the reason for the exam.\n"
-    "- Code an incidental finding only when the impression lists it.\n"
-    "- Use the most specific billable code: laterality, and the 7th character (A: initial"
-    " encounter). Category headers such as M25.5 are not billable.";
+    "- One CPT per exam performed. Modifiers: 26 for a hospital read, TC for technical only; RT/LT"
+    " for one side, 50 for both; 59/XU for distinct services.\n"
+    "- Code confirmed findings from the impression, not the symptoms they explain; when the study"
+    " is negative, code the symptoms of the reason for exam.\n"
+    "- Never code ruled-out, suspected or negated conditions; code an incidental finding only when"
+    " the impression lists it.\n"
+    "- Use the most specific billable code (laterality; 7th character A for an initial"
+    " encounter).";
 
 const char *dataset_system_message(void)
 {
