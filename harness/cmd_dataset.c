@@ -15,13 +15,13 @@ static const char usage[] =
     "       nyxaudit dataset synth --demo [--db FILE]\n"
     "       nyxaudit dataset prompts --split NAME --n N --out FILE [--seed S] [--db FILE]\n"
     "                [--k N] [--K N] [--train-split NAME] [--rules FILE] [--max-tokens N]\n"
-    "                [--max-report-tokens N] [--tokenizer tokenizer.json]\n"
+    "                [--max-report-tokens N] [--tokenizer tokenizer.json] [--threads N]\n"
     "The default store is " DEFAULT_DB "; records are JSONL (see datasets/datasets.h).\n";
 
 struct args {
     const char *file, *split, *db, *out, *prefix, *rules, *tokenizer, *train_split;
     int replace, demo;
-    long long n, k, K, max_tokens, max_report;
+    long long n, k, K, max_tokens, max_report, threads;
     unsigned long long seed;
     int have_n, have_seed;
 };
@@ -48,7 +48,7 @@ static int parse_args(const char *cmd, int argc, char **argv, struct args *a)
 {
     memset(a, 0, sizeof *a);
     a->db = DEFAULT_DB;
-    a->k = a->K = a->max_report = -1;
+    a->k = a->K = a->max_report = a->threads = -1;
     for (int i = 2; i < argc; i++) {
         const char *o = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -91,6 +91,8 @@ static int parse_args(const char *cmd, int argc, char **argv, struct args *a)
                 a->max_tokens = num;
             else if (!strcmp(o, "--max-report-tokens"))
                 a->max_report = num;
+            else if (!strcmp(o, "--threads"))
+                a->threads = num;
             else
                 return bad(cmd, "unknown option %s", o);
         }
@@ -178,6 +180,8 @@ static int cmd_prompts(struct args *a)
         o.K = (size_t)a->K;
     if (a->max_report > 0)
         o.max_report_tokens = (size_t)a->max_report;
+    if (a->threads > 0)
+        o.threads = (size_t)a->threads;
     o.max_prompt_tokens = (size_t)a->max_tokens;
     if (a->train_split)
         o.train_split = a->train_split;
