@@ -157,8 +157,10 @@ int cpu_attention(struct engine_backend *be, struct engine_kv *kv, int layer,
     if (rc != NY_OK)
         return rc;
     int *task_seq = be->work, n_tasks = 0;
+    double work = 0;
     for (int s = 0; s < b->n_seqs; s++) {
         int L = b->seq_start[s + 1] - b->seq_start[s];
+        work += 2.0 * L * (b->seq_pos0[s] + L) * sh->head_dim * n_heads;
         task_seq[s] = n_tasks;
         n_tasks += n_heads * ((L + ATTN_ROW_BLOCK - 1) / ATTN_ROW_BLOCK);
     }
@@ -166,6 +168,6 @@ int cpu_attention(struct engine_backend *be, struct engine_kv *kv, int layer,
     struct attn_ctx c = {.be = be, .kv = kv, .layer = layer, .n_heads = n_heads,
                          .group = n_heads / sh->n_kv_heads, .scale = scale, .q = q->data,
                          .out = out->data, .task_seq = task_seq};
-    cpu_pool_run(be->pool, n_tasks, attn_task, &c);
+    cpu_pool_run(be->pool, n_tasks, attn_task, &c, work);
     return NY_OK;
 }

@@ -189,6 +189,9 @@ struct rows_ctx {
     const float *inv_freq;
 };
 
+/* Work of a row-wise op: rows × width (rope: rows × heads × head_dim). */
+#define ROWS_WORK(c) ((double)(c).n * ((c).dim ? (c).dim : (c).n_heads * (c).head_dim) * 4.0)
+
 static int row_tasks(int n_rows)
 {
     return (n_rows + CPU_ROW_BLOCK - 1) / CPU_ROW_BLOCK;
@@ -216,7 +219,7 @@ static int cpu_embed(struct engine_backend *be, const struct engine_buf *table,
                           table->rows);
     struct rows_ctx c = {.be = be, .w = table->data, .out = out->data, .ids = ids, .dim = dim,
                          .n = n};
-    cpu_pool_run(be->pool, row_tasks(n), embed_task, &c);
+    cpu_pool_run(be->pool, row_tasks(n), embed_task, &c, (double)n * dim);
     return NY_OK;
 }
 
@@ -244,7 +247,7 @@ static int cpu_rmsnorm(struct engine_backend *be, const struct engine_buf *x,
     (void)err;
     struct rows_ctx c = {.be = be, .x = x->data, .w = w->data, .out = out->data, .dim = dim,
                          .eps = eps, .n = be->batch->n_rows};
-    cpu_pool_run(be->pool, row_tasks(c.n), rmsnorm_task, &c);
+    cpu_pool_run(be->pool, row_tasks(c.n), rmsnorm_task, &c, ROWS_WORK(c));
     return NY_OK;
 }
 
@@ -279,7 +282,7 @@ static int cpu_rope(struct engine_backend *be, struct engine_buf *x, int n_heads
     struct rows_ctx c = {.be = be, .out = x->data, .n_heads = n_heads, .head_dim = head_dim,
                          .inv_freq = inv_freq, .attn_factor = attn_factor,
                          .n = be->batch->n_rows};
-    cpu_pool_run(be->pool, row_tasks(c.n), rope_task, &c);
+    cpu_pool_run(be->pool, row_tasks(c.n), rope_task, &c, ROWS_WORK(c));
     return NY_OK;
 }
 
@@ -302,7 +305,7 @@ static int cpu_swiglu(struct engine_backend *be, const struct engine_buf *gate,
     (void)err;
     struct rows_ctx c = {.be = be, .x = gate->data, .y = up->data, .out = out->data, .dim = ff,
                          .n = be->batch->n_rows};
-    cpu_pool_run(be->pool, row_tasks(c.n), swiglu_task, &c);
+    cpu_pool_run(be->pool, row_tasks(c.n), swiglu_task, &c, ROWS_WORK(c));
     return NY_OK;
 }
 
@@ -321,7 +324,7 @@ static int cpu_add(struct engine_backend *be, struct engine_buf *x, const struct
     (void)err;
     struct rows_ctx c = {.be = be, .y = y->data, .out = x->data, .dim = dim,
                          .n = be->batch->n_rows};
-    cpu_pool_run(be->pool, row_tasks(c.n), add_task, &c);
+    cpu_pool_run(be->pool, row_tasks(c.n), add_task, &c, ROWS_WORK(c));
     return NY_OK;
 }
 
@@ -345,7 +348,7 @@ static int cpu_argmax(struct engine_backend *be, const struct engine_buf *logits
 {
     (void)err;
     struct rows_ctx c = {.be = be, .x = logits->data, .ids_out = ids, .dim = vocab, .n = n};
-    cpu_pool_run(be->pool, row_tasks(n), argmax_task, &c);
+    cpu_pool_run(be->pool, row_tasks(n), argmax_task, &c, (double)n * vocab);
     return NY_OK;
 }
 

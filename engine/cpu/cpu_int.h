@@ -14,8 +14,11 @@ typedef void (*cpu_task_fn)(void *ctx, int task, int thread);
 int cpu_pool_create(int n_threads, struct cpu_pool **out, struct ny_err *err);
 void cpu_pool_destroy(struct cpu_pool *p); /* NULL is a no-op */
 /* Run fn(ctx, t, thread) for t in [0, n_tasks) across the pool (thread in [0, n_threads): for
- * per-thread scratch); returns when all are done. */
-void cpu_pool_run(struct cpu_pool *p, int n_tasks, cpu_task_fn fn, void *ctx);
+ * per-thread scratch); returns when all are done. `work` estimates the job's multiply-adds: a
+ * job under CPU_POOL_MIN_WORK runs on the calling thread alone (waking workers would cost more).
+ * Either way the same tasks compute the same values. */
+void cpu_pool_run(struct cpu_pool *p, int n_tasks, cpu_task_fn fn, void *ctx, double work);
+#define CPU_POOL_MIN_WORK 65536.0
 
 /* ---- the backend's objects (shared by cpu_backend.c, cpu_matmul.c, cpu_attention.c) ---- */
 /* Output features per matmul task. Fixed: the partition must not depend on the thread count. */

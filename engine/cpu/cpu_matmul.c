@@ -182,10 +182,13 @@ int cpu_matmul(struct engine_backend *be, const struct engine_buf *x, int in,
         rc = cpu_grow((void **)&be->lora_t, &be->lora_t_cap, n_t, sizeof(float), err);
         if (rc != NY_OK)
             return rc;
-        cpu_pool_run(be->pool, c.n_multi + c.n_single, lora_a_task, &c);
+        cpu_pool_run(be->pool, c.n_multi + c.n_single, lora_a_task, &c,
+                     (double)n_rows_t * in * c.max_rank);
     } else {
         c.lora = NULL;
     }
-    cpu_pool_run(be->pool, c.n_multi * c.n_blocks + (c.n_single ? c.n_blocks : 0), mm_task, &c);
+    double rows_done = rows ? n_out_rows : be->batch->n_rows;
+    cpu_pool_run(be->pool, c.n_multi * c.n_blocks + (c.n_single ? c.n_blocks : 0), mm_task, &c,
+                 rows_done * in * out);
     return NY_OK;
 }

@@ -107,11 +107,11 @@ void cpu_pool_destroy(struct cpu_pool *p)
     ny_free(p);
 }
 
-void cpu_pool_run(struct cpu_pool *p, int n_tasks, cpu_task_fn fn, void *ctx)
+void cpu_pool_run(struct cpu_pool *p, int n_tasks, cpu_task_fn fn, void *ctx, double work)
 {
     if (n_tasks <= 0)
         return;
-    if (p->n_workers == 0 || n_tasks == 1) {
+    if (p->n_workers == 0 || n_tasks == 1 || work < CPU_POOL_MIN_WORK) {
         for (int t = 0; t < n_tasks; t++)
             fn(ctx, t, 0);
         return;
