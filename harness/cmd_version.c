@@ -1,5 +1,6 @@
 /* cmd_version.c — `nyxaudit --version [--probe]`: version, commit, build options and the library
- * versions the binary was built against; --probe also lists the CUDA devices and self-tests them. */
+ * versions the binary was built against; --probe also lists the CUDA devices and self-tests
+ * them. */
 #include <hpdf.h>
 #include <jansson.h>
 #define PCRE2_CODE_UNIT_WIDTH 8

@@ -214,6 +214,36 @@ static void summary_metrics_table(struct ny_buf *b, json_t *ckpts, json_t *model
     }
 }
 
+/* Paired comparisons of each candidate against the baseline, oriented candidate − baseline. */
+static void summary_comparisons(struct ny_buf *b, json_t *ckpts, json_t *comps)
+{
+    const char *base = NULL;
+    for (size_t j = 0; j < json_array_size(ckpts); j++)
+        if (json_is_true(json_object_get(json_array_get(ckpts, j), "baseline")))
+            base = str_at(json_array_get(ckpts, j), "label", NULL);
+    if (!base || json_array_size(comps) == 0)
+        return;
+    ny_buf_puts(b, "\n## Paired comparisons with the baseline `");
+    md_cell(b, base);
+    ny_buf_puts(b, "`\n\n| candidate | metric | delta | 95% CI | McNemar p |\n"
+                   "|---|---|---|---|---|\n");
+    for (size_t i = 0; i < json_array_size(comps); i++) {
+        json_t *c = json_array_get(comps, i), *ci = json_object_get(c, "ci95");
+        const char *a = str_at(c, "a", ""), *bb = str_at(c, "b", "");
+        int fwd = !strcmp(a, base);
+        if (!fwd && strcmp(bb, base))
+            continue;
+        double s = fwd ? 1.0 : -1.0;
+        double lo = json_number_value(json_array_get(ci, fwd ? 0 : 1)) * s;
+        double hi = json_number_value(json_array_get(ci, fwd ? 1 : 0)) * s;
+        ny_buf_puts(b, "| ");
+        md_cell(b, fwd ? bb : a);
+        ny_buf_printf(b, " | %s | %+.3f | [%+.3f, %+.3f] | %.3g |\n", str_at(c, "metric", ""),
+                      s * json_number_value(json_object_get(c, "delta")), lo, hi,
+                      json_number_value(json_object_get(c, "mcnemar_p")));
+    }
+}
+
 static void summary_gates(struct ny_buf *b, json_t *gates)
 {
     ny_buf_puts(b, "\n## Release gates\n\n");
@@ -277,6 +307,7 @@ int harness_summary_render(struct json_t *results, char **out, struct ny_err *er
         ny_buf_puts(&b, " |\n");
     }
     summary_metrics_table(&b, ckpts, json_object_get(metrics, "models"));
+    summary_comparisons(&b, ckpts, json_object_get(metrics, "comparisons"));
     summary_gates(&b, json_object_get(results, "gates"));
     json_t *h = json_object_get(man, "harness"), *e = json_object_get(man, "engine");
     ny_buf_puts(&b, "\n## Provenance\n\nnyxaudit ");

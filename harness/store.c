@@ -362,7 +362,7 @@ int store_history_get(struct store *st, struct json_t **out, struct ny_err *err)
     if (rc)
         return rc;
     json_t *arr = json_array();
-    int step;
+    int step = SQLITE_DONE;
     while (arr && (step = sqlite3_step(s)) == SQLITE_ROW) {
         const char *txt = (const char *)sqlite3_column_text(s, 1);
         json_t *r = NULL;
@@ -373,6 +373,8 @@ int store_history_get(struct store *st, struct json_t **out, struct ny_err *err)
         }
         json_array_append_new(arr, r);
     }
+    if (!rc && arr && step != SQLITE_DONE && step != SQLITE_ROW)
+        rc = db_fail(st, err, "read runs");
     sqlite3_finalize(s);
     if (!arr)
         return NY_ERR(err, NY_E_NOMEM, "run store: out of memory");

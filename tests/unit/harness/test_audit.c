@@ -104,9 +104,11 @@ static void make_cfg(struct harness_config *cfg, const char *out, int n)
 {
     char text[2048];
     snprintf(text, sizeof text,
-             "{\"checkpoints\": [{\"label\": \"V16\", \"model\": \"tiny/base\", \"baseline\": true},"
+             "{\"checkpoints\": [{\"label\": \"V16\", \"model\": \"tiny/base\", "
+             "\"baseline\": true},"
              " {\"label\": \"V17\", \"model\": \"tiny/base\", \"adapter\": \"tiny/adapter_a\"},"
-             " {\"label\": \"Epoch-1\", \"model\": \"tiny/base\", \"adapter\": \"tiny/adapter_b\"}],"
+             " {\"label\": \"Epoch-1\", \"model\": \"tiny/base\", "
+             "\"adapter\": \"tiny/adapter_b\"}],"
              " \"dataset\": {\"store\": \"%s/records.sqlite\", \"split\": \"heldout\", \"n\": %d},"
              " \"prompt\": {\"few_shot\": 1},"
              " \"gates\": [{\"name\": \"floor\", \"kind\": \"floor\", \"metric\": \"cpt_exact\","
@@ -185,7 +187,8 @@ static void test_uninterrupted_and_rerun(void **state)
     ny_free(first);
     ny_free(second);
     char *junit = read_out("a", "junit.xml"), *md = read_out("a", "summary.md");
-    assert_non_null(strstr(junit, "<testcase classname=\"nyxaudit.gates.V17\" name=\"floor[V17]\""));
+    assert_non_null(
+        strstr(junit, "<testcase classname=\"nyxaudit.gates.V17\" name=\"floor[V17]\""));
     assert_non_null(strstr(md, "# NYXAudit release audit: PASS"));
     ny_free(junit);
     ny_free(md);

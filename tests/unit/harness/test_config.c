@@ -156,13 +156,15 @@ static void test_errors(void **state)
                  " \"min\": 1.5}]}", NY_E_RANGE, "\"min\" = 1.5 is outside");
     expect_error("{\"gates\": [{\"name\": \"g\", \"kind\": \"no_regression\", "
                  "\"metric\": \"icd_recall\"}]}", NY_E_INVALID, "needs a binary metric");
-    expect_error("{\"gates\": [{\"name\": \"g\", \"kind\": \"ceiling\", \"metric\": \"icd_invalid\","
+    expect_error("{\"gates\": [{\"name\": \"g\", \"kind\": \"ceiling\", "
+                 "\"metric\": \"icd_invalid\","
                  " \"max\": 0.1, \"checkpoint\": \"V99\"}]}", NY_E_INVALID,
                  "names checkpoint \"V99\"");
     expect_error("{\"gates\": [{\"name\": \"g\", \"kind\": \"no_regression\", "
                  "\"metric\": \"cpt_exact\", \"checkpoint\": \"V16\"}]}", NY_E_INVALID,
                  "with itself");
-    expect_error("{\"gates\": [{\"name\": \"g\", \"kind\": \"ceiling\", \"metric\": \"icd_invalid\","
+    expect_error("{\"gates\": [{\"name\": \"g\", \"kind\": \"ceiling\", "
+                 "\"metric\": \"icd_invalid\","
                  " \"max\": 0.1}, {\"name\": \"g\", \"kind\": \"ceiling\", "
                  "\"metric\": \"cpt_invalid\", \"max\": 0.1}]}", NY_E_INVALID,
                  "gate name \"g\" appears twice");

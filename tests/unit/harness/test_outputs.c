@@ -25,7 +25,9 @@ static const char results_text[] =
     " \"metrics\": {\"n\": 500, \"models\": {"
     "  \"V16\": {\"metrics\": {\"cpt_exact\": {\"value\": 0.9, \"ci95\": [0.87, 0.925]}},"
     "   \"validity\": {\"icd_invalid\": 0.004}},"
-    "  \"V<17>&|x\": {\"metrics\": {\"cpt_exact\": {\"value\": 0.875}}}}},"
+    "  \"V<17>&|x\": {\"metrics\": {\"cpt_exact\": {\"value\": 0.875}}}},"
+    "  \"comparisons\": [{\"a\": \"V<17>&|x\", \"b\": \"V16\", \"metric\": \"cpt_exact\","
+    "   \"delta\": 0.025, \"ci95\": [-0.01, 0.06], \"mcnemar_p\": 0.1234}]},"
     " \"gates\": ["
     "  {\"name\": \"floor\", \"kind\": \"floor\", \"checkpoint\": \"V<17>&|x\","
     "   \"metric\": \"cpt_exact\", \"rule\": \"cpt_exact value >= 0.9\","
@@ -81,6 +83,8 @@ static void test_summary(void **state)
     assert_non_null(strstr(md, "| metric | V16 | V<17>&\\|x |\n"));
     assert_non_null(strstr(md, "| cpt_exact | 0.900 [0.870, 0.925] | 0.875 |\n"));
     assert_non_null(strstr(md, "| icd_invalid (rate) | 0.0040 | – |\n"));
+    /* stored as (candidate, baseline): shown as candidate − baseline */
+    assert_non_null(strstr(md, "| V<17>&\\|x | cpt_exact | -0.025 | [-0.060, +0.010] | 0.123 |"));
     assert_non_null(strstr(md, "| floor | V<17>&\\|x | cpt_exact value >= 0.9 | "
                                "ci95=[0.85, 0.9]; value=0.875 | ❌ **fail** |\n"));
     assert_non_null(strstr(md, "| ceil | V16 | icd_invalid <= 0.01 | value=0.004 | "
