@@ -51,12 +51,37 @@ __global__ static void k_kv_store(const float *k, const float *v, const int *row
 #define ATT_TILE 32
 #define ATT_EPT 32 /* accumulators per thread: G * D <= ATT_EPT * ATT_THREADS */
 
+/* Stage cnt positions x D of one kv head into tile [ATT_TILE][D + 1] (fp32). All of a thread's
+ * 16-byte loads are issued before the first is used (one memory round trip per tile). */
 template <typename T>
 __device__ static void load_tile(const T *base, int cnt, int nkvD, int D, float *tile)
 {
-    for (int i = threadIdx.x; i < cnt * D; i += ATT_THREADS) {
-        int jj = i / D, d = i % D;
-        tile[jj * (D + 1) + d] = kv_load(base + (size_t)jj * nkvD + d);
+    constexpr int VEC = 16 / sizeof(T);
+    constexpr int NV = ATT_TILE * ATT_MAX_DIM / VEC / ATT_THREADS;
+    if (D % VEC) {
+        for (int i = threadIdx.x; i < cnt * D; i += ATT_THREADS)
+            tile[(i / D) * (D + 1) + i % D] = kv_load(base + (size_t)(i / D) * nkvD + i % D);
+        return;
+    }
+    const int per_row = D / VEC, total = cnt * per_row;
+    uint4 v[NV];
+#pragma unroll
+    for (int u = 0; u < NV; u++) {
+        int i = threadIdx.x + u * ATT_THREADS;
+        if (i < total)
+            v[u] = *reinterpret_cast<const uint4 *>(base + (size_t)(i / per_row) * nkvD +
+                                                    (i % per_row) * VEC);
+    }
+#pragma unroll
+    for (int u = 0; u < NV; u++) {
+        int i = threadIdx.x + u * ATT_THREADS;
+        if (i < total) {
+            const T *e = reinterpret_cast<const T *>(&v[u]);
+            float *dst = tile + (i / per_row) * (D + 1) + (i % per_row) * VEC;
+#pragma unroll
+            for (int k = 0; k < VEC; k++)
+                dst[k] = kv_load(e + k);
+        }
     }
 }
 
@@ -164,22 +189,32 @@ __global__ __launch_bounds__(ATT_THREADS) static void k_att_partial(
     }
 }
 
+/* Combine a row's splits in split order. Dynamic shared memory: 2 * max_splits floats. */
 __global__ static void k_att_combine(const float *ws, const int *rows, const int *row_pos,
                                      int n_heads, int D, int max_splits, float *out)
 {
+    extern __shared__ float wsh[]; /* [0, ns): split weights; [ns, 2 ns): split maxima */
     int head = blockIdx.x, z = blockIdx.y, r = rows ? rows[z] : z;
     int ns = (row_pos[r] + ATT_SPLIT) / ATT_SPLIT; /* ceil((pos + 1) / ATT_SPLIT) */
     const float *b = ws + ((size_t)z * n_heads + head) * max_splits * (D + 2);
+    float *ms = wsh + ns;
+    for (int s = threadIdx.x; s < ns; s += blockDim.x)
+        ms[s] = b[(size_t)s * (D + 2)];
+    __syncthreads();
     float M = -INFINITY;
     for (int s = 0; s < ns; s++)
-        M = fmaxf(M, b[(size_t)s * (D + 2)]);
+        M = fmaxf(M, ms[s]);
+    for (int s = threadIdx.x; s < ns; s += blockDim.x)
+        wsh[s] = expf(ms[s] - M);
+    __syncthreads();
     float L = 0.0f;
     for (int s = 0; s < ns; s++)
-        L += expf(b[(size_t)s * (D + 2)] - M) * b[(size_t)s * (D + 2) + 1];
+        L += wsh[s] * b[(size_t)s * (D + 2) + 1];
     for (int d = threadIdx.x; d < D; d += blockDim.x) {
         float a = 0.0f;
+#pragma unroll 8
         for (int s = 0; s < ns; s++)
-            a += expf(b[(size_t)s * (D + 2)] - M) * b[(size_t)s * (D + 2) + 2 + d];
+            a += wsh[s] * b[(size_t)s * (D + 2) + 2 + d];
         out[((size_t)r * n_heads + head) * D + d] = a / L;
     }
 }
@@ -252,8 +287,9 @@ __global__ __launch_bounds__(128) static void k_flash_prefill(
         __syncthreads();
         int page = table[slot * pps + kt];
         size_t base = (((size_t)layer * n_pages + page) * CUDA_KV_PAGE) * tok + (size_t)hk * D;
-        for (int idx = threadIdx.x; idx < FA_KEYS * D / 8; idx += 128) {
-            int key = idx / (D / 8), c = idx % (D / 8);
+#pragma unroll
+        for (int it = 0; it < FA_KEYS * D / 8 / 128; it++) {
+            int idx = threadIdx.x + it * 128, key = idx / (D / 8), c = idx % (D / 8);
             uint4 kv4 = make_uint4(0, 0, 0, 0), vv4 = make_uint4(0, 0, 0, 0);
             if (kt * FA_KEYS + key <= max_pos) {
                 kv4 = *reinterpret_cast<const uint4 *>(K + base + key * tok + c * 8);
@@ -457,7 +493,8 @@ int cuda_op_attention(struct engine_backend *be, struct engine_kv *kv, int layer
     if (!n_split_rows)
         return NY_OK;
     CU_LAUNCHED(be, "attention kernel");
-    k_att_combine<<<dim3((unsigned)n_heads, (unsigned)n_split_rows), tb, 0, be->stream>>>(
+    k_att_combine<<<dim3((unsigned)n_heads, (unsigned)n_split_rows), tb,
+                    (size_t)max_splits * 2 * sizeof(float), be->stream>>>(
         be->attn_ws, list, be->row_pos_d, n_heads, D, max_splits, od);
     CU_LAUNCHED(be, "attention combine kernel");
     return NY_OK;
