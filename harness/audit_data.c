@@ -166,7 +166,7 @@ int harness_audit_build_prompts(struct audit *a, struct ny_err *err)
     if (cfg->few_shot >= 0)
         o.k = (size_t)cfg->few_shot;
     o.max_prompt_tokens = (size_t)cfg->max_prompt_tokens;
-    if (a->dec->count) {
+    if (a->dec->count && cfg->count_tokenizer) {
         o.count = count_tokens;
         o.count_ctx = a->dec;
     }
@@ -201,7 +201,7 @@ int harness_audit_build_prompts(struct audit *a, struct ny_err *err)
                            o.cosine_threshold, "max_prompt_tokens",
                            (json_int_t)o.max_prompt_tokens, "max_report_tokens",
                            (json_int_t)o.max_report_tokens, "token_counter",
-                           a->dec->count ? "tokenizer" : "estimate", "rules_sha256", rules,
+                           o.count ? "tokenizer" : "estimate", "rules_sha256", rules,
                            "system_sha256", sys);
     json_object_set_new(a->manifest, "prompt_builder", pb);
     json_object_set_new(a->manifest, "prompts_sha256", json_string(hex));

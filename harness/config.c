@@ -417,8 +417,17 @@ static int parse_sections(json_t *obj, const char *root, struct harness_config *
             return rc;
     }
     if (pr) {
-        static const char *const k[] = {"few_shot", "max_prompt_tokens", NULL};
+        static const char *const k[] = {"few_shot", "max_prompt_tokens", "token_counter", NULL};
         snprintf(what, sizeof what, "%s: prompt", file);
+        const char *tc = NULL;
+        rc = ny_json_get_string(pr, "token_counter", 0, &tc, what, err);
+        if (rc && rc != NY_E_NOTFOUND)
+            return rc;
+        if (tc && strcmp(tc, "tokenizer") && strcmp(tc, "estimate"))
+            return NY_ERR(err, NY_E_INVALID, "%s: \"token_counter\" must be \"tokenizer\" or "
+                          "\"estimate\"", what);
+        if (tc)
+            cfg->count_tokenizer = !strcmp(tc, "tokenizer");
         if ((rc = check_keys(pr, k, what, err)) ||
             (rc = opt_int(pr, "few_shot", &cfg->few_shot, 0, 64, what, err)) ||
             (rc = opt_int(pr, "max_prompt_tokens", &cfg->max_prompt_tokens, 0, 1 << 20, what,

@@ -51,6 +51,8 @@ struct harness_config {
     int64_t max_new_tokens;
     int64_t max_prompt_tokens; /* 0: the prompt builder's default budget */
     int64_t few_shot;          /* retrieved examples per prompt (-1: builder default) */
+    int count_tokenizer;       /* 1: prompt budgets counted by the checkpoint's tokenizer; 0: by
+                                * the builder's estimate, as `nyxaudit dataset prompts` does */
     char *device;              /* "cpu" | "cuda" */
     int64_t tp;                /* tensor-parallel size (cuda) */
     int64_t threads;           /* CPU threads, 0 = all cores */

@@ -67,7 +67,8 @@ static void test_full_file(void **state)
         " {\"label\": \"B\", \"model\": \"/abs/a\", \"adapter\": \"ad/b\"}],"
         " \"dataset\": {\"store\": \"recs.sqlite\", \"split\": \"test\", \"n\": 20, \"seed\": 7},"
         " \"codeset\": {\"release\": \"FY2026\", \"db\": \"codes.sqlite\"},"
-        " \"prompt\": {\"few_shot\": 2, \"max_prompt_tokens\": 4096},"
+        " \"prompt\": {\"few_shot\": 2, \"max_prompt_tokens\": 4096, "
+        "\"token_counter\": \"tokenizer\"},"
         " \"decoding\": {\"max_new_tokens\": 32},"
         " \"engine\": {\"device\": \"cuda\", \"tp\": 4},"
         " \"gates\": [{\"name\": \"g\", \"kind\": \"no_regression\", \"metric\": \"icd_exact\","
@@ -88,6 +89,7 @@ static void test_full_file(void **state)
     assert_string_equal(cfg.codeset_db, "/cfgdir/codes.sqlite");
     assert_int_equal(cfg.few_shot, 2);
     assert_int_equal(cfg.max_prompt_tokens, 4096);
+    assert_true(cfg.count_tokenizer);
     assert_int_equal(cfg.max_new_tokens, 32);
     assert_int_equal(cfg.tp, 4);
     assert_int_equal(cfg.n_gates, 1);
@@ -145,6 +147,8 @@ static void test_errors(void **state)
     expect_error("{\"decoding\": {\"max_new_token\": 5}}", NY_E_INVALID,
                  "decoding: unknown field \"max_new_token\"");
     expect_error("{\"engine\": {\"device\": \"tpu\"}}", NY_E_INVALID, "device must be");
+    expect_error("{\"prompt\": {\"token_counter\": \"words\"}}", NY_E_INVALID,
+                 "\"token_counter\" must be");
     expect_error("{\"engine\": {\"tp\": 2}}", NY_E_INVALID, "needs device \"cuda\"");
     expect_error("{\"gates\": [{\"name\": \"g\", \"kind\": \"floor\", \"metric\": \"cpt_exact\"}]}",
                  NY_E_FORMAT, "needs a number \"min\"");
