@@ -97,6 +97,35 @@ static int st_parse_entry(const char *path, const char *name, json_t *v, const u
     return NY_OK;
 }
 
+static int st_cmp_data(const void *a, const void *b)
+{
+    const struct engine_tensor *x = *(const struct engine_tensor *const *)a;
+    const struct engine_tensor *y = *(const struct engine_tensor *const *)b;
+    return x->data < y->data ? -1 : x->data > y->data;
+}
+
+/* Tensors [first, st->n_tensors) of one file may not share bytes. */
+static int st_check_overlap(const struct engine_st *st, size_t first, const char *path,
+                            struct ny_err *err)
+{
+    size_t n = st->n_tensors - first;
+    if (n < 2)
+        return NY_OK;
+    const struct engine_tensor **v = ny_calloc(n, sizeof *v);
+    if (!v)
+        return NY_ERR(err, NY_E_NOMEM, "%s: out of memory", path);
+    for (size_t i = 0; i < n; i++)
+        v[i] = &st->tensors[first + i];
+    qsort(v, n, sizeof *v, st_cmp_data);
+    int rc = NY_OK;
+    for (size_t i = 1; i < n && rc == NY_OK; i++)
+        if (v[i - 1]->data + v[i - 1]->nbytes > v[i]->data)
+            rc = NY_ERR(err, NY_E_FORMAT, "%s: tensors '%s' and '%s' overlap in the file", path,
+                        v[i - 1]->name, v[i]->name);
+    ny_free(v);
+    return rc;
+}
+
 static int st_add_file(struct engine_st *st, const char *path, struct ny_err *err)
 {
     struct st_file *f = ny_reallocarray(st->files, st->n_files + 1, sizeof *f);
@@ -133,6 +162,7 @@ static int st_add_file(struct engine_st *st, const char *path, struct ny_err *er
     }
     const char *name;
     json_t *v;
+    size_t first = st->n_tensors;
     json_object_foreach(hdr, name, v)
     {
         if (!strcmp(name, "__metadata__"))
@@ -158,6 +188,8 @@ static int st_add_file(struct engine_st *st, const char *path, struct ny_err *er
         st->n_tensors++;
     }
     json_decref(hdr);
+    if (rc == NY_OK)
+        rc = st_check_overlap(st, first, path, err);
     return rc;
 }
 

@@ -138,6 +138,28 @@ static void test_wrong_dtype_and_mismatch(void **state)
     expect_open(NY_E_RANGE, "'model.norm.weight'", "overflows");
 }
 
+static void test_overlapping_tensors(void **state)
+{
+    (void)state;
+    assert_int_equal(tu_write_random_model(dir, &small, 1), 0);
+    /* two 16-float tensors whose data_offsets share bytes 32..64 */
+    const char *hdr = "{\"model.norm.weight\":{\"dtype\":\"F32\",\"shape\":[16],"
+                      "\"data_offsets\":[0,64]},\"x\":{\"dtype\":\"F32\",\"shape\":[16],"
+                      "\"data_offsets\":[32,96]}}";
+    size_t hl = strlen(hdr);
+    FILE *f = fopen(path_in("model.safetensors"), "wb");
+    assert_non_null(f);
+    uint8_t le[8] = {0};
+    for (int i = 0; i < 8; i++)
+        le[i] = (uint8_t)(hl >> (8 * i));
+    static const uint8_t zeros[96];
+    assert_int_equal(fwrite(le, 1, 8, f), 8);
+    assert_int_equal(fwrite(hdr, 1, hl, f), hl);
+    assert_int_equal(fwrite(zeros, 1, 96, f), 96);
+    fclose(f);
+    expect_open(NY_E_FORMAT, "'model.norm.weight' and 'x' overlap", NULL);
+}
+
 static void test_missing_and_misshapen_tensor(void **state)
 {
     (void)state;
@@ -258,6 +280,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_truncated_safetensors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_header_length_beyond_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_dtype_and_mismatch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_overlapping_tensors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_and_misshapen_tensor, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sharded_index_errors, setup, teardown),
         cmocka_unit_test(test_config_errors),
