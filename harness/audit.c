@@ -324,7 +324,7 @@ static int prepare_one(struct audit *a, size_t c, size_t i, struct pending *q,
     q->n[q->count] = n;
     memcpy(q->ph[q->count], ph, 65);
     q->count++;
-    return q->count == HARNESS_DECODE_BATCH ? flush(a, c, q, pg, err) : NY_OK;
+    return q->count >= (size_t)a->cfg->batch ? flush(a, c, q, pg, err) : NY_OK;
 }
 
 static int decode_all(struct audit *a, struct ny_err *err)

@@ -442,12 +442,13 @@ static int parse_sections(json_t *obj, const char *root, struct harness_config *
             return rc;
     }
     if (eng) {
-        static const char *const k[] = {"device", "tp", "threads", NULL};
+        static const char *const k[] = {"device", "tp", "threads", "batch", NULL};
         snprintf(what, sizeof what, "%s: engine", file);
         if ((rc = check_keys(eng, k, what, err)) ||
             (rc = opt_str(eng, "device", &cfg->device, root, 0, what, err)) ||
             (rc = opt_int(eng, "tp", &cfg->tp, 1, 64, what, err)) ||
-            (rc = opt_int(eng, "threads", &cfg->threads, 0, 1024, what, err)))
+            (rc = opt_int(eng, "threads", &cfg->threads, 0, 1024, what, err)) ||
+            (rc = opt_int(eng, "batch", &cfg->batch, 1, HARNESS_DECODE_BATCH, what, err)))
             return rc;
     }
     if (out) {
@@ -502,6 +503,7 @@ static int set_defaults(struct harness_config *cfg)
     cfg->few_shot = -1;
     cfg->tp = 1;
     cfg->threads = 0;
+    cfg->batch = 16;
     if (set_str(&cfg->dataset, "demo") || set_str(&cfg->split, "heldout") ||
         set_str(&cfg->codeset_release, "demo") || set_str(&cfg->device, "cpu") ||
         set_str(&cfg->out_dir, "nyxaudit-out"))

@@ -56,6 +56,7 @@ struct harness_config {
     char *device;              /* "cpu" | "cuda" */
     int64_t tp;                /* tensor-parallel size (cuda) */
     int64_t threads;           /* CPU threads, 0 = all cores */
+    int64_t batch;             /* prompts per generate call, 1..HARNESS_DECODE_BATCH */
     struct harness_gate_spec *gates;
     size_t n_gates;
     char *out_dir;   /* resolved output directory */
@@ -208,7 +209,7 @@ struct harness_audit_outcome {
  * cfg->out_dir. Returns 0 when the run completed (gates may have failed: see out), NY_E_INCOMPLETE
  * when stopped (harness_audit_request_stop, or the test hooks), or an error. Running it again
  * resumes and gives byte-identical outputs. */
-#define HARNESS_DECODE_BATCH 16 /* prompts per generate call */
+#define HARNESS_DECODE_BATCH 64 /* the most prompts per generate call ("engine": {"batch"}) */
 int harness_audit_run(const struct harness_config *cfg, struct harness_decoder *dec,
                       struct harness_audit_outcome *out, struct ny_err *err);
 /* Ask a running audit to stop after the prediction in flight (async-signal-safe). */
