@@ -33,18 +33,21 @@ int harness_audit_open_dataset(struct audit *a, struct ny_err *err)
 }
 
 /* dataset_sha256: over (id, record hash) of every record of the split, in sampling order. */
-static int hash_split(struct audit *a, size_t count, char hex[65], struct ny_err *err)
+int harness_dataset_sha256(struct dataset_store *ds, const char *split, char hex[65],
+                           struct ny_err *err)
 {
     char **all = NULL;
-    size_t n = 0;
-    int rc = dataset_store_sample(a->ds, a->cfg->split, count, 0, &all, &n, err);
+    size_t n = 0, count = 0;
+    int rc = dataset_store_count(ds, split, &count, err);
+    if (!rc)
+        rc = dataset_store_sample(ds, split, count, 0, &all, &n, err);
     if (rc)
         return rc;
     struct ny_sha256 h;
     ny_sha256_init(&h);
     for (size_t i = 0; i < n && !rc; i++) {
         struct dataset_record *r = NULL;
-        rc = dataset_record_get(a->ds, all[i], &r, err);
+        rc = dataset_record_get(ds, all[i], &r, err);
         if (!rc) {
             ny_sha256_update(&h, r->id, strlen(r->id) + 1);
             ny_sha256_update(&h, r->record_hash, 64);
@@ -89,7 +92,7 @@ int harness_audit_load_sample(struct audit *a, json_t *dsinfo, struct ny_err *er
     char ids_hex[65], ds_hex[65];
     ny_sha256_final(&h, d);
     ny_hex_encode(d, 32, ids_hex);
-    if ((rc = hash_split(a, count, ds_hex, err)))
+    if ((rc = harness_dataset_sha256(a->ds, cfg->split, ds_hex, err)))
         return rc;
     json_object_set_new(dsinfo, "split_records", json_integer((json_int_t)count));
     json_object_set_new(a->manifest, "dataset_sha256", json_string(ds_hex));

@@ -56,6 +56,10 @@ struct audit {
 int harness_audit_open_dataset(struct audit *a, struct ny_err *err);
 int harness_audit_load_sample(struct audit *a, json_t *dsinfo, struct ny_err *err);
 int harness_audit_open_codeset(struct audit *a, struct ny_err *err);
+/* dataset_sha256 of a manifest: SHA-256 over (id, record hash) of every record of the split, in
+ * sampling order with seed 0. */
+int harness_dataset_sha256(struct dataset_store *ds, const char *split, char hex[65],
+                           struct ny_err *err);
 /* The embedded demo code set (datasets' dataset_synth_codes()) imported into an in-memory
  * database as `release`; sha receives the SHA-256 of its rows. */
 int harness_codeset_open_demo(const char *release, struct codeset_db **out, char sha[65],

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "audit_int.h"
+#include "datasets.h"
 #include "metrics.h"
 
 struct verify {
@@ -114,6 +115,75 @@ static int check_store(struct verify *v, const char *store_path, const char *tex
     return rc;
 }
 
+static int same_hex(json_t *obj, const char *key, const char *hex)
+{
+    const char *s = json_string_value(json_object_get(obj, key));
+    return s && !strcmp(s, hex);
+}
+
+/* The records store: the split's hash, the sample drawn again, and the code set's hash. */
+static int check_data(struct verify *v, const char *dir, struct ny_err *err)
+{
+    json_t *man = json_object_get(v->results, "manifest"), *run = json_object_get(v->results, "run");
+    json_t *dsinfo = json_object_get(man, "dataset");
+    const char *store = json_string_value(json_object_get(dsinfo, "store"));
+    const char *split = json_string_value(json_object_get(run, "split"));
+    const char *root = json_string_value(json_object_get(man, "root"));
+    json_t *n = json_object_get(dsinfo, "n"), *seed = json_object_get(run, "seed");
+    if (!store || !split || !json_is_integer(n) || !json_is_integer(seed))
+        return NY_ERR(err, NY_E_FORMAT, "results.json: manifest.dataset incomplete");
+    char *path = !strcmp(store, "demo") ? ny_path_join(dir, "demo-records.sqlite")
+                 : store[0] == '/' || !root ? ny_strdup(store) : ny_path_join(root, store);
+    if (!path)
+        return NY_ERR(err, NY_E_NOMEM, "out of memory");
+    struct dataset_store *ds = NULL;
+    char **ids = NULL, hex[65];
+    size_t nids = 0;
+    int rc = NY_OK;
+    if (!ny_file_exists(path)) {
+        report(v, 0, "records store", path);
+    } else if (!(rc = dataset_store_open(path, &ds, err)) &&
+               !(rc = harness_dataset_sha256(ds, split, hex, err)) &&
+               !(rc = dataset_store_sample(ds, split, (size_t)json_integer_value(n),
+                                           (uint64_t)json_integer_value(seed), &ids, &nids,
+                                           err))) {
+        report(v, same_hex(man, "dataset_sha256", hex), "dataset hash", split);
+        struct ny_sha256 h;
+        ny_sha256_init(&h);
+        json_t *recs = json_object_get(v->results, "records");
+        int order = json_array_size(recs) == nids;
+        for (size_t i = 0; i < nids; i++) {
+            ny_sha256_update(&h, ids[i], strlen(ids[i]) + 1);
+            const char *rid = json_string_value(json_object_get(json_array_get(recs, i), "id"));
+            order = order && rid && !strcmp(rid, ids[i]);
+        }
+        uint8_t d[32];
+        ny_sha256_final(&h, d);
+        ny_hex_encode(d, 32, hex);
+        report(v, same_hex(man, "sample_ids_sha256", hex) && order,
+               "sample drawn again: same ids, same order", NULL);
+    }
+    dataset_ids_free(ids, nids);
+    dataset_store_close(ds);
+    ny_free(path);
+    json_t *cs = json_object_get(man, "codeset");
+    const char *src = json_string_value(json_object_get(cs, "source"));
+    const char *rel = json_string_value(json_object_get(cs, "release"));
+    if (!rc && src && rel) {
+        struct codeset_db *db = NULL;
+        rc = !strcmp(src, "embedded demo") ? harness_codeset_open_demo(rel, &db, hex, err)
+                                           : ny_sha256_file(src, hex, err);
+        codeset_close(db);
+        if (rc == NY_E_IO || rc == NY_E_NOTFOUND) {
+            report(v, 0, "code set", src);
+            rc = NY_OK;
+        } else if (!rc) {
+            report(v, same_hex(cs, "sha256", hex), "code-set hash", rel);
+        }
+    }
+    return rc;
+}
+
 /* Score the recorded predictions again and compare with results.metrics. */
 static int check_metrics(struct verify *v, struct ny_err *err)
 {
@@ -202,6 +272,8 @@ int harness_verify_dir(const char *dir, const char *store_path, FILE *f, int *fa
         }
         rc = check_files(&v, err);
     }
+    if (!rc)
+        rc = check_data(&v, dir, err);
     if (!rc)
         rc = check_store(&v, sp, text, len, err);
     if (!rc)
