@@ -202,12 +202,65 @@ static void test_load_file(void **state)
     ny_free(p);
 }
 
+/* The two configurations README.md shows parse and validate; the first is the built-in one. */
+static void test_readme_examples(void **state)
+{
+    (void)state;
+    char *readme = NULL;
+    size_t len;
+    struct ny_err err;
+    ny_err_init(&err);
+    assert_int_equal(ny_file_read(NY_SOURCE_DIR "/README.md", 1 << 20, &readme, &len, &err),
+                     NY_OK);
+    const char *p = strstr(readme, "\n## Configuration\n");
+    assert_non_null(p);
+    struct harness_config cfg[2];
+    for (int k = 0; k < 2; k++) {
+        const char *b = strstr(p, "```json\n");
+        assert_non_null(b);
+        b += 8;
+        const char *e = strstr(b, "```");
+        assert_non_null(e);
+        json_t *o = NULL;
+        int rc = ny_json_load_buf(b, (size_t)(e - b), "README.md", &o, &err);
+        if (!rc)
+            rc = harness_config_parse(o, NY_SOURCE_DIR, "README.md", &cfg[k], &err);
+        if (rc)
+            print_error("README example %d: %s\n", k + 1, err.msg);
+        assert_int_equal(rc, NY_OK);
+        json_decref(o);
+        p = e + 3;
+    }
+    unsetenv("NYXAUDIT_DEMO_DIR");
+    struct harness_config def;
+    assert_int_equal(harness_config_default(&def, &err), NY_OK);
+    assert_int_equal(cfg[0].n_checkpoints, def.n_checkpoints);
+    for (size_t i = 0; i < def.n_checkpoints; i++) {
+        assert_string_equal(cfg[0].checkpoints[i].model_path, def.checkpoints[i].model_path);
+        assert_string_equal(cfg[0].checkpoints[i].label, def.checkpoints[i].label);
+    }
+    assert_int_equal(cfg[0].n_gates, def.n_gates);
+    for (size_t i = 0; i < def.n_gates; i++) {
+        assert_string_equal(cfg[0].gates[i].name, def.gates[i].name);
+        assert_true(cfg[0].gates[i].threshold == def.gates[i].threshold);
+        assert_true(cfg[0].gates[i].margin == def.gates[i].margin);
+    }
+    assert_int_equal(cfg[0].max_new_tokens, def.max_new_tokens);
+    assert_int_equal(cfg[0].batch, def.batch);
+    assert_int_equal(cfg[1].tp, 4);
+    assert_string_equal(cfg[1].device, "cuda");
+    harness_config_fini(&def);
+    harness_config_fini(&cfg[0]);
+    harness_config_fini(&cfg[1]);
+    ny_free(readme);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_default), cmocka_unit_test(test_full_file),
         cmocka_unit_test(test_own_checkpoints_no_gates), cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_load_file), cmocka_unit_test(test_readme_examples),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
