@@ -45,11 +45,15 @@ static int teardown(void **state)
     return system(cmd) == 0 ? 0 : -1;
 }
 
-/* Write dir/name with the given text. */
+/* Write dir/name with the given text (making its directory). */
 static void put(const char *name, const char *text)
 {
     char *p = ny_path_join(dir, name);
     struct ny_err err;
+    char *slash = strrchr(p, '/');
+    *slash = '\0';
+    assert_int_equal(ny_mkdir_p(p, &err), NY_OK);
+    *slash = '/';
     assert_int_equal(ny_file_write_atomic(p, text, strlen(text), &err), NY_OK);
     ny_free(p);
 }
@@ -196,6 +200,25 @@ static void test_exit_2_invalid(void **state)
     expect_stderr("/nonexistent/v17");
 }
 
+static void test_verify_bad_dirs(void **state)
+{
+    (void)state;
+    assert_int_equal(sh("", "verify"), 2);
+    assert_int_equal(sh("", "verify nowhere"), 2);
+    expect_stderr("nowhere/results.json");
+    put("vbad/results.json", "{\"schema\": \"nyxaudit.results/1\", \"checkpoints\": 5}");
+    assert_int_equal(sh("", "verify vbad"), 2);
+    expect_stderr("vbad/runs.sqlite not found");
+    assert_int_equal(sh("", "verify vbad --store out0/runs.sqlite"), 2);
+    expect_stderr("\"checkpoints\" must be an array");
+    put("vbad/results.json", "{\"schema\": \"other\"}");
+    assert_int_equal(sh("", "verify vbad"), 2);
+    expect_stderr("schema is not nyxaudit.results/1");
+    put("vbad/results.json", "\xff");
+    assert_int_equal(sh("", "verify vbad"), 2);
+    expect_stderr("invalid UTF-8");
+}
+
 static void test_exit_3_incomplete_then_resume(void **state)
 {
     (void)state;
@@ -223,6 +246,7 @@ int main(void)
         cmocka_unit_test(test_exit_0_pass_and_verify),
         cmocka_unit_test(test_exit_1_gate_failed_and_tamper),
         cmocka_unit_test(test_exit_2_invalid),
+        cmocka_unit_test(test_verify_bad_dirs),
         cmocka_unit_test(test_exit_3_incomplete_then_resume),
         cmocka_unit_test(test_exit_4_internal),
     };
