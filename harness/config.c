@@ -599,7 +599,11 @@ int harness_config_load(const char *path, struct harness_config *cfg, struct ny_
         slash[slash == dir ? 1 : 0] = '\0';
     else
         strcpy(dir, ".");
-    rc = harness_config_parse(obj, dir, path, cfg, err);
+    /* An absolute root, so that the manifest's relative paths can be found again by verify from
+     * any working directory. */
+    char *abs = realpath(dir, NULL);
+    rc = harness_config_parse(obj, abs ? abs : dir, path, cfg, err);
+    free(abs);
     ny_free(dir);
     json_decref(obj);
     return rc;
