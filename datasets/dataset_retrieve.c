@@ -7,7 +7,7 @@
 
 #include "datasets_int.h"
 
-#define QUERY_TERMS 32     /* at most this many terms in a BM25 query */
+#define QUERY_TERMS 24     /* at most this many terms in a BM25 query */
 #define FETCH_MIN 24       /* first batch of candidates */
 #define FETCH_MAX 4096     /* give up widening past this many candidates */
 #define NARROW_DF_FRACTION 10 /* the narrow query's specific terms occur in <= 1/10 of documents */
@@ -161,9 +161,10 @@ static size_t collect_terms(const struct dataset_vocab *v, const char *text, int
     return n;
 }
 
-/* The BM25 query. Narrow form (narrow = 1): (exam description terms) AND (the reason's and
- * report's rarer terms), so that only records sharing the exam and some specific term are scored;
- * wide form: all selected terms OR'ed. NULL when there is no usable term. */
+/* The BM25 query. Narrow form (narrow = 1): the two rarest exam-description terms, required in
+ * the exam description, AND (the other terms; report terms only when specific), so that only
+ * the exam's family is scored; wide form: all selected terms OR'ed. NULL when there is no usable
+ * term. */
 static char *build_query(const struct dataset_vocab *v, const struct dataset_record *r,
                          int narrow)
 {
@@ -181,13 +182,22 @@ static char *build_query(const struct dataset_vocab *v, const struct dataset_rec
     for (size_t i = 0; i < n && i < QUERY_TERMS; i++)
         nhead += q[i].head == 2 || q[i].head == 3;
     if (narrow && nhead) {
-        /* the rarest exam-description term selects the exam family */
-        size_t a = 0;
+        /* the two rarest exam-description terms, both in the exam description, select the
+         * exam family (ties by term) */
+        size_t a = 0, b2 = nhead;
         for (size_t i = 1; i < nhead; i++)
             if (q[i].df < q[a].df || (q[i].df == q[a].df && strcmp(q[i].t, q[a].t) < 0))
                 a = i;
-        size_t b2 = a;
-        ny_buf_printf(&b, "(\"%s\"", q[a].t);
+        for (size_t i = 0; i < nhead; i++)
+            if (i != a && (b2 == nhead || q[i].df < q[b2].df ||
+                           (q[i].df == q[b2].df && strcmp(q[i].t, q[b2].t) < 0)))
+                b2 = i;
+        if (b2 == nhead)
+            b2 = a;
+        ny_buf_printf(&b, "(exam_description : (\"%s\"", q[a].t);
+        if (b2 != a)
+            ny_buf_printf(&b, " AND \"%s\"", q[b2].t);
+        ny_buf_puts(&b, ")");
         ny_buf_puts(&b, ") AND (");
         for (size_t i = 0; i < n && i < QUERY_TERMS; i++) {
             if (i == a || i == b2)
