@@ -127,10 +127,13 @@ static void make_cfg(struct harness_config *cfg, const char *out, int n)
     cfg->quiet = 1;
 }
 
+static int allow_text; /* sets allow_report_text */
+
 static int run(const char *out, int n, struct harness_audit_outcome *res)
 {
     struct harness_config cfg;
     make_cfg(&cfg, out, n);
+    cfg.allow_report_text = allow_text;
     struct ny_err err;
     ny_err_init(&err);
     int rc = harness_audit_run(&cfg, &fake, res, &err);
@@ -267,6 +270,35 @@ static void test_larger_sample_decodes_only_new(void **state)
     assert_int_equal(r.cached, 48);
 }
 
+/* Report excerpts only when allowed (reports are PHI); a different run (its own run id). */
+static void test_report_excerpts(void **state)
+{
+    (void)state;
+    struct harness_audit_outcome r;
+    char *plain = read_out("a", "results.json");
+    json_t *p = json_loads(plain, 0, NULL);
+    json_t *rec0 = json_array_get(json_object_get(p, "records"), 0);
+    assert_true(json_is_null(json_object_get(rec0, "report_excerpt")));
+    allow_text = 1;
+    assert_int_equal(run("e", 16, &r), NY_OK);
+    allow_text = 0;
+    assert_int_equal(r.decoded, 48); /* its own output directory, its own run store */
+    char *with = read_out("e", "results.json");
+    json_t *w = json_loads(with, 0, NULL);
+    json_t *run_w = json_object_get(w, "run");
+    assert_true(json_is_true(json_object_get(run_w, "allow_report_text")));
+    assert_string_not_equal(json_string_value(json_object_get(run_w, "id")),
+                            json_string_value(json_object_get(json_object_get(p, "run"), "id")));
+    const char *ex = json_string_value(
+        json_object_get(json_array_get(json_object_get(w, "records"), 0), "report_excerpt"));
+    assert_non_null(ex);
+    assert_true(strlen(ex) > 0 && strlen(ex) <= 400);
+    json_decref(p);
+    json_decref(w);
+    ny_free(plain);
+    ny_free(with);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -275,6 +307,7 @@ int main(void)
         cmocka_unit_test(test_interrupt_commits_batch),
         cmocka_unit_test(test_kill_and_resume),
         cmocka_unit_test(test_larger_sample_decodes_only_new),
+        cmocka_unit_test(test_report_excerpts),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -127,10 +127,14 @@ static void test_exit_0_pass_and_verify(void **state)
     ny_free(md);
     ny_free(gh);
     char *pdf = slurp("out0/report.pdf"), *html = slurp("out0/report.html");
+    char *hist = slurp("out0/history.html");
     assert_non_null(pdf);
     assert_non_null(html);
+    assert_non_null(hist);
+    assert_memory_equal(pdf, "%PDF-", 5);
     ny_free(pdf);
     ny_free(html);
+    ny_free(hist);
     assert_int_equal(sh("", "verify out0"), 0);
     char *o = slurp("out.txt");
     assert_non_null(strstr(o, "ok   metrics recomputed from the recorded predictions"));
