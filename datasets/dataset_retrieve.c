@@ -312,9 +312,10 @@ static int fingerprint_match(const struct dataset_record *q, sqlite3_stmt *s)
 static const char *rank_sql =
     "SELECT rowid, bm25(records_fts) FROM records_fts WHERE records_fts MATCH ?1"
     " ORDER BY bm25(records_fts) LIMIT ?2";
+/* One candidate: column 1 is a placeholder for the score (set from the rank query). */
 static const char *row_sql =
-    "SELECT id, bm25_unused, exam_description, reason, report, content_hash, patient, accession,"
-    " study_date, gold, split FROM (SELECT *, 0 AS bm25_unused FROM records WHERE rowid = ?1)";
+    "SELECT id, NULL, exam_description, reason, report, content_hash, patient, accession,"
+    " study_date, gold, split FROM records WHERE rowid = ?1";
 
 void dataset_hits_fini(struct dataset_hits *h)
 {

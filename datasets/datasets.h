@@ -24,13 +24,16 @@ struct dataset_code {
     const char *label;  /* our own short label, never an AMA CPT descriptor */
 };
 
-/* The static table (sorted by system, then as listed); *out (optional) borrows it. Never fails. */
+/* The static table (CPT, then modifiers, then ICD-10-CM); *out (optional) borrows it. Never
+ * fails. */
 size_t dataset_synth_codes(const struct dataset_code **out);
 /* The entry for (system, code), or NULL. */
 const struct dataset_code *dataset_code_find(const char *system, const char *code);
 
 /* ---- the record store ------------------------------------------------------------------------ */
-struct dataset_store; /* opaque: one SQLite database (a file, or ":memory:") */
+/* Opaque: one SQLite connection to a database file (or ":memory:"). Use a store from one thread
+ * at a time; dataset_prompts_export opens its own connections for its workers. */
+struct dataset_store;
 
 /* Open (creating tables when missing) the store at path (":memory:" allowed). *out owned by the
  * caller, closed with dataset_store_close. */
@@ -44,8 +47,8 @@ struct dataset_import_stats {
 };
 
 /* Import JSONL records into `split` in one transaction: any malformed line (named by its line
- * number and field), or a changed record under an existing id when replace is 0, fails the whole
- * import and leaves the store as it was. Fields: id, exam_description, reason, report (required
+ * number and field), or a changed record under an existing id when replace is 0 (an id already
+ * in another split counts as changed), fails the whole import and leaves the store as it was. Fields: id, exam_description, reason, report (required
  * strings); gold as `cpt`/`modifiers`/`icd` arrays or a `codes` string (optional); optional
  * modality, patient, accession, study_date, format ("explicit" | "embedded"), messages (an array
  * of {"role","content"} strings: a ready chat prompt used as is). Unknown fields are ignored.

@@ -164,6 +164,8 @@ static int cmd_prompts(struct args *a)
 {
     if (!a->split || !a->have_n || !a->out)
         return bad("prompts", "%s", "needs --split NAME --n N --out FILE");
+    if (a->n == 0)
+        return bad("prompts", "%s", "--n must be at least 1");
     struct ny_err err;
     ny_err_init(&err);
     struct dataset_prompt_opts o;
