@@ -238,6 +238,29 @@ static void pending_clear(struct pending *q)
     q->count = 0;
 }
 
+/* The parsed codes of an output line, as stored with the prediction. */
+static char *codes_json(const char *line)
+{
+    struct metrics_codes c;
+    metrics_codes_init(&c);
+    if (metrics_codes_parse(line, strlen(line), &c, NULL)) {
+        metrics_codes_fini(&c);
+        return NULL;
+    }
+    json_t *o = json_pack("{s:[],s:[],s:[],s:I}", "cpt", "modifiers", "icd", "unparseable",
+                          (json_int_t)c.n_unparseable);
+    for (size_t i = 0; o && i < c.n_cpt; i++)
+        json_array_append_new(json_object_get(o, "cpt"), json_string(c.cpt[i].s));
+    for (size_t i = 0; o && i < c.n_mod; i++)
+        json_array_append_new(json_object_get(o, "modifiers"), json_string(c.mod[i].s));
+    for (size_t i = 0; o && i < c.n_icd; i++)
+        json_array_append_new(json_object_get(o, "icd"), json_string(c.icd[i].s));
+    metrics_codes_fini(&c);
+    char *s = o ? ny_json_dumps(o, 0) : NULL;
+    json_decref(o);
+    return s;
+}
+
 /* Decode the pending prompts of checkpoint c and commit each prediction. */
 static int flush(struct audit *a, size_t c, struct pending *q, struct progress *pg,
                  struct ny_err *err)
@@ -256,6 +279,8 @@ static int flush(struct audit *a, size_t c, struct pending *q, struct progress *
         out[k].ms = 1e3 * elapsed(&t0, &t1) / (double)q->count;
         if (!out[k].output)
             rc = NY_ERR(err, NY_E_INTERNAL, "decoder returned no output");
+        else if (!(out[k].codes = codes_json(out[k].output)))
+            rc = NY_ERR(err, NY_E_NOMEM, "out of memory");
         if (!rc)
             rc = store_prediction_put(a->st, a->cache_keys[slot], a->cfg->checkpoints[c].label,
                                       q->ph[k], &out[k], err);

@@ -117,6 +117,8 @@ struct store_prediction {
     int64_t prompt_tokens; /* tokens in the prompt */
     int64_t gen_tokens;    /* tokens generated */
     double ms;             /* wall time of the generation in milliseconds */
+    char *codes;           /* parsed codes as JSON {cpt, modifiers, icd, unparseable} (owned;
+                            * written by the harness, not read back by store_prediction_get) */
 };
 void store_prediction_fini(struct store_prediction *p);
 

@@ -14,15 +14,18 @@ struct store {
     sqlite3_stmt *pred_get, *pred_put;
 };
 
+#define STORE_SCHEMA "nyxaudit.store/2"
+
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-    "INSERT OR IGNORE INTO meta VALUES('schema', 'nyxaudit.store/1');"
+    "INSERT OR IGNORE INTO meta VALUES('schema', '" STORE_SCHEMA "');"
     "CREATE TABLE IF NOT EXISTS runs(run_key TEXT PRIMARY KEY, manifest TEXT NOT NULL,"
     " started TEXT NOT NULL, finished TEXT, results TEXT, results_sha256 TEXT);"
     "CREATE TABLE IF NOT EXISTS prompts(prompt_hash TEXT PRIMARY KEY, record_id TEXT NOT NULL,"
     " messages TEXT NOT NULL, n_tokens INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS predictions(cache_key TEXT PRIMARY KEY, checkpoint TEXT NOT NULL,"
     " prompt_hash TEXT NOT NULL, output TEXT NOT NULL, output_ids TEXT NOT NULL,"
+    " codes TEXT NOT NULL,"
     " prompt_tokens INTEGER NOT NULL, gen_tokens INTEGER NOT NULL, ms REAL NOT NULL);"
     "CREATE TABLE IF NOT EXISTS metrics(run_key TEXT PRIMARY KEY, metrics TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS filehashes(path TEXT PRIMARY KEY, bytes INTEGER NOT NULL,"
@@ -58,15 +61,20 @@ int store_open(const char *path, struct store **out, struct ny_err *err)
     sqlite3_stmt *s = NULL;
     if (sqlite3_prepare_v2(st->db, "SELECT value FROM meta WHERE key='schema'", -1, &s, NULL) ||
         sqlite3_step(s) != SQLITE_ROW ||
-        strcmp((const char *)sqlite3_column_text(s, 0), "nyxaudit.store/1")) {
+        strcmp((const char *)sqlite3_column_text(s, 0), STORE_SCHEMA)) {
+        const unsigned char *have = s ? sqlite3_column_text(s, 0) : NULL;
+        rc = NY_ERR(err, NY_E_FORMAT, "run store %s: schema \"%s\", this nyxaudit needs \"%s\" "
+                    "(use another output directory or run_store)", path,
+                    have ? (const char *)have : "?", STORE_SCHEMA);
         sqlite3_finalize(s);
-        rc = NY_ERR(err, NY_E_FORMAT, "run store %s: not a nyxaudit run store (schema)", path);
         goto fail;
     }
     sqlite3_finalize(s);
     if (sqlite3_prepare_v2(st->db, "SELECT output, output_ids, prompt_tokens, gen_tokens, ms "
                            "FROM predictions WHERE cache_key=?", -1, &st->pred_get, NULL) ||
-        sqlite3_prepare_v2(st->db, "INSERT OR IGNORE INTO predictions VALUES(?,?,?,?,?,?,?,?)",
+        sqlite3_prepare_v2(st->db, "INSERT OR IGNORE INTO predictions(cache_key, checkpoint, "
+                           "prompt_hash, output, output_ids, prompt_tokens, gen_tokens, ms, codes) "
+                           "VALUES(?,?,?,?,?,?,?,?,?)",
                            -1, &st->pred_put, NULL)) {
         rc = db_fail(st, err, "prepare");
         goto fail;
@@ -95,6 +103,7 @@ void store_prediction_fini(struct store_prediction *p)
         return;
     ny_free(p->output);
     ny_free(p->output_ids);
+    ny_free(p->codes);
     memset(p, 0, sizeof *p);
 }
 
@@ -289,6 +298,7 @@ int store_prediction_put(struct store *st, const char *cache_key, const char *ch
     sqlite3_bind_int64(s, 6, p->prompt_tokens);
     sqlite3_bind_int64(s, 7, p->gen_tokens);
     sqlite3_bind_double(s, 8, p->ms);
+    sqlite3_bind_text(s, 9, p->codes ? p->codes : "null", -1, SQLITE_TRANSIENT);
     /* Autocommit: the statement is its own transaction, durable when it returns. */
     int rc = sqlite3_step(s) == SQLITE_DONE ? NY_OK : db_fail(st, err, "write prediction");
     sqlite3_reset(s);

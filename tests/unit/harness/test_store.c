@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 #include <jansson.h>
+#include <sqlite3.h>
 
 #include "harness.h"
 
@@ -45,6 +46,25 @@ static void test_not_a_store(void **state)
     assert_non_null(strstr(err.msg, p));
     ny_free(p);
     store_close(NULL); /* no-op */
+}
+
+/* A store of another schema version is refused, naming both versions. */
+static void test_old_schema(void **state)
+{
+    (void)state;
+    char *p = ny_path_join(dir, "old.sqlite");
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT);"
+                                      "INSERT INTO meta VALUES('schema', 'nyxaudit.store/1');",
+                                  NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    struct store *st = NULL;
+    struct ny_err err;
+    ny_err_init(&err);
+    assert_int_equal(store_open(p, &st, &err), NY_E_FORMAT);
+    assert_non_null(strstr(err.msg, "schema \"nyxaudit.store/1\", this nyxaudit needs"));
+    ny_free(p);
 }
 
 static void test_runs_and_predictions(void **state)
@@ -154,6 +174,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_not_a_store),
+        cmocka_unit_test(test_old_schema),
         cmocka_unit_test(test_runs_and_predictions),
         cmocka_unit_test(test_filehash_cache),
     };
