@@ -184,6 +184,32 @@ static int check_data(struct verify *v, const char *dir, struct ny_err *err)
     return rc;
 }
 
+/* junit.xml and summary.md are exactly what results.json renders to. */
+static int check_outputs(struct verify *v, const char *dir, struct ny_err *err)
+{
+    static const char *const names[] = {"junit.xml", "summary.md"};
+    for (int k = 0; k < 2; k++) {
+        char *want = NULL, *have = NULL, *p = ny_path_join(dir, names[k]);
+        size_t len;
+        int rc = k == 0 ? harness_junit_render(v->results, &want, err)
+                        : harness_summary_render(v->results, &want, err);
+        if (!rc && !p)
+            rc = NY_ERR(err, NY_E_NOMEM, "out of memory");
+        if (rc) {
+            ny_free(p);
+            return rc;
+        }
+        struct ny_err e2;
+        ny_err_init(&e2);
+        int ok = !ny_file_read(p, (size_t)1 << 28, &have, &len, &e2) && !strcmp(have, want);
+        report(v, ok, names[k], ok ? "rendered from results.json" : "differs from results.json");
+        ny_free(want);
+        ny_free(have);
+        ny_free(p);
+    }
+    return NY_OK;
+}
+
 /* Score the recorded predictions again and compare with results.metrics. */
 static int check_metrics(struct verify *v, struct ny_err *err)
 {
@@ -278,6 +304,8 @@ int harness_verify_dir(const char *dir, const char *store_path, FILE *f, int *fa
         rc = check_store(&v, sp, text, len, err);
     if (!rc)
         rc = check_metrics(&v, err);
+    if (!rc)
+        rc = check_outputs(&v, dir, err);
     if (!rc)
         *failures = v.failures;
     json_decref(v.by_id);
