@@ -189,6 +189,19 @@ static void test_file_and_cli(void **state)
         snprintf(cmd, sizeof cmd, "'%s' dataset import '%s' --db '%s' 2>/dev/null", bin, good, db);
         st2 = system(cmd);
         assert_true(WIFEXITED(st2) && WEXITSTATUS(st2) == 2);
+        /* synth -> import as train -> prompts: exit 0 and one row per held-out record */
+        snprintf(cmd, sizeof cmd, "cd '%s' && '%s' dataset synth --n 30 --seed 1 --out s.jsonl"
+                 " >/dev/null && '%s' dataset import s.jsonl --split train --db r.db >/dev/null"
+                 " && '%s' dataset prompts --split heldout --n 5 --db r.db --out p.jsonl"
+                 " >/dev/null && test $(wc -l < p.jsonl) -eq 2", dir, bin, bin, bin);
+        assert_int_equal(system(cmd), 0);
+        snprintf(cmd, sizeof cmd, "'%s' dataset prompts --split heldout --n 0 --db '%s'"
+                 " --out /dev/null 2>/dev/null", bin, db);
+        st2 = system(cmd);
+        assert_true(WIFEXITED(st2) && WEXITSTATUS(st2) == 2);
+        snprintf(cmd, sizeof cmd, "'%s' dataset frobnicate 2>/dev/null", bin);
+        st2 = system(cmd);
+        assert_true(WIFEXITED(st2) && WEXITSTATUS(st2) == 2);
     }
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     assert_int_equal(system(cmd), 0);
