@@ -212,7 +212,6 @@ __global__ static void k_att_combine(const float *ws, const int *rows, const int
         L += wsh[s] * b[(size_t)s * (D + 2) + 1];
     for (int d = threadIdx.x; d < D; d += blockDim.x) {
         float a = 0.0f;
-#pragma unroll 8
         for (int s = 0; s < ns; s++)
             a += wsh[s] * b[(size_t)s * (D + 2) + 2 + d];
         out[((size_t)r * n_heads + head) * D + d] = a / L;
@@ -494,7 +493,7 @@ int cuda_op_attention(struct engine_backend *be, struct engine_kv *kv, int layer
         return NY_OK;
     CU_LAUNCHED(be, "attention kernel");
     k_att_combine<<<dim3((unsigned)n_heads, (unsigned)n_split_rows), tb,
-                    (size_t)max_splits * 2 * sizeof(float), be->stream>>>(
+                    (size_t)(max_splits * 2 + 8) * sizeof(float), be->stream>>>(
         be->attn_ws, list, be->row_pos_d, n_heads, D, max_splits, od);
     CU_LAUNCHED(be, "attention combine kernel");
     return NY_OK;

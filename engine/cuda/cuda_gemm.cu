@@ -21,7 +21,8 @@
 /* ---- skinny tensor-core kernel ---------------------------------------------------------------- */
 #define SK_WARPS 8
 #define SK_COLS 8
-#define SK_UNROLL 8
+/* k-blocks in flight per warp: deeper for one row tile, where registers allow it */
+#define SK_UNROLL (MT == 1 ? 8 : 4)
 
 __device__ __forceinline__ static void mma_bf16(float *d, uint32_t a0, uint32_t a1, uint32_t a2,
                                                 uint32_t a3, uint32_t b0, uint32_t b1)
