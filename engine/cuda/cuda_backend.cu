@@ -310,6 +310,9 @@ static int cuda_step_begin(struct engine_backend *be, const struct engine_batch 
     if (nr < 0 || ns < 0 || batch->seq_start[0] != 0 || batch->seq_start[ns] != nr)
         return NY_ERR(err, NY_E_INVALID, "cuda: inconsistent batch (%d rows, %d requests)", nr,
                       ns);
+    for (int s = 0; s < ns; s++)
+        if (batch->seq_start[s + 1] < batch->seq_start[s])
+            return NY_ERR(err, NY_E_INVALID, "cuda: batch request %d has a negative row count", s);
     if (grow_host_ints(&be->seq_start_h, ns + 1) || grow_host_ints(&be->seq_adapter_h, ns) ||
         grow_host_ints(&be->seq_slot_h, ns) || grow_host_ints(&be->seq_pos0_h, ns))
         return NY_ERR(err, NY_E_NOMEM, "cuda: out of memory");

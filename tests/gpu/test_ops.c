@@ -449,6 +449,59 @@ static void test_attention_invariance(void **state)
     wfree(dummy);
 }
 
+/* Bad shapes, ids, slots and positions are errors with a message, before any launch. */
+static void expect_err(int rc, int code, const struct ny_err *e, const char *what)
+{
+    if (rc != code)
+        fail_msg("%s: got %d, expected %d", what, rc, code);
+    assert_true(e->msg[0] != '\0');
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    struct ny_err e;
+    ny_err_init(&e);
+    int rows[2] = {2, 1};
+    struct tbatch t;
+    make_batch(&t, 2, rows, NULL, NULL);
+    OK(G->step_begin(gbe, &t.b, E));
+    float *wv = rand_vec(48 * 64, 0.1f);
+    struct engine_buf *w, *x, *y;
+    OK(G->weight_upload(gbe, ENGINE_DTYPE_BF16, wv, 48, 32, &w, E)); /* bytes of 48 x 32 bf16 */
+    OK(G->buf_alloc(gbe, 3 * 64, &x, E));
+    OK(G->buf_alloc(gbe, 3 * 64, &y, E));
+    expect_err(G->matmul(gbe, x, 33, w, 48, NULL, 0, NULL, 0, y, &e), NY_E_INVALID, &e,
+               "matmul with the wrong input width");
+    int bad_row = 3;
+    expect_err(G->matmul(gbe, x, 32, w, 48, NULL, 0, &bad_row, 1, y, &e), NY_E_RANGE, &e,
+               "matmul of a row outside the batch");
+    int32_t ids[3] = {0, 48, 1};
+    expect_err(G->embed(gbe, w, ids, 32, y, &e), NY_E_RANGE, &e, "embed of an id >= vocab");
+    int32_t am[1];
+    expect_err(G->argmax(gbe, y, 4, 64, am, &e), NY_E_RANGE, &e, "argmax past the buffer");
+    struct engine_kv_shape sh = {1, 1, 16, 2, 4};
+    struct engine_kv *kv;
+    OK(G->kv_create(gbe, &sh, &kv, E));
+    expect_err(G->kv_slot_reset(gbe, kv, 2, &e), NY_E_RANGE, &e, "reset of slot 2 of 2");
+    int pos0[2] = {3, 0}; /* request 0 would write positions 3 and 4 of 4 */
+    make_batch(&t, 2, rows, pos0, NULL);
+    OK(G->step_begin(gbe, &t.b, E));
+    expect_err(G->attention(gbe, kv, 0, x, x, x, 1, 0.25f, y, &e), NY_E_RANGE, &e,
+               "attention past max_tokens");
+    expect_err(G->attention(gbe, kv, 1, x, x, x, 1, 0.25f, y, &e), NY_E_INVALID, &e,
+               "attention of layer 1 of 1");
+    t.start[1] = 3;
+    t.start[2] = 2; /* a negative row count */
+    t.b.n_rows = 2;
+    expect_err(G->step_begin(gbe, &t.b, &e), NY_E_INVALID, &e, "inconsistent batch");
+    G->kv_destroy(gbe, kv);
+    G->buf_free(gbe, w);
+    G->buf_free(gbe, x);
+    G->buf_free(gbe, y);
+    free(wv);
+}
+
 int main(void)
 {
     struct ny_err err;
@@ -470,6 +523,7 @@ int main(void)
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_matmul_invariance),
         cmocka_unit_test(test_attention_invariance),
+        cmocka_unit_test(test_errors),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     G->destroy(gbe);
