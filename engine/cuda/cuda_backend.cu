@@ -96,9 +96,12 @@ static int cuda_create(int threads, int device, struct engine_backend **out, str
     (void)threads;
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
-    if (e != cudaSuccess || n == 0)
-        return NY_ERR(err, NY_E_DEVICE, "cuda: no CUDA device (%s)",
+    /* No device (or no driver) is a setting the user can change (--device cpu): exit 2, not 4. */
+    if (e == cudaErrorNoDevice || e == cudaErrorInsufficientDriver || (e == cudaSuccess && n == 0))
+        return NY_ERR(err, NY_E_UNSUPPORTED, "cuda: no CUDA device present (%s); use --device cpu",
                       e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
+    if (e != cudaSuccess)
+        return NY_ERR(err, NY_E_DEVICE, "cuda: cannot query devices: %s", cudaGetErrorString(e));
     if (device < 0 || device >= n)
         return NY_ERR(err, NY_E_INVALID, "cuda: device %d does not exist (%d visible)", device, n);
     struct engine_backend *be = (struct engine_backend *)ny_calloc(1, sizeof *be);
