@@ -184,6 +184,13 @@ static void test_exit_2_invalid(void **state)
     put_config("pass2.json", "out2", "0.0", "");
     assert_int_equal(sh("", "--config pass2.json --device tpu"), 2);
     expect_stderr("device must be \"cpu\" or \"cuda\"");
+    /* cuda without a CUDA build or without a GPU: a usage error naming the checkpoint. */
+    if (system("nvidia-smi -L >/dev/null 2>&1") != 0) {
+        assert_int_equal(sh("", "--config pass2.json --device cuda"), 2);
+        expect_stderr("checkpoint V16: ");
+    }
+    assert_int_equal(sh("", "--config pass2.json --device cpu --tp 2"), 2);
+    expect_stderr("needs device \"cuda\"");
     assert_int_equal(sh("", "--config pass2.json --split nosuchsplit"), 2);
     expect_stderr("no records in split \"nosuchsplit\"");
     put("missing.json", "{\"checkpoints\": [{\"label\": \"A\", \"model\": \"nowhere/a\", "
