@@ -528,6 +528,9 @@ int harness_config_default(struct harness_config *cfg, struct ny_err *err)
 {
     const char *root, *prefix;
     demo_root(&root, &prefix);
+    char *abs = root[0] == '/' ? NULL : realpath(root, NULL); /* a relative NYXAUDIT_DEMO_DIR */
+    if (abs)
+        root = abs;
     struct ny_buf b;
     ny_buf_init(&b);
     for (const char *p = demo_config; *p;) {
@@ -539,21 +542,21 @@ int harness_config_default(struct harness_config *cfg, struct ny_err *err)
         ny_buf_puts(&b, prefix);
         p = at + strlen("@DEMO@/");
     }
-    if (b.failed) {
-        ny_buf_fini(&b);
-        return NY_ERR(err, NY_E_NOMEM, "out of memory building the demo configuration");
-    }
     json_t *obj = NULL;
-    int rc = ny_json_load_buf(b.data, b.len, "built-in demo configuration", &obj, err);
+    int rc = b.failed ? NY_ERR(err, NY_E_NOMEM, "out of memory building the demo configuration")
+                      : ny_json_load_buf(b.data, b.len, "built-in demo configuration", &obj, err);
     ny_buf_fini(&b);
-    if (rc)
+    if (rc) {
+        free(abs);
         return rc;
+    }
     struct harness_config tmp;
     harness_config_init(&tmp);
     rc = set_defaults(&tmp);
     if (!rc)
         rc = parse_into(obj, root, "built-in demo configuration", &tmp, err);
     json_decref(obj);
+    free(abs);
     if (rc) {
         harness_config_fini(&tmp);
         return rc;
