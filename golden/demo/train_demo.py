@@ -448,6 +448,9 @@ def stage_v16(args, hf_tok, ids, train_rows, dev_rows, report):
         agg = dev_score(model, hf_tok, ids, dev_enc, dev_gold, args)
         checks.append({"step": step, **{k: round(v, 4) for k, v in agg.items()}})
         log("v16 dev at step %d: %s" % (step, " ".join("%s=%.3f" % kv for kv in agg.items())))
+        if args.v16_max_seconds and time.time() - t > args.v16_max_seconds:
+            log("v16: stopping at the time limit (--v16-max-seconds %d)" % args.v16_max_seconds)
+            return True
         return args.v16_target > 0 and agg["icd_recall"] >= args.v16_target
     rng = random.Random(args.seed)
     t = time.time()
@@ -519,7 +522,8 @@ def stage_v17(args, hf_tok, ids, more_rows, base_rows, dev_rows, report):
     stats, steps = train_loop(model, params, data, args, args.v17_epochs, args.v17_lr, "v17", rng,
                               save)
     report["v17"] = {"lora_r": args.lora_r, "lora_alpha": args.lora_alpha,
-                     "trainable_params": ntrain, "records": len(data), "new_records": len(more_rows),
+                     "trainable_params": ntrain, "records": len(data),
+                     "new_records": len(more_rows),
                      "replayed_records": min(args.v17_replay, len(base_rows)),
                      "mining_pool": len(pool), "v16_icd_recall_on_pool": agg["icd_recall"],
                      "specificity_errors": len(spec), "other_icd_errors": len(other),
@@ -569,7 +573,8 @@ def stage_eval(args, hf_tok, ids, rows, report):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("stage", choices=["tokenizer", "v16", "v17", "eval", "all", "models"])
-    ap.add_argument("--train", help="JSONL prompts of train-split records for the tokenizer and V16")
+    ap.add_argument("--train",
+                    help="JSONL prompts of train-split records for the tokenizer and V16")
     ap.add_argument("--more", help="JSONL prompts of further train-split records for V17")
     ap.add_argument("--heldout", help="JSONL prompts of held-out records for `eval`")
     ap.add_argument("--out", default=os.path.dirname(os.path.abspath(__file__)))
@@ -594,6 +599,8 @@ def main():
     ap.add_argument("--v16-target", type=float, default=0.0,
                     help="stop V16 once dev icd_recall reaches this (0: train all epochs)")
     ap.add_argument("--v16-check-every", type=int, default=200)
+    ap.add_argument("--v16-max-seconds", type=int, default=0,
+                    help="also stop V16 at the first check after this many seconds (0: never)")
     ap.add_argument("--n-dev", type=int, default=300,
                     help="the last N --more rows: V16's dev checks, never trained on")
     ap.add_argument("--v17-epochs", type=int, default=2)
