@@ -14,11 +14,11 @@ static const char demo_config[] =
     " {\"label\": \"Epoch-1\", \"model\": \"@DEMO@/v16\", \"adapter\": \"@DEMO@/epoch1\"}],"
     " \"gates\": ["
     " {\"name\": \"icd_recall_floor\", \"kind\": \"floor\", \"checkpoint\": \"V17\","
-    "  \"metric\": \"icd_recall\", \"min\": 0.5, \"on\": \"ci_low\"},"
+    "  \"metric\": \"icd_recall\", \"min\": 0.85, \"on\": \"ci_low\"},"
     " {\"name\": \"cpt_exact_no_regression\", \"kind\": \"no_regression\","
     "  \"checkpoint\": \"V17\", \"metric\": \"cpt_exact\", \"margin\": 0.02, \"alpha\": 0.05},"
     " {\"name\": \"icd_invalid_ceiling\", \"kind\": \"ceiling\", \"checkpoint\": \"V17\","
-    "  \"metric\": \"icd_invalid\", \"max\": 0.01}]}";
+    "  \"metric\": \"icd_invalid\", \"max\": 0.02}]}";
 
 static const char *const metric_names[] = {
     "cpt_exact", "cpt_primary", "modifier_exact", "icd_exact", "icd_any_overlap",
