@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "audit_int.h"
+#include "harness_engine_id.h"
 #include "datasets.h"
 #include "engine.h"
 #include "metrics.h"
@@ -84,9 +85,10 @@ static json_t *engine_json(const struct audit *a)
 {
     struct engine_build_info bi;
     engine_build_info_get(&bi);
-    return json_pack("{s:s,s:s,s:I,s:s,s:s,s:s,s:s}", "backend", a->dec->backend, "device",
+    return json_pack("{s:s,s:s,s:I,s:s,s:s,s:s,s:s,s:s}", "backend", a->dec->backend, "device",
                      a->dec->device, "tp", (json_int_t)a->cfg->tp, "cuda", bi.cuda_runtime,
-                     "cublas", bi.cublas, "nccl", bi.nccl, "blas", bi.blas);
+                     "cublas", bi.cublas, "nccl", bi.nccl, "blas", bi.blas, "sources_sha256",
+                     HARNESS_ENGINE_SOURCES_SHA256);
 }
 
 /* The manifest's fixed parts (the data parts are added as they are computed). */
@@ -186,16 +188,22 @@ static int64_t env_int(const char *name)
     return s && s[0] ? strtoll(s, NULL, 10) : 0;
 }
 
-/* The cache key of one prediction. */
+/* The cache key of one prediction: the checkpoint's files, the prompt's token ids, the decoding
+ * settings and the engine build (its sources, backend, tensor-parallel size and the libraries the
+ * numbers depend on). Nothing else, so an unchanged checkpoint is never decoded twice. */
 static void cache_key(const struct audit *a, size_t c, const char *prompt_hash, char key[65])
 {
-    char buf[512];
-    int n = snprintf(buf, sizeof buf,
-                     "nyxaudit.prediction/1\nckpt %s\nprompt %s\nmax_new_tokens %lld greedy\n"
-                     "engine %s tp %lld nyxaudit %s commit %s\n",
-                     a->ckeys[c], prompt_hash, (long long)a->cfg->max_new_tokens, a->dec->backend,
-                     (long long)a->cfg->tp, ny_version(), ny_git_commit());
-    ny_sha256_hex(buf, (size_t)n, key);
+    struct engine_build_info bi;
+    engine_build_info_get(&bi);
+    struct ny_buf b;
+    ny_buf_init(&b);
+    ny_buf_printf(&b, "nyxaudit.prediction/2\nckpt %s\nprompt %s\nmax_new_tokens %lld greedy\n"
+                      "engine %s %s tp %lld cuda %s cublas %s nccl %s blas %s\n",
+                  a->ckeys[c], prompt_hash, (long long)a->cfg->max_new_tokens,
+                  HARNESS_ENGINE_SOURCES_SHA256, a->dec->backend, (long long)a->cfg->tp,
+                  bi.cuda_runtime, bi.cublas, bi.nccl, bi.blas);
+    ny_sha256_hex(b.data ? b.data : "", b.len, key);
+    ny_buf_fini(&b);
 }
 
 /* Test hooks, checked after each committed prediction: NYXAUDIT_TEST_KILL_AFTER=k sends SIGKILL
