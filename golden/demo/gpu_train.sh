@@ -20,7 +20,7 @@ python3 golden/demo/train_demo.py models \
     --train .train/train.jsonl.gz --more .train/more.jsonl.gz --heldout .train/heldout.jsonl.gz \
     --out "$WORK" --seed 8 --n-v16 6000 --n-dev 300 --mine-n 4000 \
     --v16-epochs 8 --v16-lr 3e-3 --v16-target 0.6 --v16-check-every 100 --v16-max-seconds 200 \
-    --v17-epochs 2 --v17-lr 2e-3 --lora-r 16 --lora-alpha 32 --spec-repeat 2 \
+    --v17-epochs 3 --v17-lr 2e-3 --lora-r 16 --lora-alpha 32 --spec-repeat 2 \
     --batch-tokens 32768 --log-every 50 --max-new 40 \
     --report "$DEST/report.json" --eval-out "$DEST/eval.jsonl" "$@" 2>&1 | tee "$DEST/train.log"
 tar czf "$DEST/demo.tgz" -C "$WORK" v16 v17 epoch1
