@@ -1,9 +1,9 @@
 #!/bin/bash
 # gpu_train.sh — train demo V16, V17 and Epoch-1 on a GPU machine (run from the repo root).
 # Reads the prompt files made by golden/demo/make_data.sh (in .train/, gzip'd JSONL) and the
-# tokenizer already in golden/demo/v16/; writes DEST/demo.tgz (v16/, v17/, epoch1/), DEST/report.json,
-# DEST/eval.jsonl and DEST/train.log. DEST is $OUT when set (the device tool), else /tmp/demo-gpu.
-# Extra arguments go to train_demo.py (they override the defaults below).
+# tokenizer already in golden/demo/v16/; writes DEST/demo.tgz (v16/, v17/, epoch1/),
+# DEST/report.json, DEST/eval.jsonl and DEST/train.log. DEST is $OUT when set (the device tool),
+# else /tmp/demo-gpu. Extra arguments go to train_demo.py (they override the defaults below).
 set -euo pipefail
 DEST=${OUT:-/tmp/demo-gpu}
 WORK=/tmp/demo-work
