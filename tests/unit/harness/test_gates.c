@@ -170,11 +170,41 @@ static void test_no_gates(void **state)
     json_decref(g);
 }
 
+/* A configuration of the baseline alone: floors and ceilings without a checkpoint judge it;
+ * no-regression gates have nothing to compare and expand to nothing. */
+static void test_baseline_only(void **state)
+{
+    (void)state;
+    const char *text = "{\"checkpoints\": [{\"label\": \"V16\", \"model\": \"m\", "
+                       "\"baseline\": true}], \"gates\": [{\"name\": \"f\", \"kind\": "
+                       "\"floor\", \"metric\": \"icd_recall\", \"min\": 0.7}, {\"name\": "
+                       "\"nr\", \"kind\": \"no_regression\", \"metric\": \"cpt_exact\"}]}";
+    struct ny_err err;
+    ny_err_init(&err);
+    json_t *o, *m, *out = NULL;
+    assert_int_equal(ny_json_load_buf(text, strlen(text), "cfg", &o, &err), NY_OK);
+    struct harness_config cfg;
+    assert_int_equal(harness_config_parse(o, "/", "cfg", &cfg, &err), NY_OK);
+    assert_int_equal(ny_json_load_buf(metrics_text, strlen(metrics_text), "m", &m, &err), NY_OK);
+    int failed = -1;
+    assert_int_equal(harness_gates_evaluate(&cfg, m, &out, &failed, &err), NY_OK);
+    assert_int_equal(json_array_size(out), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(out, 0), "name")),
+                        "f[V16]");
+    assert_string_equal(verdict(out, 0), "pass"); /* V16 icd_recall 0.7 >= 0.7 */
+    assert_int_equal(failed, 0);
+    json_decref(out);
+    json_decref(m);
+    json_decref(o);
+    harness_config_fini(&cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_floor), cmocka_unit_test(test_ceiling_expanded),
         cmocka_unit_test(test_no_regression), cmocka_unit_test(test_no_gates),
+        cmocka_unit_test(test_baseline_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
