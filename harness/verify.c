@@ -5,8 +5,14 @@
 #include <string.h>
 
 #include "audit_int.h"
+#include <stdlib.h>
+#include <unistd.h>
+
 #include "datasets.h"
 #include "metrics.h"
+#if HARNESS_HAVE_REPORTS
+#include "reports.h"
+#endif
 
 struct verify {
     FILE *f;
@@ -27,7 +33,9 @@ static int check_files(struct verify *v, struct ny_err *err)
 {
     json_t *man = json_object_get(v->results, "manifest");
     const char *root = json_string_value(json_object_get(man, "root"));
-    json_t *obj = json_pack("{s:O}", "checkpoints", json_object_get(v->results, "checkpoints"));
+    /* A deep copy: the null adapters are removed below, and results must stay as read. */
+    json_t *obj = json_pack("{s:o}", "checkpoints",
+                            json_deep_copy(json_object_get(v->results, "checkpoints")));
     json_t *adapters = json_object_get(obj, "checkpoints");
     for (size_t i = 0; i < json_array_size(adapters); i++) { /* null adapters are omitted */
         json_t *c = json_array_get(adapters, i);
@@ -210,6 +218,58 @@ static int check_outputs(struct verify *v, const char *dir, struct ny_err *err)
     return NY_OK;
 }
 
+/* 1 when files a and b have the same bytes. */
+static int same_bytes(const char *a, const char *b)
+{
+    char *x = NULL, *y = NULL;
+    size_t nx = 0, ny = 0;
+    struct ny_err e;
+    ny_err_init(&e);
+    int same = !ny_file_read(a, (size_t)1 << 30, &x, &nx, &e) &&
+               !ny_file_read(b, (size_t)1 << 30, &y, &ny, &e) && nx == ny &&
+               !memcmp(x, y, nx);
+    ny_free(x);
+    ny_free(y);
+    return same;
+}
+
+/* report.pdf and report.html are byte-identical to what results.json renders to now. */
+static int check_reports(struct verify *v, const char *dir, struct ny_err *err)
+{
+#if HARNESS_HAVE_REPORTS
+    char tmp[] = "/tmp/nyxaudit-verify-XXXXXX";
+    if (!mkdtemp(tmp))
+        return NY_ERR(err, NY_E_IO, "cannot make a temporary directory");
+    static const char *const names[] = {"report.pdf", "report.html"};
+    int rc = NY_OK;
+    for (int k = 0; k < 2 && !rc; k++) {
+        char *mine = ny_path_join(tmp, names[k]), *theirs = ny_path_join(dir, names[k]);
+        struct ny_err e2;
+        ny_err_init(&e2);
+        if (!mine || !theirs)
+            rc = NY_ERR(err, NY_E_NOMEM, "out of memory");
+        else if ((k == 0 ? report_pdf_write(v->results, mine, &e2)
+                         : report_html_write(v->results, mine, &e2)))
+            report(v, 0, names[k], e2.msg);
+        else
+            report(v, same_bytes(mine, theirs), names[k],
+                   same_bytes(mine, theirs) ? "rendered from results.json"
+                                            : "missing or differs from results.json");
+        if (mine)
+            unlink(mine);
+        ny_free(mine);
+        ny_free(theirs);
+    }
+    rmdir(tmp);
+    return rc;
+#else
+    (void)v;
+    (void)dir;
+    (void)err;
+    return NY_OK;
+#endif
+}
+
 /* Score the recorded predictions again and compare with results.metrics. */
 static int check_metrics(struct verify *v, struct ny_err *err)
 {
@@ -306,6 +366,8 @@ int harness_verify_dir(const char *dir, const char *store_path, FILE *f, int *fa
         rc = check_metrics(&v, err);
     if (!rc)
         rc = check_outputs(&v, dir, err);
+    if (!rc)
+        rc = check_reports(&v, dir, err);
     if (!rc)
         *failures = v.failures;
     json_decref(v.by_id);

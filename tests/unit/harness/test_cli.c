@@ -138,6 +138,7 @@ static void test_exit_0_pass_and_verify(void **state)
     assert_int_equal(sh("", "verify out0"), 0);
     char *o = slurp("out.txt");
     assert_non_null(strstr(o, "ok   metrics recomputed from the recorded predictions"));
+    assert_non_null(strstr(o, "ok   report.pdf: rendered from results.json"));
     assert_null(strstr(o, "FAIL"));
     ny_free(o);
 }
@@ -161,6 +162,7 @@ static void test_exit_1_gate_failed_and_tamper(void **state)
     char *o = slurp("out.txt");
     assert_non_null(strstr(o, "FAIL results.json matches the run store"));
     assert_non_null(strstr(o, "FAIL prediction in the store: V17, record"));
+    assert_non_null(strstr(o, "FAIL report.pdf")); /* re-rendered from the tampered results */
     ny_free(o);
 }
 
