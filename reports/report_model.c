@@ -231,11 +231,19 @@ static int load_model(struct rp_ckpt *k, const json_t *m, const char *p, struct 
         TRY(get_ci(e, r, "ci95", rp_metrics[i].ci_required, &v->lo, &v->hi, &v->has_ci, err));
     }
     TRY(get_int(m, p, "format_errors", &k->format_errors, err));
-    TRY(get_typed(m, p, "validity", 1, JSON_OBJECT, &val, err));
-    snprintf(q, sizeof q, "%s.validity", p);
+    /* metrics writes validity null without a code set, and a rate null when a checkpoint predicted
+     * no code of that system (0/0): both are shown as "n/a", never refused. */
     for (int i = 0; i < RP_NVALIDITY; i++)
-        TRY(get_num(val, q, rp_validity_keys[i], &k->validity[i], err));
-    TRY(get_typed(val, q, "counts", 0, JSON_OBJECT, &k->validity_counts, err));
+        k->validity[i] = NAN;
+    k->validity_counts = NULL;
+    if (!json_is_null(json_object_get(m, "validity"))) {
+        TRY(get_typed(m, p, "validity", 1, JSON_OBJECT, &val, err));
+        snprintf(q, sizeof q, "%s.validity", p);
+        for (int i = 0; i < RP_NVALIDITY; i++)
+            if (!json_is_null(json_object_get(val, rp_validity_keys[i])))
+                TRY(get_num(val, q, rp_validity_keys[i], &k->validity[i], err));
+        TRY(get_typed(val, q, "counts", 0, JSON_OBJECT, &k->validity_counts, err));
+    }
     TRY(get_typed(m, p, "taxonomy", 1, JSON_OBJECT, &tax, err));
     snprintf(q, sizeof q, "%s.taxonomy", p);
     for (int i = 0; i < RP_NTAXONOMY; i++)

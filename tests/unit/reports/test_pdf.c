@@ -139,6 +139,38 @@ static void test_pdf_fail_verdict_and_excerpts(void **state)
     json_decref(r);
 }
 
+/* metrics writes a null validity rate when a checkpoint predicted no code of a system (0/0), and
+ * a null validity object without a code set: both render as "n/a" (bug: they were refused and the
+ * audit exited 4 with no results.json). */
+static void test_pdf_html_null_validity(void **state)
+{
+    (void)state;
+    if (!have_tool("pdftotext") || !have_tool("pdfinfo"))
+        skip();
+    json_t *r = fixture();
+    json_t *models = json_object_get(json_object_get(r, "metrics"), "models");
+    json_t *v17 = json_object_get(models, "V17");
+    json_object_set_new(json_object_get(v17, "validity"), "modifier_invalid", json_null());
+    json_object_set_new(json_object_get(models, "Epoch-1"), "validity", json_null());
+    int pages;
+    char *txt = pdf_text_of(r, "nullvalid.pdf", &pages);
+    assert_non_null(strstr(txt, "n/a"));
+    ny_free(txt);
+    char *html = tpath("nullvalid.html");
+    struct ny_err err;
+    ny_err_init(&err);
+    assert_int_equal(report_html_write(r, html, &err), NY_OK);
+    assert_true(ny_file_exists(html));
+    ny_free(html);
+    /* A missing validity member is still malformed. */
+    json_object_del(json_object_get(models, "Epoch-1"), "validity");
+    char *bad = tpath("novalid.pdf");
+    assert_int_equal(report_pdf_write(r, bad, &err), NY_E_FORMAT);
+    assert_false(ny_file_exists(bad));
+    ny_free(bad);
+    json_decref(r);
+}
+
 /* Each mutation of the fixture must fail with NY_E_FORMAT naming the field, leaving no file. */
 static void test_pdf_malformed_leaves_no_file(void **state)
 {
@@ -346,6 +378,7 @@ int main(void)
         cmocka_unit_test(test_pdf_byte_identical),
         cmocka_unit_test(test_pdf_fail_verdict_and_excerpts),
         cmocka_unit_test(test_pdf_malformed_leaves_no_file),
+        cmocka_unit_test(test_pdf_html_null_validity),
         cmocka_unit_test(test_pdf_missing_font_and_bad_dir),
         cmocka_unit_test(test_pdf_hostile_strings),
         cmocka_unit_test(test_pdf_html_other_shapes),
