@@ -108,6 +108,11 @@ char *ny_buf_take(struct ny_buf *b);
  * Files larger than max_size are refused (NY_E_RANGE) so hostile sizes cannot exhaust memory. */
 int ny_file_read(const char *path, size_t max_size, char **out, size_t *out_len,
                  struct ny_err *err);
+/* Read a whole stream (stdin for CLI commands) into a NUL-terminated heap buffer (*out owned by
+ * the caller, freed with ny_free; "" when empty). More than max_size bytes is NY_E_RANGE; `what`
+ * names the stream in messages ("stdin"). */
+int ny_stream_read(FILE *f, const char *what, size_t max_size, char **out, size_t *out_len,
+                   struct ny_err *err);
 /* Write data to path atomically: a temp file in the same directory, fsync, rename. A failure
  * leaves no partial file under `path`. */
 int ny_file_write_atomic(const char *path, const void *data, size_t len, struct ny_err *err);

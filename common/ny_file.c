@@ -52,6 +52,35 @@ int ny_file_read(const char *path, size_t max_size, char **out, size_t *out_len,
     return NY_OK;
 }
 
+int ny_stream_read(FILE *f, const char *what, size_t max_size, char **out, size_t *out_len,
+                   struct ny_err *err)
+{
+    struct ny_buf b;
+    ny_buf_init(&b);
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (n > max_size - b.len) {
+            ny_buf_fini(&b);
+            return NY_ERR(err, NY_E_RANGE, "%s: more than %zu bytes", what, max_size);
+        }
+        ny_buf_append(&b, chunk, n);
+    }
+    if (ferror(f) || b.failed) {
+        int code = b.failed ? NY_E_NOMEM : NY_E_IO;
+        ny_buf_fini(&b);
+        return NY_ERR(err, code, "%s: read failed", what);
+    }
+    size_t len = b.len;
+    char *data = ny_buf_take(&b);
+    if (!data)
+        return NY_ERR(err, NY_E_NOMEM, "%s: out of memory", what);
+    *out = data;
+    if (out_len)
+        *out_len = len;
+    return NY_OK;
+}
+
 int ny_file_write_atomic(const char *path, const void *data, size_t len, struct ny_err *err)
 {
     size_t plen = strlen(path);

@@ -110,28 +110,6 @@ static int parse_args(int argc, char **argv, struct gen_args *a)
     return a->model ? 0 : -1;
 }
 
-static int read_stdin(char **out, size_t *len, struct ny_err *err)
-{
-    struct ny_buf b;
-    ny_buf_init(&b);
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, stdin)) > 0) {
-        if (b.len + n > GEN_STDIN_MAX) {
-            ny_buf_fini(&b);
-            return NY_ERR(err, NY_E_RANGE, "stdin: more than %zu bytes", GEN_STDIN_MAX);
-        }
-        ny_buf_append(&b, chunk, n);
-    }
-    if (ferror(stdin) || b.failed) {
-        ny_buf_fini(&b);
-        return NY_ERR(err, b.failed ? NY_E_NOMEM : NY_E_IO, "stdin: read failed");
-    }
-    *out = b.data;
-    *len = b.len;
-    return NY_OK;
-}
-
 /* One parsed request row. */
 struct gen_row {
     json_t *id;       /* borrowed from the row */
@@ -350,7 +328,7 @@ static int run(struct gen_ctx *c)
     size_t len = 0;
     int rc = open_model(c);
     if (rc == NY_OK)
-        rc = read_stdin(&buf, &len, &c->err);
+        rc = ny_stream_read(stdin, "stdin", GEN_STDIN_MAX, &buf, &len, &c->err);
     if (rc == NY_OK)
         rc = parse_requests(c, buf ? buf : "", len);
     ny_free(buf);

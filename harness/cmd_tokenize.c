@@ -19,28 +19,6 @@ static int usage(void)
     return HARNESS_EXIT_INVALID;
 }
 
-static int read_stdin(char **out, size_t *len, struct ny_err *err)
-{
-    struct ny_buf b;
-    ny_buf_init(&b);
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, stdin)) > 0) {
-        if (b.len + n > TOKENIZE_STDIN_MAX) {
-            ny_buf_fini(&b);
-            return NY_ERR(err, NY_E_RANGE, "stdin: more than %zu bytes", TOKENIZE_STDIN_MAX);
-        }
-        ny_buf_append(&b, chunk, n);
-    }
-    if (ferror(stdin) || b.failed) {
-        ny_buf_fini(&b);
-        return NY_ERR(err, b.failed ? NY_E_NOMEM : NY_E_IO, "stdin: read failed");
-    }
-    *len = b.len;
-    *out = b.data;
-    return NY_OK;
-}
-
 static int print_ids(const int32_t *ids, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -73,7 +51,7 @@ int harness_cmd_tokenize(int argc, char **argv)
     int32_t *ids = NULL;
     int rc = engine_tokenizer_open(path, &tok, &err);
     if (!rc)
-        rc = read_stdin(&text, &len, &err);
+        rc = ny_stream_read(stdin, "stdin", TOKENIZE_STDIN_MAX, &text, &len, &err);
     if (!rc)
         rc = engine_tokenizer_encode(tok, text ? text : "", len, special, &ids, &n, &err);
     if (!rc && print_ids(ids, n))

@@ -85,12 +85,44 @@ static void test_atomic_write_failure_leaves_nothing(void **state)
     ny_free(f);
 }
 
+static void test_stream_read_and_cap(void **state)
+{
+    (void)state;
+    char data[] = "line one\nline two\n";
+    FILE *f = fmemopen(data, strlen(data), "r");
+    assert_non_null(f);
+    char *out = NULL;
+    size_t n = 0;
+    struct ny_err err;
+    ny_err_init(&err);
+    assert_int_equal(ny_stream_read(f, "stdin", 100, &out, &n, &err), NY_OK);
+    assert_int_equal(n, strlen(data));
+    assert_string_equal(out, data);
+    ny_free(out);
+    fclose(f);
+    f = fmemopen(data, strlen(data), "r");
+    out = NULL;
+    assert_int_equal(ny_stream_read(f, "stdin", 5, &out, &n, &err), NY_E_RANGE);
+    assert_null(out);
+    assert_non_null(strstr(err.msg, "stdin: more than 5 bytes"));
+    fclose(f);
+    f = fmemopen(data, 0, "r"); /* empty stream gives "" */
+    if (f) {
+        assert_int_equal(ny_stream_read(f, "stdin", 5, &out, &n, &err), NY_OK);
+        assert_string_equal(out, "");
+        assert_int_equal(n, 0);
+        ny_free(out);
+        fclose(f);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_write_read_roundtrip),
         cmocka_unit_test(test_size_cap_and_missing),
         cmocka_unit_test(test_atomic_write_failure_leaves_nothing),
+        cmocka_unit_test(test_stream_read_and_cap),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
