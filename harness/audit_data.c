@@ -74,6 +74,9 @@ int harness_audit_load_sample(struct audit *a, json_t *dsinfo, struct ny_err *er
     if ((rc = dataset_store_sample(a->ds, cfg->split, (size_t)cfg->n, cfg->seed, &a->ids, &a->n,
                                    err)))
         return rc;
+    if ((size_t)cfg->n > count)
+        ny_log_warn("split \"%s\" of dataset %s has %zu records: n = %lld takes all of them",
+                    cfg->split, cfg->dataset, count, (long long)cfg->n);
     a->recs = ny_calloc(a->n, sizeof *a->recs);
     if (!a->recs)
         return NY_ERR(err, NY_E_NOMEM, "out of memory");
