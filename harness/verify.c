@@ -28,6 +28,35 @@ static void report(struct verify *v, int ok, const char *what, const char *detai
     v->failures += !ok;
 }
 
+/* NULL when the rehashed files equal the manifest's, else a message naming what differs (heap). */
+static char *files_diff(const json_t *now, const json_t *want)
+{
+    if (json_equal(now, want))
+        return NULL;
+    struct ny_buf b;
+    ny_buf_init(&b);
+    size_t n = json_array_size(now), m = json_array_size(want), shown = 0;
+    for (size_t i = 0; i < n; i++) {
+        const json_t *f = json_array_get(now, i);
+        const char *path = json_string_value(json_object_get(f, "path"));
+        const json_t *match = NULL;
+        for (size_t j = 0; j < m && !match; j++) {
+            const json_t *g = json_array_get(want, j);
+            const char *gp = json_string_value(json_object_get(g, "path"));
+            if (path && gp && !strcmp(path, gp))
+                match = g;
+        }
+        if (match && json_equal(f, match))
+            continue;
+        if (shown++ < 4)
+            ny_buf_printf(&b, "%s%s %s", shown > 1 ? "; " : "", path ? path : "?",
+                          match ? "changed since the run" : "not in the manifest");
+    }
+    if (n != m || shown == 0)
+        ny_buf_printf(&b, "%s%zu files now, %zu in the manifest", shown ? "; " : "", n, m);
+    return ny_buf_take(&b);
+}
+
 /* Rebuild the checkpoint list of the run and rehash its files. */
 static int check_files(struct verify *v, struct ny_err *err)
 {
@@ -56,8 +85,9 @@ static int check_files(struct verify *v, struct ny_err *err)
         rc = NY_OK;
     } else if (!rc) {
         json_t *want = json_object_get(man, "files");
-        report(v, json_equal(files, want), "checkpoint file hashes",
-               json_equal(files, want) ? NULL : "a file differs from the manifest");
+        char *why = files_diff(files, want);
+        report(v, why == NULL, "checkpoint file hashes", why);
+        ny_free(why);
         json_t *mk = json_object_get(man, "checkpoint_keys");
         for (size_t i = 0; i < cfg.n_checkpoints; i++) {
             const char *k = json_string_value(json_object_get(mk, cfg.checkpoints[i].label));

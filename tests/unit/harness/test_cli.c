@@ -166,6 +166,33 @@ static void test_exit_1_gate_failed_and_tamper(void **state)
     ny_free(o);
 }
 
+/* A checkpoint file changed after the run: verify names the file (bug: it only said that "a
+ * file" differed). */
+static void test_verify_names_changed_checkpoint_file(void **state)
+{
+    (void)state;
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "cp -r '%s/golden/harness/tiny' '%s/ck'", NY_SOURCE_DIR, dir);
+    assert_int_equal(system(cmd), 0);
+    put("ck.json",
+        "{\"checkpoints\": [{\"label\": \"V16\", \"model\": \"ck/base\", \"baseline\": true},"
+        " {\"label\": \"V17\", \"model\": \"ck/base\", \"adapter\": \"ck/adapter_a\"}],"
+        " \"dataset\": {\"store\": \"records.sqlite\", \"n\": 3},"
+        " \"prompt\": {\"few_shot\": 0}, \"decoding\": {\"max_new_tokens\": 4},"
+        " \"gates\": [], \"output\": {\"dir\": \"outck\"}}");
+    assert_int_equal(sh("", "--config ck.json --quiet"), 0);
+    assert_int_equal(sh("", "verify outck"), 0);
+    snprintf(cmd, sizeof cmd, "printf ' ' >> '%s/ck/adapter_a/adapter_config.json'", dir);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(sh("", "verify outck"), 1);
+    char *o = slurp("out.txt");
+    assert_non_null(o);
+    assert_non_null(strstr(o, "FAIL checkpoint file hashes: "));
+    assert_non_null(strstr(o, "adapter_a/adapter_config.json changed since the run"));
+    assert_null(strstr(o, "base/config.json changed"));
+    ny_free(o);
+}
+
 static void test_exit_2_invalid(void **state)
 {
     (void)state;
@@ -260,6 +287,7 @@ int main(void)
         cmocka_unit_test(test_exit_1_gate_failed_and_tamper),
         cmocka_unit_test(test_exit_2_invalid),
         cmocka_unit_test(test_verify_bad_dirs),
+        cmocka_unit_test(test_verify_names_changed_checkpoint_file),
         cmocka_unit_test(test_exit_3_incomplete_then_resume),
         cmocka_unit_test(test_exit_4_internal),
     };
