@@ -367,14 +367,18 @@ static int decode_all(struct audit *a, struct ny_err *err)
     a->cache_keys = ny_calloc(m * a->n, sizeof *a->cache_keys);
     if (!a->outputs || !a->cache_keys)
         return NY_ERR(err, NY_E_NOMEM, "out of memory");
-    struct progress pg = {.total = (int64_t)(m * a->n), .quiet = a->cfg->quiet};
+    int64_t nshard = a->cfg->shard_count > 1 ? a->cfg->shard_count : 1;
+    size_t mine = (size_t)((int64_t)a->n / nshard +
+                           (a->cfg->shard_index < (int64_t)a->n % nshard ? 1 : 0));
+    struct progress pg = {.total = (int64_t)(m * mine), .quiet = a->cfg->quiet};
     clock_gettime(CLOCK_MONOTONIC, &pg.t0);
     pg.last = pg.t0;
     struct pending q = {.count = 0};
     int rc = NY_OK;
     for (size_t c = 0; c < m && !rc; c++) {
         for (size_t i = 0; i < a->n && !rc; i++)
-            rc = prepare_one(a, c, i, &q, &pg, err);
+            if ((int64_t)i % nshard == (nshard > 1 ? a->cfg->shard_index : 0))
+                rc = prepare_one(a, c, i, &q, &pg, err);
         if (!rc)
             rc = flush(a, c, &q, &pg, err);
     }
@@ -607,6 +611,16 @@ static int run_pipeline(struct audit *a, struct ny_err *err)
                 cfg->n_checkpoints);
     if (!rc)
         rc = decode_all(a, err);
+    if (!rc && cfg->shard_count > 1) { /* a shard: its predictions are in the store; no outputs */
+        a->out.shard_done = 1;
+        return NY_ERR(err, NY_E_INCOMPLETE, "run %s: shard %lld/%lld done (%lld predictions "
+                      "decoded, %lld from the store) in the run store %s%s; merge the shard "
+                      "stores (nyxaudit merge --into STORE SHARD...) and run without --shard "
+                      "over STORE to finish", a->out.run_id, (long long)cfg->shard_index,
+                      (long long)cfg->shard_count, (long long)a->out.decoded,
+                      (long long)a->out.cached, cfg->run_store ? cfg->run_store : cfg->out_dir,
+                      cfg->run_store ? "" : "/runs.sqlite");
+    }
     if (!rc)
         rc = score(a, &metrics, err);
     if (!rc)

@@ -10,7 +10,7 @@
 #include "harness_int.h"
 
 struct overrides {
-    const char *config, *split, *out, *device;
+    const char *config, *split, *out, *device, *store, *shard;
     int64_t n, seed, tp; /* -1 = not given */
     int quiet;
 };
@@ -38,7 +38,8 @@ static int parse_args(int argc, char **argv, struct overrides *o, struct ny_err 
             continue;
         }
         static const char *const valued[] = {"--config", "--split", "--n", "--seed", "--out",
-                                             "--device", "--tp", NULL};
+                                             "--device", "--tp", "--store", "--shard",
+                                             NULL};
         int known = 0;
         for (int k = 0; valued[k]; k++)
             known |= !strcmp(a, valued[k]);
@@ -56,6 +57,10 @@ static int parse_args(int argc, char **argv, struct overrides *o, struct ny_err 
             o->out = v;
         else if (!strcmp(a, "--device"))
             o->device = v;
+        else if (!strcmp(a, "--store"))
+            o->store = v;
+        else if (!strcmp(a, "--shard"))
+            o->shard = v;
         else if (!strcmp(a, "--n"))
             rc = parse_int(a, v, 1, 10000000, &o->n, err);
         else if (!strcmp(a, "--seed"))
@@ -65,6 +70,56 @@ static int parse_args(int argc, char **argv, struct overrides *o, struct ny_err 
         if (rc)
             return rc;
     }
+    return NY_OK;
+}
+
+/* "I/N" with 0 <= I < N <= HARNESS_SHARDS_MAX (what names where it came from). */
+#define HARNESS_SHARDS_MAX 4096
+static int parse_shard(const char *what, const char *s, int64_t *index, int64_t *count,
+                       struct ny_err *err)
+{
+    const char *slash = strchr(s, '/');
+    char head[32];
+    int64_t i = 0, n = 0;
+    if (!slash || (size_t)(slash - s) >= sizeof head)
+        return NY_ERR(err, NY_E_INVALID, "%s: \"%s\" is not I/N (e.g. 0/4)", what, s);
+    memcpy(head, s, (size_t)(slash - s));
+    head[slash - s] = '\0';
+    if (parse_int(what, slash + 1, 1, HARNESS_SHARDS_MAX, &n, err) ||
+        parse_int(what, head, 0, n - 1, &i, err))
+        return NY_ERR(err, NY_E_INVALID, "%s: \"%s\" is not I/N with 0 <= I < N <= %d", what, s,
+                      HARNESS_SHARDS_MAX);
+    *index = i;
+    *count = n;
+    return NY_OK;
+}
+
+/* The shard from the launcher's environment: Open MPI's mpirun, then PMI (MPICH, Intel MPI,
+ * srun --mpi=pmi2), then Slurm. Neither variable of a pair set: no sharding. */
+static int shard_from_env(int64_t *index, int64_t *count, struct ny_err *err)
+{
+    static const char *const pairs[][2] = {{"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"},
+                                           {"PMI_RANK", "PMI_SIZE"},
+                                           {"SLURM_PROCID", "SLURM_NTASKS"}};
+    for (size_t k = 0; k < sizeof pairs / sizeof pairs[0]; k++) {
+        const char *r = getenv(pairs[k][0]), *n = getenv(pairs[k][1]);
+        if (!r && !n)
+            continue;
+        if (!r || !n)
+            return NY_ERR(err, NY_E_INVALID, "environment: %s is set but %s is not",
+                          r ? pairs[k][0] : pairs[k][1], r ? pairs[k][1] : pairs[k][0]);
+        char what[96];
+        snprintf(what, sizeof what, "environment %s/%s", pairs[k][0], pairs[k][1]);
+        struct ny_buf v;
+        ny_buf_init(&v);
+        ny_buf_printf(&v, "%s/%s", r, n);
+        int rc = v.failed ? NY_ERR(err, NY_E_NOMEM, "out of memory")
+                          : parse_shard(what, v.data, index, count, err);
+        ny_buf_fini(&v);
+        return rc;
+    }
+    *index = 0;
+    *count = 1;
     return NY_OK;
 }
 
@@ -87,6 +142,12 @@ static int apply(struct harness_config *cfg, const struct overrides *o, struct n
         rc = replace(&cfg->out_dir, o->out, err);
     if (!rc && o->device)
         rc = replace(&cfg->device, o->device, err);
+    if (!rc && o->store)
+        rc = replace(&cfg->run_store, o->store, err);
+    if (!rc)
+        rc = o->shard ? parse_shard("--shard", o->shard, &cfg->shard_index, &cfg->shard_count,
+                                    err)
+                      : shard_from_env(&cfg->shard_index, &cfg->shard_count, err);
     if (o->n > 0)
         cfg->n = o->n;
     if (o->seed >= 0)
@@ -145,6 +206,12 @@ static int run(const struct harness_config *cfg, struct ny_err *err, int *gates_
     struct harness_audit_outcome out;
     rc = harness_audit_run(cfg, dec, &out, err);
     harness_engine_decoder_close(dec);
+    if (rc == NY_E_INCOMPLETE && out.shard_done) { /* exit 3: a merge is needed */
+        if (!cfg->quiet)
+            fprintf(stderr, "nyxaudit: %s\n", err->msg);
+        *gates_failed = -1;
+        return NY_OK;
+    }
     if (rc)
         return rc;
     *gates_failed = out.gates_failed;
@@ -182,5 +249,7 @@ int harness_cmd_audit(int argc, char **argv)
     harness_config_fini(&cfg);
     if (rc)
         return harness_fail("audit", rc, &err);
+    if (failed < 0)
+        return HARNESS_EXIT_INCOMPLETE;
     return failed ? HARNESS_EXIT_GATE : HARNESS_EXIT_OK;
 }

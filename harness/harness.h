@@ -63,6 +63,8 @@ struct harness_config {
     char *run_store; /* resolved run store path; NULL = <out_dir>/runs.sqlite */
     int allow_report_text;
     int quiet;
+    int64_t shard_index;       /* data-parallel shard: decode only the sampled records whose */
+    int64_t shard_count;       /* position p has p % shard_count == shard_index (count <= 1: all) */
 };
 
 void harness_config_init(struct harness_config *cfg);
@@ -152,6 +154,22 @@ int store_prediction_put(struct store *st, const char *cache_key, const char *ch
 /* Number of predictions stored (all runs). */
 int store_prediction_count(struct store *st, int64_t *n, struct ny_err *err);
 
+/* What store_merge copied. */
+struct store_merge_stats {
+    int64_t predictions_added; /* new rows */
+    int64_t predictions_same;  /* already present with the same output */
+    int64_t prompts_added;
+    int64_t runs_added;        /* runs (manifest and start time) new to the target */
+};
+/* Copy the predictions, prompts and run starts of every shard store into st, all in one
+ * transaction (nothing is copied when any shard fails). A shard that is not a run store of this
+ * schema is NY_E_FORMAT (NY_E_NOTFOUND when missing); a prediction whose cache key is present with
+ * another output or other ids is NY_E_INVALID naming the shard and the key. Rows already present
+ * are kept, so merging a shard twice changes nothing; a run present in several stores keeps the
+ * earliest start time. File hashes, metrics, results and run items are not copied. */
+int store_merge(struct store *st, const char *const *shard_paths, size_t n_shards,
+                struct store_merge_stats *stats, struct ny_err *err);
+
 /* Metrics object of a run (the "metrics" member of results.json). */
 int store_metrics_put(struct store *st, const char *run_key, const char *metrics_json,
                       struct ny_err *err);
@@ -204,13 +222,16 @@ struct harness_audit_outcome {
     int64_t decoded;      /* predictions decoded by this call */
     int64_t cached;       /* predictions found in the store */
     char run_id[16];      /* "r-" + 12 hex */
+    int shard_done;       /* 1: a shard run (cfg->shard_count > 1) decoded its part, no outputs */
 };
 
 /* Run the audit of cfg with dec: sample, build prompts, decode every (checkpoint, record) not in
  * the store (each committed as it completes), score, judge the gates and write the outputs into
  * cfg->out_dir. Returns 0 when the run completed (gates may have failed: see out), NY_E_INCOMPLETE
  * when stopped (harness_audit_request_stop, or the test hooks), or an error. Running it again
- * resumes and gives byte-identical outputs. */
+ * resumes and gives byte-identical outputs. A shard run (cfg->shard_count > 1) decodes only its
+ * records, writes no outputs and returns NY_E_INCOMPLETE with out->shard_done set: store_merge
+ * of the shard stores, then a run over the merged store, finishes the audit. */
 #define HARNESS_DECODE_BATCH 64 /* the most prompts per generate call ("engine": {"batch"}) */
 int harness_audit_run(const struct harness_config *cfg, struct harness_decoder *dec,
                       struct harness_audit_outcome *out, struct ny_err *err);

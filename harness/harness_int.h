@@ -28,6 +28,7 @@ int harness_cmd_tokenize(int argc, char **argv); /* engine: text to token ids */
 int harness_cmd_generate(int argc, char **argv); /* engine: greedy decoding of requests */
 int harness_cmd_bench(int argc, char **argv);    /* engine: speed on random weights */
 int harness_cmd_verify(int argc, char **argv);   /* harness: recheck a run directory */
+int harness_cmd_merge(int argc, char **argv);    /* harness: merge shard run stores */
 int harness_cmd_version(int argc, char **argv);  /* --version */
 
 #endif

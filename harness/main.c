@@ -19,12 +19,13 @@ static const struct harness_cmd cmds[] = {
     {"generate", harness_cmd_generate, "greedy decoding of JSONL requests"},
     {"bench", harness_cmd_bench, "engine speed on random weights"},
     {"verify", harness_cmd_verify, "recheck a run directory against its manifest"},
+    {"merge", harness_cmd_merge, "merge the run stores of a sharded (multi-host) audit"},
 };
 
 static void usage(FILE *f)
 {
     fprintf(f, "usage: nyxaudit [audit] [--config FILE] [--split NAME] [--n N] [--seed S] "
-               "[--out DIR] [--device cpu|cuda] [--tp N] [--quiet]\n"
+               "[--out DIR] [--device cpu|cuda] [--tp N] [--store FILE] [--shard I/N] [--quiet]\n"
                "       nyxaudit COMMAND [ARGS...]\n"
                "       nyxaudit --version\n\ncommands:\n");
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)

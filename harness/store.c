@@ -478,3 +478,199 @@ int store_run_items_visit(struct store *st, const char *run_key,
     sqlite3_finalize(s);
     return rc;
 }
+
+/* ---- merging shard stores ---------------------------------------------------------------------- */
+/* Open a shard read-only and check that it is a run store of this schema. */
+static int merge_open_shard(const char *path, sqlite3 **out, struct ny_err *err)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return NY_ERR(err, NY_E_NOTFOUND, "shard store %s: not found", path);
+    if (!S_ISREG(sb.st_mode))
+        return NY_ERR(err, NY_E_FORMAT, "shard store %s: not a regular file", path);
+    sqlite3 *db = NULL;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        int rc = NY_ERR(err, NY_E_FORMAT, "shard store %s: cannot open: %s", path,
+                        db ? sqlite3_errmsg(db) : "out of memory");
+        sqlite3_close(db);
+        return rc;
+    }
+    sqlite3_busy_timeout(db, 10000);
+    sqlite3_stmt *s = NULL;
+    int ok = sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key='schema'", -1, &s, NULL) ==
+                 SQLITE_OK && sqlite3_step(s) == SQLITE_ROW;
+    const unsigned char *have = ok ? sqlite3_column_text(s, 0) : NULL;
+    int rc = NY_OK;
+    if (!have)
+        rc = NY_ERR(err, NY_E_FORMAT, "shard store %s: not a nyxaudit run store (%s)", path,
+                    sqlite3_errmsg(db));
+    else if (strcmp((const char *)have, STORE_SCHEMA))
+        rc = NY_ERR(err, NY_E_FORMAT, "shard store %s: schema \"%s\", this nyxaudit needs \"%s\"",
+                    path, (const char *)have, STORE_SCHEMA);
+    sqlite3_finalize(s);
+    if (rc) {
+        sqlite3_close(db);
+        return rc;
+    }
+    *out = db;
+    return NY_OK;
+}
+
+static int store_run_count(struct store *st, int64_t *n, struct ny_err *err)
+{
+    sqlite3_stmt *s;
+    int rc = prep(st, "SELECT count(*) FROM runs", &s, 0, NULL, err);
+    if (rc)
+        return rc;
+    if (sqlite3_step(s) == SQLITE_ROW)
+        *n = sqlite3_column_int64(s, 0);
+    else
+        rc = db_fail(st, err, "count runs");
+    sqlite3_finalize(s);
+    return rc;
+}
+
+/* Copy one shard's predictions: new keys inserted, equal ones counted, different ones refused. */
+static int merge_predictions(struct store *st, sqlite3 *db, const char *path,
+                             struct store_merge_stats *ms, struct ny_err *err)
+{
+    static const char cols[] = "cache_key, checkpoint, prompt_hash, output, output_ids, codes, "
+                               "prompt_tokens, gen_tokens, ms";
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT %s FROM predictions ORDER BY cache_key", cols);
+    sqlite3_stmt *rd = NULL, *have = NULL, *put = NULL;
+    int rc = NY_OK;
+    if (sqlite3_prepare_v2(db, sql, -1, &rd, NULL) != SQLITE_OK)
+        rc = NY_ERR(err, NY_E_FORMAT, "shard store %s: predictions: %s", path,
+                    sqlite3_errmsg(db));
+    else if (sqlite3_prepare_v2(st->db, "SELECT output, output_ids FROM predictions WHERE "
+                                "cache_key=?", -1, &have, NULL) != SQLITE_OK ||
+             sqlite3_prepare_v2(st->db, "INSERT INTO predictions(cache_key, checkpoint, "
+                                "prompt_hash, output, output_ids, codes, prompt_tokens, "
+                                "gen_tokens, ms) VALUES(?,?,?,?,?,?,?,?,?)", -1, &put,
+                                NULL) != SQLITE_OK)
+        rc = db_fail(st, err, "prepare merge");
+    int step = SQLITE_DONE;
+    while (!rc && (step = sqlite3_step(rd)) == SQLITE_ROW) {
+        const char *key = (const char *)sqlite3_column_text(rd, 0);
+        const char *o = (const char *)sqlite3_column_text(rd, 3);
+        const char *ids = (const char *)sqlite3_column_text(rd, 4);
+        if (!key || !o || !ids) {
+            rc = NY_ERR(err, NY_E_FORMAT, "shard store %s: damaged prediction row", path);
+            break;
+        }
+        sqlite3_reset(have);
+        sqlite3_bind_text(have, 1, key, -1, SQLITE_TRANSIENT);
+        int h = sqlite3_step(have);
+        if (h == SQLITE_ROW) {
+            const char *o2 = (const char *)sqlite3_column_text(have, 0);
+            const char *ids2 = (const char *)sqlite3_column_text(have, 1);
+            if (!o2 || !ids2 || strcmp(o, o2) || strcmp(ids, ids2))
+                rc = NY_ERR(err, NY_E_INVALID, "shard store %s: prediction %s (%s) conflicts "
+                            "with %s: same cache key, different output (\"%.80s\" vs "
+                            "\"%.80s\"): the decoding was not deterministic; nothing merged",
+                            path, key,
+                            (const char *)sqlite3_column_text(rd, 1), st->path, o,
+                            o2 ? o2 : "");
+            else
+                ms->predictions_same++;
+            continue;
+        }
+        if (h != SQLITE_DONE) {
+            rc = db_fail(st, err, "read prediction");
+            break;
+        }
+        sqlite3_reset(put);
+        for (int c = 0; c < 9; c++)
+            sqlite3_bind_value(put, c + 1, sqlite3_column_value(rd, c));
+        if (sqlite3_step(put) != SQLITE_DONE)
+            rc = db_fail(st, err, "write prediction");
+        else
+            ms->predictions_added++;
+    }
+    if (!rc && step != SQLITE_DONE)
+        rc = NY_ERR(err, NY_E_FORMAT, "shard store %s: reading predictions: %s", path,
+                    sqlite3_errmsg(db));
+    sqlite3_finalize(rd);
+    sqlite3_finalize(have);
+    sqlite3_finalize(put);
+    return rc;
+}
+
+/* Run `copy` (an INSERT reading rows bound from `rd`, n columns) for every row of `select`. */
+static int merge_rows(struct store *st, sqlite3 *db, const char *path, const char *select,
+                      const char *copy, int n, int64_t *added, struct ny_err *err)
+{
+    sqlite3_stmt *rd = NULL, *put = NULL;
+    int rc = NY_OK;
+    if (sqlite3_prepare_v2(db, select, -1, &rd, NULL) != SQLITE_OK)
+        rc = NY_ERR(err, NY_E_FORMAT, "shard store %s: %s", path, sqlite3_errmsg(db));
+    else if (sqlite3_prepare_v2(st->db, copy, -1, &put, NULL) != SQLITE_OK)
+        rc = db_fail(st, err, "prepare merge");
+    int step = SQLITE_DONE;
+    while (!rc && (step = sqlite3_step(rd)) == SQLITE_ROW) {
+        sqlite3_reset(put);
+        for (int c = 0; c < n; c++)
+            sqlite3_bind_value(put, c + 1, sqlite3_column_value(rd, c));
+        if (sqlite3_step(put) != SQLITE_DONE)
+            rc = db_fail(st, err, "merge write");
+        else
+            *added += sqlite3_changes(st->db);
+    }
+    if (!rc && step != SQLITE_DONE)
+        rc = NY_ERR(err, NY_E_FORMAT, "shard store %s: %s", path, sqlite3_errmsg(db));
+    sqlite3_finalize(rd);
+    sqlite3_finalize(put);
+    return rc;
+}
+
+static int merge_one(struct store *st, const char *path, struct store_merge_stats *ms,
+                     struct ny_err *err)
+{
+    sqlite3 *db = NULL;
+    int rc = merge_open_shard(path, &db, err);
+    if (!rc)
+        rc = merge_predictions(st, db, path, ms, err);
+    if (!rc)
+        rc = merge_rows(st, db, path, "SELECT prompt_hash, record_id, messages, n_tokens "
+                        "FROM prompts ORDER BY prompt_hash", "INSERT OR IGNORE INTO prompts "
+                        "VALUES(?,?,?,?)", 4, &ms->prompts_added, err);
+    int64_t before = 0;
+    if (!rc)
+        rc = store_run_count(st, &before, err);
+    /* A run's start is the earliest of its shards' starts; a finished run keeps its times. */
+    int64_t touched = 0;
+    if (!rc)
+        rc = merge_rows(st, db, path, "SELECT run_key, manifest, started FROM runs "
+                        "ORDER BY run_key", "INSERT INTO runs(run_key, manifest, started) "
+                        "VALUES(?,?,?) ON CONFLICT(run_key) DO UPDATE SET started="
+                        "min(started, excluded.started) WHERE finished IS NULL AND "
+                        "excluded.started < started", 3, &touched, err);
+    int64_t after = 0;
+    if (!rc)
+        rc = store_run_count(st, &after, err);
+    if (!rc)
+        ms->runs_added += after - before;
+    sqlite3_close(db);
+    return rc;
+}
+
+int store_merge(struct store *st, const char *const *shard_paths, size_t n_shards,
+                struct store_merge_stats *stats, struct ny_err *err)
+{
+    struct store_merge_stats ms = {0};
+    if (sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return db_fail(st, err, "begin");
+    int rc = NY_OK;
+    for (size_t i = 0; i < n_shards && !rc; i++)
+        rc = merge_one(st, shard_paths[i], &ms, err);
+    if (!rc && sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        rc = db_fail(st, err, "commit");
+    if (rc) {
+        sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+        return rc;
+    }
+    if (stats)
+        *stats = ms;
+    return NY_OK;
+}
