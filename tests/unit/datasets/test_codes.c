@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "datasets.h"
+#include "ny_test.h"
 
 static char tmpdir[64];
 static char *cpt_text; /* both CPT files, concatenated */
@@ -21,8 +22,7 @@ static int setup(void **state)
 {
     (void)state;
     const char *shared = getenv("NY_SHARED_DIR");
-    strcpy(tmpdir, "/tmp/ny_dscodes_XXXXXX");
-    if (!mkdtemp(tmpdir))
+    if (ny_test_tmpdir_make(tmpdir, sizeof tmpdir, "dscodes"))
         return -1;
     char cmd[1024];
     snprintf(cmd, sizeof cmd,
@@ -48,9 +48,7 @@ static int teardown(void **state)
     (void)state;
     ny_free(cpt_text);
     ny_free(order_text);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
+    return ny_test_tmpdir_remove(tmpdir);
 }
 
 /* 1 when `code` is a whole line of the CPT lists. */

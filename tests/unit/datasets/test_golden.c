@@ -11,22 +11,20 @@
 #include <cmocka.h>
 
 #include "datasets.h"
+#include "ny_test.h"
 
 static char dir[64];
 
 static int setup(void **state)
 {
     (void)state;
-    strcpy(dir, "/tmp/ny_dsgolden_XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    return ny_test_tmpdir_make(dir, sizeof dir, "dsgolden");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return ny_test_tmpdir_remove(dir);
 }
 
 static void same_file(const char *made, const char *golden_name)

@@ -17,6 +17,7 @@
 
 #include "datasets.h"
 #include "harness.h"
+#include "ny_test.h"
 
 static char dir[64];
 
@@ -71,8 +72,7 @@ static struct harness_decoder fake = {.backend = "fake", .device = "test",
 static int setup(void **state)
 {
     (void)state;
-    strcpy(dir, "/tmp/ny_audit_XXXXXX");
-    if (!mkdtemp(dir))
+    if (ny_test_tmpdir_make(dir, sizeof dir, "audit"))
         return -1;
     char *p = ny_path_join(dir, "records.sqlite");
     struct dataset_store *ds;
@@ -94,9 +94,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return ny_test_tmpdir_remove(dir);
 }
 
 /* A configuration over the tiny fixture checkpoints, the test's record store, output in out. */

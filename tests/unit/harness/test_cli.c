@@ -13,6 +13,7 @@
 
 #include "datasets.h"
 #include "harness.h"
+#include "ny_test.h"
 
 static char dir[64];
 static const char *bin;
@@ -21,8 +22,7 @@ static int setup(void **state)
 {
     (void)state;
     bin = getenv("NYXAUDIT_BIN");
-    strcpy(dir, "/tmp/ny_cli_XXXXXX");
-    if (!bin || !mkdtemp(dir))
+    if (!bin || ny_test_tmpdir_make(dir, sizeof dir, "cli"))
         return -1;
     char *p = ny_path_join(dir, "records.sqlite");
     struct dataset_store *ds;
@@ -40,22 +40,13 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return ny_test_tmpdir_remove(dir);
 }
 
 /* Write dir/name with the given text (making its directory). */
 static void put(const char *name, const char *text)
 {
-    char *p = ny_path_join(dir, name);
-    struct ny_err err;
-    char *slash = strrchr(p, '/');
-    *slash = '\0';
-    assert_int_equal(ny_mkdir_p(p, &err), NY_OK);
-    *slash = '/';
-    assert_int_equal(ny_file_write_atomic(p, text, strlen(text), &err), NY_OK);
-    ny_free(p);
+    ny_test_put(dir, name, text);
 }
 
 /* A configuration over the tiny checkpoints with one cpt_exact floor at `min`. */
@@ -79,22 +70,12 @@ static void put_config(const char *name, const char *out, const char *min, const
 /* Run `env... nyxaudit args` in dir; return the exit status; stderr kept in dir/err.txt. */
 static int sh(const char *env, const char *args)
 {
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "cd '%s' && env %s '%s' %s >out.txt 2>err.txt", dir, env, bin,
-             args);
-    int st = system(cmd);
-    assert_true(WIFEXITED(st));
-    return WEXITSTATUS(st);
+    return ny_test_run(dir, env, args);
 }
 
 static char *slurp(const char *name)
 {
-    char *p = ny_path_join(dir, name), *buf = NULL;
-    size_t len;
-    struct ny_err err;
-    int rc = ny_file_read(p, 1 << 24, &buf, &len, &err);
-    ny_free(p);
-    return rc ? NULL : buf;
+    return ny_test_slurp(dir, name);
 }
 
 static void expect_stderr(const char *needle)

@@ -16,6 +16,7 @@
 
 #include "datasets.h"
 #include "harness.h"
+#include "ny_test.h"
 
 static char dir[64];
 static const char *bin;
@@ -27,10 +28,7 @@ static const char *const launcher_vars[] = {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_W
 
 static void put(const char *name, const char *text)
 {
-    char *p = ny_path_join(dir, name);
-    struct ny_err err;
-    assert_int_equal(ny_file_write_atomic(p, text, strlen(text), &err), NY_OK);
-    ny_free(p);
+    ny_test_put(dir, name, text);
 }
 
 static int setup(void **state)
@@ -40,8 +38,7 @@ static int setup(void **state)
         unsetenv(launcher_vars[i]);
     setenv("SOURCE_DATE_EPOCH", "1790000000", 1);
     bin = getenv("NYXAUDIT_BIN");
-    strcpy(dir, "/tmp/ny_shard_XXXXXX");
-    if (!bin || !mkdtemp(dir))
+    if (!bin || ny_test_tmpdir_make(dir, sizeof dir, "shard"))
         return -1;
     char *p = ny_path_join(dir, "records.sqlite");
     struct dataset_store *ds;
@@ -75,9 +72,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return ny_test_tmpdir_remove(dir);
 }
 
 /* Run a shell command in dir; return its exit status. */
@@ -98,17 +93,12 @@ static int shell(const char *fmt, ...)
 /* `env... nyxaudit args`, stdout in out.txt and stderr in err.txt. */
 static int sh(const char *env, const char *args)
 {
-    return shell("env %s '%s' %s >out.txt 2>err.txt", env, bin, args);
+    return ny_test_run(dir, env, args);
 }
 
 static char *slurp(const char *name)
 {
-    char *p = ny_path_join(dir, name), *buf = NULL;
-    size_t len;
-    struct ny_err err;
-    int rc = ny_file_read(p, 1 << 24, &buf, &len, &err);
-    ny_free(p);
-    return rc ? NULL : buf;
+    return ny_test_slurp(dir, name);
 }
 
 static void expect_in(const char *file, const char *needle)

@@ -14,22 +14,20 @@
 #include <sqlite3.h>
 
 #include "harness.h"
+#include "ny_test.h"
 
 static char dir[64];
 
 static int setup(void **state)
 {
     (void)state;
-    strcpy(dir, "/tmp/ny_store_XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    return ny_test_tmpdir_make(dir, sizeof dir, "store");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return ny_test_tmpdir_remove(dir);
 }
 
 static void test_not_a_store(void **state)

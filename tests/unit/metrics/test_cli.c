@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "common.h"
+#include "ny_test.h"
 
 static char dir[64];
 static const char *bin;
@@ -23,26 +24,18 @@ static int setup(void **state)
 {
     (void)state;
     bin = getenv("NYXAUDIT_BIN");
-    strcpy(dir, "/tmp/ny_cli_XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    return ny_test_tmpdir_make(dir, sizeof dir, "cli");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return ny_test_tmpdir_remove(dir);
 }
 
 static void put(const char *name, const char *text)
 {
-    char p[256];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE *f = fopen(p, "wb");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
+    ny_test_put(dir, name, text);
 }
 
 /* Run `nyxaudit ARGS` in dir; returns the exit code, stderr captured into errbuf. */

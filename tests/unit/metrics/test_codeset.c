@@ -15,22 +15,20 @@
 #include <cmocka.h>
 
 #include "metrics.h"
+#include "ny_test.h"
 
 static char dir[64];
 
 static int setup(void **state)
 {
     (void)state;
-    strcpy(dir, "/tmp/ny_codeset_XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    return ny_test_tmpdir_make(dir, sizeof dir, "codeset");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return ny_test_tmpdir_remove(dir);
 }
 
 static const char *path_of(const char *name)

@@ -14,22 +14,20 @@
 #include <cmocka.h>
 
 #include "reports.h"
+#include "ny_test.h"
 
 static char tdir[64];
 
 static __attribute__((unused)) int rp_setup(void **state)
 {
     (void)state;
-    strcpy(tdir, "/tmp/ny_reports_XXXXXX");
-    return mkdtemp(tdir) ? 0 : -1;
+    return ny_test_tmpdir_make(tdir, sizeof tdir, "reports");
 }
 
 static __attribute__((unused)) int rp_teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tdir);
-    return system(cmd) == 0 ? 0 : -1;
+    return ny_test_tmpdir_remove(tdir);
 }
 
 /* A fresh copy of golden/reports/results_demo.json (caller json_decref's it). */
