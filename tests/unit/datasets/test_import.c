@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "datasets.h"
+#include "ny_test.h"
 
 #define R1 "{\"id\":\"r1\",\"exam_description\":\"CT HEAD\",\"reason\":\"headache\"," \
            "\"report\":\"No acute hemorrhage.\",\"cpt\":[\"70450\"],\"modifiers\":[\"26\"]," \
@@ -161,8 +162,8 @@ static void test_malformed(void **state)
 static void test_file_and_cli(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/ny_dsimport_XXXXXX";
-    assert_non_null(mkdtemp(dir));
+    char dir[64];
+    assert_int_equal(ny_test_tmpdir_make(dir, sizeof dir, "dsimport"), 0);
     char good[128], bad[128], db[128], cmd[1024];
     snprintf(good, sizeof good, "%s/good.jsonl", dir);
     snprintf(bad, sizeof bad, "%s/bad.jsonl", dir);
@@ -203,8 +204,7 @@ static void test_file_and_cli(void **state)
         st2 = system(cmd);
         assert_true(WIFEXITED(st2) && WEXITSTATUS(st2) == 2);
     }
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(ny_test_tmpdir_remove(dir), 0);
 }
 
 int main(void)

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "engine_testutil.h"
+#include "ny_test.h"
 
 int tu_write_file(const char *path, const char *text)
 {
@@ -153,14 +154,11 @@ static char tmp[256];
 
 const char *tu_tmpdir(void)
 {
-    snprintf(tmp, sizeof tmp, "/tmp/ny_engine_XXXXXX");
-    return mkdtemp(tmp);
+    return ny_test_tmpdir_make(tmp, sizeof tmp, "engine") ? NULL : tmp;
 }
 
 void tu_rmdir(const char *dir)
 {
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
+    if (ny_test_tmpdir_remove(dir) != 0)
         fprintf(stderr, "could not remove %s\n", dir);
 }

@@ -33,7 +33,7 @@ int tu_write_file(const char *path, const char *text);
 
 /* Make a fresh temporary directory (static storage, overwritten by the next call), or NULL. */
 const char *tu_tmpdir(void);
-/* rm -rf dir */
+/* Remove dir and everything under it (ny_test_tmpdir_remove); reports a failure on stderr. */
 void tu_rmdir(const char *dir);
 
 #endif

@@ -13,17 +13,13 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "ny_test.h"
 
 static char dir[64];
 
 static int sh(const char *args)
 {
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s >out.txt 2>err.txt", dir,
-             getenv("NYXAUDIT_BIN"), args);
-    int st = system(cmd);
-    assert_true(WIFEXITED(st));
-    return WEXITSTATUS(st);
+    return ny_test_run(dir, "", args);
 }
 
 static char *slurp(const char *name)
@@ -68,14 +64,11 @@ int main(void)
         fprintf(stderr, "SKIP: the demo checkpoints are not in golden/demo yet\n");
         return 77;
     }
-    strcpy(dir, "/tmp/ny_demo_XXXXXX");
-    if (!mkdtemp(dir))
+    if (ny_test_tmpdir_make(dir, sizeof dir, "demo"))
         return 1;
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_demo_audit)};
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
+    if (ny_test_tmpdir_remove(dir) != 0)
         return 1;
     return rc;
 }
