@@ -310,19 +310,6 @@ static void ckpt_head(struct ny_buf *b, const struct rp_doc *d, const char *firs
     ny_buf_puts(b, "</tr></thead><tbody>\n");
 }
 
-static int conf_cmp(const void *a, const void *b)
-{
-    const json_t *x = *(const json_t *const *)a, *y = *(const json_t *const *)b;
-    json_int_t cx = json_integer_value(json_object_get(x, "count"));
-    json_int_t cy = json_integer_value(json_object_get(y, "count"));
-    if (cx != cy)
-        return cx > cy ? -1 : 1;
-    int r = strcmp(json_string_value(json_object_get(x, "gold")),
-                   json_string_value(json_object_get(y, "gold")));
-    return r ? r : strcmp(json_string_value(json_object_get(x, "pred")),
-                          json_string_value(json_object_get(y, "pred")));
-}
-
 void html_errors(struct ny_buf *b, const struct rp_doc *d)
 {
     char s[64];
@@ -341,15 +328,12 @@ void html_errors(struct ny_buf *b, const struct rp_doc *d)
                    "<table><thead><tr><th>Checkpoint</th><th>Gold code</th><th>Predicted "
                    "instead</th><th class=\"num\">Count</th></tr></thead><tbody>\n");
     for (size_t i = 0; i < d->nck; i++) {
-        size_t n = json_array_size(d->ck[i].confusions);
-        const json_t **v = ny_calloc(n ? n : 1, sizeof *v);
+        size_t n;
+        const json_t **v = rp_confusions_sorted(&d->ck[i], &n);
         if (!v) {
             b->failed = 1;
             return;
         }
-        for (size_t j = 0; j < n; j++)
-            v[j] = json_array_get(d->ck[i].confusions, j);
-        qsort(v, n, sizeof *v, conf_cmp);
         for (size_t j = 0; j < n && j < 8; j++) {
             ny_buf_puts(b, "<tr>");
             td(b, NULL, d->ck[i].label);

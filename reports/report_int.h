@@ -136,6 +136,10 @@ void rp_file_fields(const json_t *f, char *path, size_t pcap, char *bytes, size_
 const char **rp_validity_count_keys(const struct rp_doc *d, size_t *n);
 void rp_validity_count(const struct rp_ckpt *c, const char *key, char *out, size_t cap);
 
+/* One checkpoint's confusion pairs sorted by count (descending), then gold, then predicted code:
+ * a heap array of borrowed entries freed with ny_free (NULL on OOM; *n = 0 gives a 1-slot array). */
+const json_t **rp_confusions_sorted(const struct rp_ckpt *c, size_t *n);
+
 /* Append s HTML-escaped (& < > " ') to b: the one escape every HTML and SVG string goes through. */
 int rp_html_escape(struct ny_buf *b, const char *s);
 

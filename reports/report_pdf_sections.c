@@ -459,19 +459,6 @@ static void taxonomy(struct pdf *p)
     ckpt_table(p, "ICD error type", rp_taxonomy_names, RP_NTAXONOMY, taxonomy_cell, NULL);
 }
 
-static int conf_cmp(const void *a, const void *b)
-{
-    const json_t *x = *(const json_t *const *)a, *y = *(const json_t *const *)b;
-    json_int_t cx = json_integer_value(json_object_get(x, "count"));
-    json_int_t cy = json_integer_value(json_object_get(y, "count"));
-    if (cx != cy)
-        return cx > cy ? -1 : 1;
-    int r = strcmp(json_string_value(json_object_get(x, "gold")),
-                   json_string_value(json_object_get(y, "gold")));
-    return r ? r : strcmp(json_string_value(json_object_get(x, "pred")),
-                          json_string_value(json_object_get(y, "pred")));
-}
-
 static void confusions(struct pdf *p)
 {
     const struct rp_doc *d = p->d;
@@ -482,15 +469,12 @@ static void confusions(struct pdf *p)
     pdf_subheading(p, "Most confused code pairs (top 8 per checkpoint)");
     pdf_table_head(p, &t);
     for (size_t i = 0; i < d->nck; i++) {
-        size_t n = json_array_size(d->ck[i].confusions);
-        const json_t **v = ny_calloc(n ? n : 1, sizeof *v);
+        size_t n;
+        const json_t **v = rp_confusions_sorted(&d->ck[i], &n);
         if (!v) {
             p->failed = 1;
             return;
         }
-        for (size_t j = 0; j < n; j++)
-            v[j] = json_array_get(d->ck[i].confusions, j);
-        qsort(v, n, sizeof *v, conf_cmp);
         for (size_t j = 0; j < n && j < 8; j++) {
             char cnt[32];
             snprintf(cnt, sizeof cnt, "%lld",

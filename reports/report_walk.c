@@ -130,3 +130,28 @@ void rp_validity_count(const struct rp_ckpt *c, const char *key, char *out, size
     else
         snprintf(out, cap, "\xe2\x80\x94");
 }
+
+static int conf_cmp(const void *a, const void *b)
+{
+    const json_t *x = *(const json_t *const *)a, *y = *(const json_t *const *)b;
+    json_int_t cx = json_integer_value(json_object_get(x, "count"));
+    json_int_t cy = json_integer_value(json_object_get(y, "count"));
+    if (cx != cy)
+        return cx > cy ? -1 : 1;
+    int r = strcmp(json_string_value(json_object_get(x, "gold")),
+                   json_string_value(json_object_get(y, "gold")));
+    return r ? r : strcmp(json_string_value(json_object_get(x, "pred")),
+                          json_string_value(json_object_get(y, "pred")));
+}
+
+const json_t **rp_confusions_sorted(const struct rp_ckpt *c, size_t *n)
+{
+    *n = json_array_size(c->confusions);
+    const json_t **v = ny_calloc(*n ? *n : 1, sizeof *v);
+    if (!v)
+        return NULL;
+    for (size_t j = 0; j < *n; j++)
+        v[j] = json_array_get(c->confusions, j);
+    qsort(v, *n, sizeof *v, conf_cmp);
+    return v;
+}
