@@ -20,96 +20,24 @@
 
 #include "engine.h"
 #include "engine_testutil.h"
+#include "parity_run.h"
 
 #define F32_TOL 1e-4
 #define BF16_TOL 3e-2
 
-static double max_rel(const float *got, json_t *ref, int vocab)
-{
-    double maxref = 0, maxdiff = 0;
-    assert_int_equal(json_array_size(ref), vocab);
-    for (int j = 0; j < vocab; j++) {
-        double r = json_number_value(json_array_get(ref, (size_t)j));
-        maxref = fmax(maxref, fabs(r));
-        maxdiff = fmax(maxdiff, fabs((double)got[j] - r));
-    }
-    return maxdiff / maxref;
-}
-
 static void run_fixture(const char *name, int merge_first)
 {
-    const char *src = getenv("NY_SOURCE_DIR");
-    char dir[1024], path[1200];
-    snprintf(dir, sizeof dir, "%s/golden/parity/%s", src ? src : ".", name);
-    snprintf(path, sizeof path, "%s/expected.json", dir);
-    json_t *exp;
-    struct ny_err err;
-    ny_err_init(&err);
-    assert_int_equal(ny_json_load_file(path, 64 << 20, &exp, &err), NY_OK);
-    int bf16 = !strcmp(json_string_value(json_object_get(exp, "dtype")), "bfloat16");
-    json_t *prompts = json_object_get(exp, "prompts"), *runs = json_object_get(exp, "runs");
-    int max_new = (int)json_integer_value(json_object_get(exp, "max_new_tokens"));
-    struct engine_model *m;
-    struct engine_model_opts o = {.device = "cuda"};
-    if (engine_model_open(dir, &o, &m, &err) != NY_OK)
-        fail_msg("%s: %s", name, err.msg);
-    struct engine_model_info info;
-    engine_model_info_get(m, &info);
-    assert_string_equal(info.device, "cuda");
-    size_t np = json_array_size(prompts), nr = json_array_size(runs), n = 0;
-    struct engine_request *reqs = calloc(np * nr, sizeof *reqs);
-    json_t **want = calloc(np * nr, sizeof *want);
-    int32_t *ids = calloc(np * nr * 64, sizeof *ids);
-    for (size_t r = 0; r < nr; r++) {
-        json_t *run = json_array_get(runs, r), *an = json_object_get(run, "adapter");
-        int idx = -1;
-        if (merge_first && (!json_is_string(an) || r != 1))
-            continue;
-        if (json_is_string(an)) {
-            snprintf(path, sizeof path, "%s/adapter_%s", dir, json_string_value(an));
-            if (engine_model_adapter_add(m, json_string_value(an), path, merge_first, &idx,
-                                         &err) != NY_OK)
-                fail_msg("%s: %s", name, err.msg);
-        }
-        for (size_t p = 0; p < np; p++) {
-            json_t *pr = json_array_get(prompts, p);
-            int32_t *dst = ids + n * 64;
-            for (size_t k = 0; k < json_array_size(pr) && k < 64; k++)
-                dst[k] = (int32_t)json_integer_value(json_array_get(pr, k));
-            reqs[n] = (struct engine_request){dst, json_array_size(pr), idx};
-            want[n++] = json_array_get(json_object_get(run, "outputs"), p);
-        }
-    }
-    struct engine_result *res = calloc(n, sizeof *res);
-    struct engine_gen_opts go = {.max_new_tokens = max_new, .first_logits = 1, .max_batch = 5};
-    if (engine_generate(m, reqs, n, &go, res, &err) != NY_OK)
-        fail_msg("%s: %s", name, err.msg);
-    int id_mismatch = 0;
-    double worst = 0;
-    for (size_t i = 0; i < n; i++) {
-        json_t *wid = json_object_get(want[i], "output_ids");
-        int same = res[i].n_output == json_array_size(wid);
-        for (size_t k = 0; same && k < res[i].n_output; k++)
-            same = res[i].output_ids[k] == json_integer_value(json_array_get(wid, k));
-        id_mismatch += !same;
-        double e = max_rel(res[i].first_logits, json_object_get(want[i], "first_logits"),
-                           info.vocab_size);
-        worst = fmax(worst, e);
-        if (!(e <= (bf16 ? BF16_TOL : F32_TOL)))
-            fail_msg("%s request %zu: first logits relative error %.3g", name, i, e);
-        engine_result_fini(&res[i]);
-    }
+    struct parity_outcome o;
+    parity_run(name, "cuda", 0, merge_first, &o);
+    double tol = o.bf16 ? BF16_TOL : F32_TOL;
+    if (!(o.worst_rel <= tol))
+        fail_msg("%s request %zu: first logits relative error %.3g", name, o.worst_index,
+                 o.worst_rel);
     print_message("%s%s on cuda: %zu requests, worst logits error %.3g, %d id sequences differ "
-                  "from transformers\n", name, merge_first ? " (merged)" : "", n, worst,
-                  id_mismatch);
-    if (!bf16)
-        assert_int_equal(id_mismatch, 0);
-    engine_model_close(m);
-    json_decref(exp);
-    free(res);
-    free(reqs);
-    free(want);
-    free(ids);
+                  "from transformers\n", name, merge_first ? " (merged)" : "", o.n, o.worst_rel,
+                  o.id_mismatch);
+    if (!o.bf16 && o.id_mismatch)
+        fail_msg("%s", o.first_mismatch);
 }
 
 static void test_gqa_llama3_f32(void **s) { (void)s; run_fixture("gqa_llama3_f32", 0); }
