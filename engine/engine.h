@@ -177,8 +177,10 @@ void engine_result_fini(struct engine_result *r); /* NULL is a no-op; frees the 
 struct engine_bench_opts {
     int hidden, intermediate, layers, heads, kv_heads, head_dim, vocab;
     int prompts, prompt_len, new_tokens, batch, lora_rank;
-    int device;      /* GPU index */
+    int device;      /* first GPU index */
+    int tp;          /* tensor-parallel GPUs device..device+tp-1 (0 or 1: one GPU) */
     uint64_t seed;
+    int32_t *ids;    /* optional [prompts * new_tokens]: the generated ids, prompt by prompt */
 };
 /* Runs the workload on the CUDA backend and prints, to out, the card's measured copy bandwidth
  * and bf16 GEMM rate, prefill tokens/s and TFLOP/s, decode ms per step and TB/s, and the peak

@@ -36,6 +36,18 @@
  *   A backend need not match another backend bit for bit (the CPU is the reference; CUDA
  *   documents its tolerance), and a request's prefill and decode paths may round differently.
  *
+ * TENSOR PARALLELISM (optional ops, NULL in a backend without it)
+ *   n instances (one per device, made by create()) are joined by tp_create into a group; rank i
+ *   is bes[i]. Each rank holds a Megatron shard of the model (q, k, v, gate, up split by output
+ *   rows; o, down by input columns; lm_head by vocabulary) and is then driven by its own thread
+ *   through the same sequence of ops with the same shapes (SPMD). tp_allreduce and tp_argmax are
+ *   collectives: every rank calls them in the same order with the same shape.
+ *   Sums across ranks are deterministic and batch invariant: element e of the result is
+ *   ((x_0[e] + x_1[e]) + x_2[e]) + ... in fp32, rank order, whatever the row count or the
+ *   transport (no reduction inside the communication library).
+ *   A rank that fails calls tp_abort(); every rank then blocked in (or entering) a collective of
+ *   the group returns NY_E_STATE ("aborted") instead of waiting forever; the group stays unusable.
+ *
  * ERRORS
  *   Every op returns 0 or a negative NY_E_* and fills err. After a device failure a backend
  *   returns NY_E_DEVICE (and may refuse further calls with NY_E_STATE): the engine is poisoned.
@@ -62,6 +74,7 @@ enum engine_dtype {
 struct engine_backend;  /* one instance per loaded model (opaque, backend-defined) */
 struct engine_buf;      /* a device buffer: activations (fp32) or an uploaded weight */
 struct engine_kv;       /* the KV cache of one backend instance */
+struct engine_tp;       /* a tensor-parallel group of instances (backend-defined) */
 
 /* One forward step's rows, grouped by request (see BATCHES above). Host memory. */
 struct engine_batch {
@@ -186,6 +199,32 @@ struct engine_backend_ops {
     void (*kv_destroy)(struct engine_backend *be, struct engine_kv *kv); /* NULL is a no-op */
     int (*kv_slot_reset)(struct engine_backend *be, struct engine_kv *kv, int slot,
                          struct ny_err *err);
+
+    /* ---- tensor parallelism (optional, see TENSOR PARALLELISM) ---- */
+    /* Join n >= 2 instances into a group (called once, from one thread, before any step of
+     * theirs). *out is freed with tp_destroy after the ranks' last op and before destroy(). */
+    int (*tp_create)(struct engine_backend *const *bes, int n, struct engine_tp **out,
+                     struct ny_err *err);
+    void (*tp_abort)(struct engine_tp *g);          /* any thread; idempotent */
+    void (*tp_destroy)(struct engine_tp *g);        /* NULL is a no-op */
+    /* x[r, :] = sum over ranks, in rank order, of every rank's x[r, :], for the n_rows rows of
+     * the current step, width dim (fp32). Collective. */
+    int (*tp_allreduce)(struct engine_backend *be, struct engine_buf *x, int dim,
+                        struct ny_err *err);
+    /* Vocabulary-sharded greedy argmax: this rank holds logits [n, vocab_local] of the ids
+     * [vocab_off, vocab_off + vocab_local); ids[i] (host, same on every rank) = the global argmax
+     * of row i, ties to the lowest global id, NaN never winning (all NaN: id 0). Collective. */
+    int (*tp_argmax)(struct engine_backend *be, const struct engine_buf *logits, int n,
+                     int vocab_local, int vocab_off, int32_t *ids, struct ny_err *err);
+
+    /* ---- benchmarks (optional) ---- */
+    /* A weight [rows, cols] (bf16 on a GPU) made on the device, no file involved: the block at
+     * (row0, col0) of a virtual [*, full_cols] matrix whose element (i, j) is uniform in
+     * [-scale, scale), drawn from (seed, i * full_cols + j) alone. So the shards of a matrix made
+     * on several ranks are exactly the slices of the one made whole (TP parity checks). */
+    int (*weight_random)(struct engine_backend *be, size_t rows, size_t cols, size_t row0,
+                         size_t col0, size_t full_cols, uint64_t seed, float scale,
+                         struct engine_buf **out, struct ny_err *err);
 };
 
 /* The CPU reference backend (engine/cpu/). Always built. */
