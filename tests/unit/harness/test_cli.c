@@ -240,6 +240,32 @@ static void test_verify_bad_dirs(void **state)
     expect_stderr("invalid UTF-8");
 }
 
+/* `nyxaudit bench`: argument errors are exit 2 before any device is touched. */
+static void test_bench_args(void **state)
+{
+    (void)state;
+    assert_int_equal(sh("", "bench --shape llama3-8b --tp 0"), 2);
+    expect_stderr("--tp: '0' is not an integer in [1, 8]");
+    assert_int_equal(sh("", "bench --shape llama3-8b --tp 9"), 2);
+    expect_stderr("--tp: '9' is not an integer in [1, 8]");
+    assert_int_equal(sh("", "bench --shape llama3-8b --tp two"), 2);
+    expect_stderr("--tp: 'two' is not an integer");
+    assert_int_equal(sh("", "bench --shape llama3-8b --ids-out"), 2);
+    expect_stderr("--ids-out needs a value");
+    assert_int_equal(sh("", "bench --shape llama3-8b --ids-out --tp 2"), 2);
+    expect_stderr("--ids-out needs a value");
+    assert_int_equal(sh("", "bench --shape llama3-8b --ids-out nowhere/ids.txt"), 2);
+    expect_stderr("--ids-out nowhere/ids.txt: its directory does not exist");
+    assert_int_equal(sh("", "bench --tp 2"), 2);
+    expect_stderr("--shape is required");
+    assert_int_equal(sh("", "bench --help"), 0);
+    char *o = slurp("out.txt");
+    assert_non_null(o);
+    assert_non_null(strstr(o, "[--tp T]"));
+    assert_non_null(strstr(o, "[--ids-out FILE]"));
+    ny_free(o);
+}
+
 static void test_exit_3_incomplete_then_resume(void **state)
 {
     (void)state;
@@ -268,6 +294,7 @@ int main(void)
         cmocka_unit_test(test_exit_1_gate_failed_and_tamper),
         cmocka_unit_test(test_exit_2_invalid),
         cmocka_unit_test(test_verify_bad_dirs),
+        cmocka_unit_test(test_bench_args),
         cmocka_unit_test(test_verify_names_changed_checkpoint_file),
         cmocka_unit_test(test_exit_3_incomplete_then_resume),
         cmocka_unit_test(test_exit_4_internal),
