@@ -104,7 +104,11 @@ struct engine_model;
 struct engine_model_opts {
     const char *device;  /* "cpu" (default when NULL) or "cuda" */
     int threads;         /* CPU worker threads; 0 = one per online core */
-    int tp;              /* tensor-parallel GPUs (cuda only); 0 or 1 = none */
+    int tp;              /* tensor-parallel ranks, 0 or 1 = none; on cuda GPUs gpu..gpu+tp-1
+                          * (NCCL), on the cpu (for checking the sharding) threads split
+                          * between the ranks. tp must divide the heads and the intermediate
+                          * size, and divide or be a multiple of the key/value heads (then
+                          * each of those is copied onto the ranks of its query heads). */
     int gpu;             /* first GPU index (cuda only) */
 };
 
@@ -135,7 +139,8 @@ struct engine_model_info {
     const int *eos_ids;
     int n_adapters;
     const char *device;   /* "cpu", "cuda" */
-    int threads;
+    int threads;          /* CPU threads per rank */
+    int tp;               /* tensor-parallel ranks (1: none) */
 };
 void engine_model_info_get(const struct engine_model *m, struct engine_model_info *out);
 

@@ -74,6 +74,7 @@ enum engine_proj { ENGINE_Q, ENGINE_K, ENGINE_V, ENGINE_O, ENGINE_GATE, ENGINE_U
                    ENGINE_N_PROJ };
 
 #define ENGINE_MAX_ADAPTERS 32
+#define ENGINE_MAX_TP 8
 
 struct engine_layer {
     struct engine_buf *in_norm, *post_norm;
@@ -101,6 +102,13 @@ struct engine_model {
     int n_adapters;
     int n_threads;
     int poisoned;                  /* a backend failure happened: refuse further work */
+    /* tensor parallelism (model_tp.c): this instance is rank `rank` of `tp` and holds its shard */
+    int tp, rank;
+    int l_heads, l_kv_heads, l_ff; /* this rank's heads, kv heads, intermediate width */
+    int kv_head0;                  /* its first key/value head (shared by ranks when tp > kv) */
+    int l_vocab, vocab_off;        /* this rank's lm_head rows: ids [vocab_off, +l_vocab) */
+    struct engine_model **ranks;   /* the lead (rank 0, the caller's handle) only: [tp] */
+    struct engine_tp *group;       /* the lead only; NULL when tp == 1 */
 };
 
 /* Projection names as in the files ("q_proj"), and their module path inside a layer. */
@@ -108,6 +116,32 @@ const char *engine_proj_name(enum engine_proj p);
 const char *engine_proj_module(enum engine_proj p); /* "self_attn.q_proj" */
 /* [out, in] of a projection for cfg. */
 void engine_proj_shape(const struct engine_config *cfg, enum engine_proj p, int *out, int *in);
+
+/* ---- tensor parallelism (model_tp.c) ---------------------------------------------------------
+ * A model opened with tp > 1 is a lead (rank 0, the handle callers hold) and tp - 1 rank
+ * instances, each with its own backend instance on its own device and a Megatron shard of every
+ * weight. Everything that touches weights or activations runs on every rank, a thread each. */
+
+/* [out, in] of projection p on this rank. */
+void engine_proj_shape_local(const struct engine_model *m, enum engine_proj p, int *out, int *in);
+/* The block of the full [out, in] weight of p that this rank holds: rows [*row0, +*nrows) and
+ * columns [*col0, +*ncols). lora: 'A' or 'B' for the adapter matrices of p (A [r, in] is split
+ * like W's columns, B [out, r] like W's rows; rank r columns/rows are never split), 0 for W. */
+void engine_proj_block(const struct engine_model *m, enum engine_proj p, int lora, int r,
+                       int *row0, int *nrows, int *col0, int *ncols);
+/* Upload the block (row0, nrows, col0, ncols) of the row-major [rows, cols] matrix src of dtype
+ * dt to m's backend (a staging copy when the columns are split). */
+int engine_upload_block(struct engine_model *m, enum engine_dtype dt, const void *src,
+                        size_t rows, size_t cols, int row0, int nrows, int col0, int ncols,
+                        struct engine_buf **out, struct ny_err *err);
+/* Set m's local sizes for rank `rank` of `tp` (checked: tp divides heads, kv heads and the
+ * intermediate width). */
+int engine_tp_shard_sizes(struct engine_model *m, int tp, int rank, struct ny_err *err);
+/* Run fn on every rank of lead (rank 0 on the calling thread, the others on threads of their
+ * own) and wait for all. When a rank fails, the group is aborted so no rank waits for it; the
+ * error returned is the first rank's that did not fail merely because of the abort. */
+typedef int (*engine_rank_fn)(struct engine_model *rank_m, void *ctx, struct ny_err *err);
+int engine_tp_run(struct engine_model *lead, engine_rank_fn fn, void *ctx, struct ny_err *err);
 
 /* ---- the forward pass (model_forward.c) ------------------------------------------------------ */
 /* Per-call state: the KV cache and activation buffers sized for the largest step so far. */

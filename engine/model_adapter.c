@@ -270,10 +270,17 @@ static int merge_one(struct engine_model *m, int l, int p, const struct engine_t
         for (size_t i = 0; i < nw; i++)
             w[i] += ba[i] * scale;
         struct engine_buf *nb;
-        rc = m->ops->weight_upload(m->be, ENGINE_DTYPE_F32, w, (size_t)out, (size_t)in, &nb, err);
-        if (rc == NY_OK) {
-            m->ops->buf_free(m->be, m->layers[l].w[p]);
-            m->layers[l].w[p] = nb;
+        /* every rank takes its block of the merged weight */
+        for (int k = 0; k < m->tp && rc == NY_OK; k++) {
+            struct engine_model *rm = m->tp > 1 ? m->ranks[k] : m;
+            int r0, nr, c0, nc;
+            engine_proj_block(rm, p, 0, 0, &r0, &nr, &c0, &nc);
+            rc = engine_upload_block(rm, ENGINE_DTYPE_F32, w, (size_t)out, (size_t)in, r0, nr, c0,
+                                     nc, &nb, err);
+            if (rc == NY_OK) {
+                rm->ops->buf_free(rm->be, rm->layers[l].w[p]);
+                rm->layers[l].w[p] = nb;
+            }
         }
     }
     ny_free(w);
@@ -283,18 +290,40 @@ static int merge_one(struct engine_model *m, int l, int p, const struct engine_t
     return rc;
 }
 
-/* Upload the planned tensors as adapter `idx` (unmerged) or fold them into the base (merged). */
+/* This rank's blocks of one projection's A and B (see engine_proj_block). */
+static int attach_term(struct engine_model *rm, int l, int p, const struct engine_tensor *a,
+                       const struct engine_tensor *b, float scale, int idx, struct ny_err *err)
+{
+    struct engine_lora_term *t = &rm->layers[l].lora[p][idx];
+    int r = (int)a->shape[0], r0, nr, c0, nc;
+    engine_proj_block(rm, p, 'A', r, &r0, &nr, &c0, &nc);
+    int rc = engine_upload_block(rm, a->dtype, a->data, a->shape[0], a->shape[1], r0, nr, c0, nc,
+                                 &t->a, err);
+    engine_proj_block(rm, p, 'B', r, &r0, &nr, &c0, &nc);
+    if (rc == NY_OK)
+        rc = engine_upload_block(rm, b->dtype, b->data, b->shape[0], b->shape[1], r0, nr, c0, nc,
+                                 &t->b, err);
+    t->rank = r;
+    t->scale = scale;
+    return rc;
+}
+
+/* Upload the planned tensors as adapter `idx` (unmerged; on every rank, each its blocks) or fold
+ * them into the base (merged). */
 static int attach(struct engine_model *m, const struct adapter_plan *pl, int idx, int merge,
                   struct ny_err *err)
 {
     int rc = NY_OK;
-    for (int l = 0; l < m->cfg.n_layers; l++) {
-        for (int p = 0; p < ENGINE_N_PROJ; p++) {
-            struct engine_layer *L = &m->layers[l];
-            if (!L->lora[p])
-                L->lora[p] = ny_calloc(ENGINE_MAX_ADAPTERS, sizeof *L->lora[p]);
-            if (!L->lora[p])
-                return NY_ERR(err, NY_E_NOMEM, "out of memory attaching an adapter");
+    for (int k = 0; k < m->tp; k++) {
+        struct engine_model *rm = m->tp > 1 ? m->ranks[k] : m;
+        for (int l = 0; l < m->cfg.n_layers; l++) {
+            for (int p = 0; p < ENGINE_N_PROJ; p++) {
+                struct engine_layer *L = &rm->layers[l];
+                if (!L->lora[p])
+                    L->lora[p] = ny_calloc(ENGINE_MAX_ADAPTERS, sizeof *L->lora[p]);
+                if (!L->lora[p])
+                    return NY_ERR(err, NY_E_NOMEM, "out of memory attaching an adapter");
+            }
         }
     }
     for (int l = 0; l < m->cfg.n_layers && rc == NY_OK; l++) {
@@ -307,14 +336,9 @@ static int attach(struct engine_model *m, const struct adapter_plan *pl, int idx
                 rc = merge_one(m, l, p, a, b, pl->scale[k], err);
                 continue;
             }
-            struct engine_lora_term *t = &m->layers[l].lora[p][idx];
-            rc = m->ops->weight_upload(m->be, a->dtype, a->data, a->shape[0], a->shape[1], &t->a,
-                                       err);
-            if (rc == NY_OK)
-                rc = m->ops->weight_upload(m->be, b->dtype, b->data, b->shape[0], b->shape[1],
-                                           &t->b, err);
-            t->rank = (int)a->shape[0];
-            t->scale = pl->scale[k];
+            for (int q = 0; q < m->tp && rc == NY_OK; q++)
+                rc = attach_term(m->tp > 1 ? m->ranks[q] : m, l, p, a, b, pl->scale[k], idx,
+                                 err);
         }
     }
     return rc;
@@ -372,6 +396,8 @@ int engine_model_adapter_add(struct engine_model *m, const char *name, const cha
         m->adapters[idx].dir = ny_strdup(dir);
         m->adapters[idx].merged = merge;
         m->n_adapters++;
+        for (int k = 1; k < m->tp; k++) /* the ranks' forward passes count the adapters too */
+            m->ranks[k]->n_adapters = m->n_adapters;
         if (rc == NY_OK && (!m->adapters[idx].name || !m->adapters[idx].dir))
             rc = NY_ERR(err, NY_E_NOMEM, "out of memory");
     }

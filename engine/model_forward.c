@@ -1,7 +1,8 @@
 /* model_forward.c — the Llama forward pass, written once against the backend ops table: one step
  * turns a batch of rows (prompts and/or single decode tokens, grouped by request) into the logits
  * of each request's last row. Shapes: R rows, H hidden, Q = heads·head_dim, K = kv_heads·hd,
- * F intermediate, V vocab, S requests in the step. */
+ * F intermediate, V vocab, S requests in the step — Q, K, F and V being this rank's shares under
+ * tensor parallelism (model_tp.c), with one sum over the ranks after o and one after down. */
 #include <math.h>
 #include <string.h>
 
@@ -25,14 +26,14 @@ static int fwd_reserve(struct engine_fwd *f, int rows, int seqs, struct ny_err *
     int rc = NY_OK;
     if (rows > f->cap_rows) {
         fwd_free_bufs(f);
-        size_t r = (size_t)rows, qd = (size_t)c->n_heads * c->head_dim;
-        size_t kvd = (size_t)c->n_kv_heads * c->head_dim;
+        size_t r = (size_t)rows, qd = (size_t)f->m->l_heads * c->head_dim;
+        size_t kvd = (size_t)f->m->l_kv_heads * c->head_dim;
         struct {
             struct engine_buf **b;
             size_t w;
         } want[] = {{&f->x, (size_t)c->hidden}, {&f->h, (size_t)c->hidden}, {&f->q, qd},
                     {&f->k, kvd},  {&f->v, kvd}, {&f->att, qd},
-                    {&f->g, (size_t)c->intermediate}, {&f->u, (size_t)c->intermediate}};
+                    {&f->g, (size_t)f->m->l_ff}, {&f->u, (size_t)f->m->l_ff}};
         for (size_t i = 0; i < sizeof want / sizeof want[0] && rc == NY_OK; i++)
             rc = ops->buf_alloc(f->m->be, r * want[i].w, want[i].b, err);
         if (rc != NY_OK) {
@@ -45,7 +46,7 @@ static int fwd_reserve(struct engine_fwd *f, int rows, int seqs, struct ny_err *
         ops->buf_free(f->m->be, f->logits);
         f->logits = NULL;
         f->cap_seqs = 0;
-        rc = ops->buf_alloc(f->m->be, (size_t)seqs * c->vocab, &f->logits, err);
+        rc = ops->buf_alloc(f->m->be, (size_t)seqs * f->m->l_vocab, &f->logits, err);
         if (rc != NY_OK)
             return rc;
         int *lr = ny_reallocarray(f->last_rows, (size_t)seqs, sizeof *lr);
@@ -83,12 +84,20 @@ static int proj(struct engine_fwd *f, int l, enum engine_proj p, const struct en
     struct engine_model *m = f->m;
     const struct engine_layer *L = &m->layers[l];
     int out, in;
-    engine_proj_shape(&m->cfg, p, &out, &in);
+    engine_proj_shape_local(m, p, &out, &in);
     return m->ops->matmul(m->be, x, in, L->w[p], out, L->lora[p], L->lora[p] ? m->n_adapters : 0,
                           NULL, 0, y, err);
 }
 
-/* One decoder layer on f->x [R, H], in place. */
+/* Under tensor parallelism h holds this rank's partial o or down product (LoRA term included):
+ * the sum over ranks, in rank order, makes the full one on every rank. */
+static int tp_sum(struct engine_fwd *f, struct engine_buf *h, struct ny_err *err)
+{
+    struct engine_model *m = f->m;
+    return m->tp > 1 ? m->ops->tp_allreduce(m->be, h, m->cfg.hidden, err) : NY_OK;
+}
+
+/* One decoder layer on f->x [R, H], in place (this rank's heads and MLP columns). */
 static int fwd_layer(struct engine_fwd *f, int l, struct ny_err *err)
 {
     struct engine_model *m = f->m;
@@ -102,19 +111,19 @@ static int fwd_layer(struct engine_fwd *f, int l, struct ny_err *err)
         (rc = proj(f, l, ENGINE_Q, f->h, f->q, err)) ||
         (rc = proj(f, l, ENGINE_K, f->h, f->k, err)) ||
         (rc = proj(f, l, ENGINE_V, f->h, f->v, err)) ||
-        (rc = ops->rope(be, f->q, c->n_heads, c->head_dim, m->inv_freq, 1.0f, err)) ||
-        (rc = ops->rope(be, f->k, c->n_kv_heads, c->head_dim, m->inv_freq, 1.0f, err)) ||
-        (rc = ops->attention(be, f->kv, l, f->q, f->k, f->v, c->n_heads,
+        (rc = ops->rope(be, f->q, m->l_heads, c->head_dim, m->inv_freq, 1.0f, err)) ||
+        (rc = ops->rope(be, f->k, m->l_kv_heads, c->head_dim, m->inv_freq, 1.0f, err)) ||
+        (rc = ops->attention(be, f->kv, l, f->q, f->k, f->v, m->l_heads,
                              1.0f / sqrtf((float)c->head_dim), f->att, err)) ||
-        (rc = proj(f, l, ENGINE_O, f->att, f->h, err)) ||
+        (rc = proj(f, l, ENGINE_O, f->att, f->h, err)) || (rc = tp_sum(f, f->h, err)) ||
         (rc = ops->add(be, f->x, f->h, c->hidden, err)))
         return rc;
     /* MLP block: h = norm(x); x += (silu(h·Wgᵀ) ⊙ h·Wuᵀ)·Wdᵀ */
     if ((rc = ops->rmsnorm(be, f->x, L->post_norm, c->hidden, c->rms_eps, f->h, err)) ||
         (rc = proj(f, l, ENGINE_GATE, f->h, f->g, err)) ||
         (rc = proj(f, l, ENGINE_UP, f->h, f->u, err)) ||
-        (rc = ops->swiglu(be, f->g, f->u, c->intermediate, f->g, err)) ||
-        (rc = proj(f, l, ENGINE_DOWN, f->g, f->h, err)) ||
+        (rc = ops->swiglu(be, f->g, f->u, m->l_ff, f->g, err)) ||
+        (rc = proj(f, l, ENGINE_DOWN, f->g, f->h, err)) || (rc = tp_sum(f, f->h, err)) ||
         (rc = ops->add(be, f->x, f->h, c->hidden, err)))
         return rc;
     return NY_OK;
@@ -137,9 +146,9 @@ int engine_fwd_step(struct engine_fwd *f, const struct engine_batch *b, const in
     for (int l = 0; l < c->n_layers; l++)
         if ((rc = fwd_layer(f, l, err)) != NY_OK)
             return rc;
-    /* logits of each request's last row: norm(x)·W_lmᵀ */
+    /* logits of each request's last row: norm(x)·W_lmᵀ (this rank's vocabulary shard) */
     if ((rc = ops->rmsnorm(m->be, f->x, m->final_norm, c->hidden, c->rms_eps, f->h, err)) ||
-        (rc = ops->matmul(m->be, f->h, c->hidden, m->lm_head, c->vocab, NULL, 0, f->last_rows,
+        (rc = ops->matmul(m->be, f->h, c->hidden, m->lm_head, m->l_vocab, NULL, 0, f->last_rows,
                           b->n_seqs, f->logits, err)))
         return rc;
     return NY_OK;

@@ -19,7 +19,8 @@ struct gen_req {
 };
 
 struct gen {
-    struct engine_model *m;
+    struct engine_model *m;        /* this rank's model */
+    struct gen *lead;              /* rank 0's: owns the first-logits arrays */
     const struct engine_request *reqs;
     size_t n;
     const struct engine_gen_opts *o;
@@ -109,18 +110,20 @@ static int gen_plan(struct gen *g, int *n_rows_out, struct ny_err *err)
     return s;
 }
 
-/* Take the step's argmax ids (and first logits); retire finished requests. */
+/* Take the step's argmax ids (and first logits: each rank its vocabulary shard, into the
+ * lead's arrays); retire finished requests. */
 static int gen_advance(struct gen *g, struct engine_fwd *f, const struct engine_batch *b,
                        struct ny_err *err)
 {
     struct engine_model *m = g->m;
-    int vocab = m->cfg.vocab;
+    int lv = m->l_vocab;
     for (int s = 0; s < b->n_seqs; s++) {
         struct gen_req *r = &g->r[g->seq_req[s]];
+        float *dst = g->lead->r[g->seq_req[s]].logits;
         int rc;
         if (r->n_out == 0 && g->o->first_logits &&
-            (rc = m->ops->buf_read(m->be, f->logits, (size_t)s * vocab, r->logits, (size_t)vocab,
-                                   err)) != NY_OK)
+            (rc = m->ops->buf_read(m->be, f->logits, (size_t)s * lv, dst + m->vocab_off,
+                                   (size_t)lv, err)) != NY_OK)
             return rc;
         r->pos += b->seq_start[s + 1] - b->seq_start[s];
         r->out[r->n_out++] = g->next[s];
@@ -148,7 +151,10 @@ static int gen_run(struct gen *g, struct engine_fwd *f, struct ny_err *err)
         struct engine_batch b = {n_rows,       n_seqs,        g->seq_start,
                                  g->seq_slot,  g->seq_pos0,   g->seq_adapter};
         if ((rc = engine_fwd_step(f, &b, g->ids, err)) ||
-            (rc = m->ops->argmax(m->be, f->logits, n_seqs, m->cfg.vocab, g->next, err)) ||
+            (rc = m->tp > 1 ? m->ops->tp_argmax(m->be, f->logits, n_seqs, m->l_vocab,
+                                                m->vocab_off, g->next, err)
+                            : m->ops->argmax(m->be, f->logits, n_seqs, m->l_vocab, g->next,
+                                             err)) ||
             (rc = gen_advance(g, f, &b, err)))
             return rc;
     }
@@ -168,9 +174,9 @@ static int gen_alloc(struct gen *g, int n_slots, struct ny_err *err)
         return NY_ERR(err, NY_E_NOMEM, "out of memory");
     for (size_t i = 0; i < n; i++) {
         g->r[i].out = ny_calloc((size_t)g->o->max_new_tokens, sizeof(int32_t));
-        g->r[i].logits = g->o->first_logits ? ny_calloc((size_t)g->m->cfg.vocab, sizeof(float))
-                                            : NULL;
-        if (!g->r[i].out || (g->o->first_logits && !g->r[i].logits))
+        int want = g->o->first_logits && g == g->lead;
+        g->r[i].logits = want ? ny_calloc((size_t)g->m->cfg.vocab, sizeof(float)) : NULL;
+        if (!g->r[i].out || (want && !g->r[i].logits))
             return NY_ERR(err, NY_E_NOMEM, "out of memory for the results");
     }
     for (int s = 0; s < n_slots; s++) /* slot 0 handed out first */
@@ -195,6 +201,26 @@ static void gen_free(struct gen *g)
     ny_free(g->next);
 }
 
+/* One call's state shared by the ranks: each rank decodes the same schedule on its shard. */
+struct gen_call {
+    struct gen *gens;              /* [tp] */
+    struct engine_kv_shape kvs;
+};
+
+static int gen_rank(struct engine_model *rm, void *ctx, struct ny_err *err)
+{
+    struct gen_call *c = ctx;
+    struct engine_kv_shape kvs = c->kvs;
+    kvs.n_kv_heads = rm->l_kv_heads;
+    struct engine_fwd f;
+    int rc = engine_fwd_init(&f, rm, &kvs, err);
+    if (rc != NY_OK)
+        return rc;
+    rc = gen_run(&c->gens[rm->rank], &f, err);
+    engine_fwd_fini(&f);
+    return rc;
+}
+
 int engine_generate(struct engine_model *m, const struct engine_request *reqs, size_t n,
                     const struct engine_gen_opts *opts, struct engine_result *results,
                     struct ny_err *err)
@@ -208,32 +234,37 @@ int engine_generate(struct engine_model *m, const struct engine_request *reqs, s
     size_t max_in = 0;
     for (size_t i = 0; i < n; i++)
         max_in = reqs[i].n_input > max_in ? reqs[i].n_input : max_in;
-    struct engine_kv_shape kvs = {m->cfg.n_layers, m->cfg.n_kv_heads, m->cfg.head_dim, n_slots,
-                                  (int)max_in + opts->max_new_tokens};
-    struct gen g = {.m = m, .reqs = reqs, .n = n, .o = opts};
-    struct engine_fwd f;
-    rc = gen_alloc(&g, n_slots, err);
-    int fwd_ok = 0;
-    if (rc == NY_OK && (rc = engine_fwd_init(&f, m, &kvs, err)) == NY_OK)
-        fwd_ok = 1;
-    if (rc == NY_OK) {
-        rc = gen_run(&g, &f, err);
-        if (rc == NY_E_DEVICE || rc == NY_E_INTERNAL)
-            m->poisoned = 1;
+    int tp = m->tp > 1 ? m->tp : 1;
+    struct gen_call call = {.kvs = {m->cfg.n_layers, m->cfg.n_kv_heads, m->cfg.head_dim, n_slots,
+                                    (int)max_in + opts->max_new_tokens}};
+    call.gens = ny_calloc((size_t)tp, sizeof *call.gens);
+    if (!call.gens)
+        return NY_ERR(err, NY_E_NOMEM, "out of memory");
+    for (int k = 0; k < tp && rc == NY_OK; k++) {
+        struct gen *g = &call.gens[k];
+        *g = (struct gen){.m = tp > 1 ? m->ranks[k] : m, .lead = &call.gens[0], .reqs = reqs,
+                          .n = n, .o = opts};
+        rc = gen_alloc(g, n_slots, err);
     }
-    if (fwd_ok)
-        engine_fwd_fini(&f);
+    if (rc == NY_OK) {
+        rc = engine_tp_run(m, gen_rank, &call, err);
+        if (rc == NY_E_DEVICE || rc == NY_E_INTERNAL || (rc != NY_OK && tp > 1))
+            m->poisoned = 1; /* a failed group stays aborted */
+    }
+    struct gen *g = &call.gens[0];
     if (rc == NY_OK) {
         for (size_t i = 0; i < n; i++) {
-            results[i].output_ids = g.r[i].out;
-            results[i].n_output = g.r[i].n_out;
-            results[i].stopped_on_eos = g.r[i].eos;
-            results[i].first_logits = g.r[i].logits;
-            g.r[i].out = NULL;
-            g.r[i].logits = NULL;
+            results[i].output_ids = g->r[i].out;
+            results[i].n_output = g->r[i].n_out;
+            results[i].stopped_on_eos = g->r[i].eos;
+            results[i].first_logits = g->r[i].logits;
+            g->r[i].out = NULL;
+            g->r[i].logits = NULL;
         }
     }
-    gen_free(&g);
+    for (int k = 0; k < tp; k++)
+        gen_free(&call.gens[k]);
+    ny_free(call.gens);
     return rc;
 }
 

@@ -35,19 +35,29 @@ void engine_proj_shape(const struct engine_config *c, enum engine_proj p, int *o
     }
 }
 
-/* Find, check and upload one weight [rows, cols] (cols == 0: a 1-D weight of rows). */
-static int upload(struct engine_model *m, const char *name, int rows, int cols,
-                  struct engine_buf **out, struct ny_err *err)
+/* Find and check the weight `name` [rows, cols] (cols == 0: a 1-D weight of rows) and upload
+ * this rank's block of it (rows [row0, +nrows) and columns [col0, +ncols); nrows == 0: whole). */
+static int upload_part(struct engine_model *m, const char *name, int rows, int cols, int row0,
+                       int nrows, int col0, int ncols, struct engine_buf **out,
+                       struct ny_err *err)
 {
     const struct engine_tensor *t;
     int rc = engine_st_get(m->st, name, (uint64_t)rows, (uint64_t)cols, &t, err);
     if (rc != NY_OK)
         return rc;
-    rc = m->ops->weight_upload(m->be, t->dtype, t->data, cols ? (size_t)rows : 1,
-                               cols ? (size_t)cols : (size_t)rows, out, err);
+    size_t R = cols ? (size_t)rows : 1, C = cols ? (size_t)cols : (size_t)rows;
+    if (nrows == 0)
+        row0 = 0, nrows = (int)R, col0 = 0, ncols = (int)C;
+    rc = engine_upload_block(m, t->dtype, t->data, R, C, row0, nrows, col0, ncols, out, err);
     if (rc != NY_OK)
         ny_err_prefix(err, "%s: tensor '%s': ", t->file, name);
     return rc;
+}
+
+static int upload(struct engine_model *m, const char *name, int rows, int cols,
+                  struct engine_buf **out, struct ny_err *err)
+{
+    return upload_part(m, name, rows, cols, 0, 0, 0, 0, out, err);
 }
 
 static int load_layer(struct engine_model *m, int l, struct ny_err *err)
@@ -61,27 +71,80 @@ static int load_layer(struct engine_model *m, int l, struct ny_err *err)
     if (rc == NY_OK)
         rc = upload(m, name, c->hidden, 0, &L->post_norm, err);
     for (int p = 0; p < ENGINE_N_PROJ && rc == NY_OK; p++) {
-        int out, in;
+        int out, in, r0, nr, c0, nc;
         engine_proj_shape(c, (enum engine_proj)p, &out, &in);
+        engine_proj_block(m, (enum engine_proj)p, 0, 0, &r0, &nr, &c0, &nc);
         snprintf(name, sizeof name, "model.layers.%d.%s.weight", l,
                  engine_proj_module((enum engine_proj)p));
-        rc = upload(m, name, out, in, &L->w[p], err);
+        rc = upload_part(m, name, out, in, r0, nr, c0, nc, &L->w[p], err);
     }
     return rc;
 }
 
-static int load_weights(struct engine_model *m, struct ny_err *err)
+/* This rank's weights: embedding and norms whole, lm_head rows of its vocabulary shard. */
+static int load_weights(struct engine_model *m, void *ctx, struct ny_err *err)
 {
+    (void)ctx;
     const struct engine_config *c = &m->cfg;
     int rc = upload(m, "model.embed_tokens.weight", c->vocab, c->hidden, &m->embed, err);
     if (rc == NY_OK)
         rc = upload(m, "model.norm.weight", c->hidden, 0, &m->final_norm, err);
-    if (rc == NY_OK && c->tie_embeddings)
+    const char *head = c->tie_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
+    if (rc == NY_OK && c->tie_embeddings && m->tp == 1)
         m->lm_head = m->embed;
     else if (rc == NY_OK)
-        rc = upload(m, "lm_head.weight", c->vocab, c->hidden, &m->lm_head, err);
+        rc = upload_part(m, head, c->vocab, c->hidden, m->vocab_off, m->l_vocab, 0, c->hidden,
+                         &m->lm_head, err);
     for (int l = 0; l < c->n_layers && rc == NY_OK; l++)
         rc = load_layer(m, l, err);
+    return rc;
+}
+
+/* A rank instance beside the lead: the lead's configuration, its own backend on GPU gpu. */
+static int rank_new(struct engine_model *lead, int k, const struct engine_model_opts *o,
+                    struct engine_model **out, struct ny_err *err)
+{
+    struct engine_model *r = ny_calloc(1, sizeof *r);
+    if (!r)
+        return NY_ERR(err, NY_E_NOMEM, "out of memory");
+    r->cfg = lead->cfg;
+    r->ops = lead->ops;
+    r->st = lead->st; /* borrowed: only the lead closes it */
+    r->n_threads = lead->n_threads;
+    int rc = engine_tp_shard_sizes(r, lead->tp, k, err);
+    if (rc == NY_OK)
+        rc = r->ops->create(r->n_threads, o->gpu + k, &r->be, err);
+    if (rc == NY_OK) {
+        r->layers = ny_calloc((size_t)r->cfg.n_layers, sizeof *r->layers);
+        r->inv_freq = ny_calloc((size_t)r->cfg.head_dim / 2, sizeof(float));
+        if (!r->layers || !r->inv_freq)
+            rc = NY_ERR(err, NY_E_NOMEM, "out of memory");
+    }
+    if (rc == NY_OK)
+        engine_config_inv_freq(&r->cfg, r->inv_freq);
+    *out = r; /* closed by the lead even when half made */
+    return rc;
+}
+
+/* The ranks 1..tp-1 and the group (the lead's backend exists already). */
+static int tp_setup(struct engine_model *m, const struct engine_model_opts *o, struct ny_err *err)
+{
+    m->ranks = ny_calloc((size_t)m->tp, sizeof *m->ranks);
+    if (!m->ranks)
+        return NY_ERR(err, NY_E_NOMEM, "out of memory");
+    m->ranks[0] = m;
+    int rc = NY_OK;
+    for (int k = 1; k < m->tp && rc == NY_OK; k++)
+        rc = rank_new(m, k, o, &m->ranks[k], err);
+    if (rc != NY_OK)
+        return rc;
+    struct engine_backend **bes = ny_calloc((size_t)m->tp, sizeof *bes);
+    if (!bes)
+        return NY_ERR(err, NY_E_NOMEM, "out of memory");
+    for (int k = 0; k < m->tp; k++)
+        bes[k] = m->ranks[k]->be;
+    rc = m->ops->tp_create(bes, m->tp, &m->group, err);
+    ny_free(bes);
     return rc;
 }
 
@@ -95,35 +158,41 @@ int engine_model_open(const char *dir, const struct engine_model_opts *opts,
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         o.threads = n < 1 ? 1 : n > 256 ? 256 : (int)n;
     }
-    if (o.tp > 1 && (!o.device || strcmp(o.device, "cuda") != 0))
-        return NY_ERR(err, NY_E_INVALID, "--tp %d needs --device cuda", o.tp);
     const struct engine_backend_ops *ops;
     int rc = engine_backend_find(o.device, &ops, err);
     if (rc != NY_OK)
         return rc;
-    if (o.tp > 1) /* never ignored silently: no backend splits a model over GPUs yet */
+    if (o.tp > 1 && !ops->tp_create)
         return NY_ERR(err, NY_E_UNSUPPORTED, "--tp %d: tensor parallelism is not available in "
-                      "the %s backend", o.tp, ops->name);
+                      "the %s backend%s", o.tp, ops->name,
+                      strcmp(ops->name, "cuda") ? "" : " (this build has no NCCL)");
+    if (o.tp > ENGINE_MAX_TP)
+        return NY_ERR(err, NY_E_INVALID, "--tp %d: at most %d ranks", o.tp, ENGINE_MAX_TP);
     struct engine_model *m = ny_calloc(1, sizeof *m);
     if (!m || !(m->dir = ny_strdup(dir))) {
         ny_free(m);
         return NY_ERR(err, NY_E_NOMEM, "out of memory");
     }
     m->ops = ops;
-    m->n_threads = o.threads;
+    /* CPU ranks share the cores */
+    m->n_threads = o.tp > 1 && o.threads >= o.tp ? o.threads / o.tp : o.threads;
     rc = engine_config_load(dir, &m->cfg, err);
+    if (rc == NY_OK)
+        rc = engine_tp_shard_sizes(m, o.tp > 1 ? o.tp : 1, 0, err);
     if (rc == NY_OK)
         rc = engine_st_open_dir(dir, NULL, &m->st, err);
     if (rc == NY_OK)
-        rc = ops->create(o.threads, o.gpu, &m->be, err);
+        rc = ops->create(m->n_threads, o.gpu, &m->be, err);
     if (rc == NY_OK) {
         m->layers = ny_calloc((size_t)m->cfg.n_layers, sizeof *m->layers);
         m->inv_freq = ny_calloc((size_t)m->cfg.head_dim / 2, sizeof(float));
         if (!m->layers || !m->inv_freq)
             rc = NY_ERR(err, NY_E_NOMEM, "out of memory");
     }
+    if (rc == NY_OK && m->tp > 1)
+        rc = tp_setup(m, &o, err);
     if (rc == NY_OK)
-        rc = load_weights(m, err);
+        rc = engine_tp_run(m, load_weights, NULL, err);
     if (rc != NY_OK) {
         engine_model_close(m);
         return rc;
@@ -133,7 +202,7 @@ int engine_model_open(const char *dir, const struct engine_model_opts *opts,
     return NY_OK;
 }
 
-void engine_model_close(struct engine_model *m)
+static void model_free(struct engine_model *m)
 {
     if (!m)
         return;
@@ -157,16 +226,30 @@ void engine_model_close(struct engine_model *m)
         m->ops->buf_free(m->be, m->final_norm);
         m->ops->destroy(m->be);
     }
-    for (int a = 0; a < m->n_adapters; a++) {
+    for (int a = 0; m->adapters && a < m->n_adapters; a++) {
         ny_free(m->adapters[a].name);
         ny_free(m->adapters[a].dir);
     }
     ny_free(m->adapters);
     ny_free(m->layers);
     ny_free(m->inv_freq);
-    engine_st_close(m->st);
+    if (m->rank == 0)
+        engine_st_close(m->st);
     ny_free(m->dir);
     ny_free(m);
+}
+
+void engine_model_close(struct engine_model *m)
+{
+    if (!m)
+        return;
+    /* the group goes first: it may hold resources of every rank's device */
+    if (m->group)
+        m->ops->tp_destroy(m->group);
+    for (int k = 1; m->ranks && k < m->tp; k++)
+        model_free(m->ranks[k]);
+    ny_free(m->ranks);
+    model_free(m);
 }
 
 void engine_model_info_get(const struct engine_model *m, struct engine_model_info *out)
@@ -187,4 +270,5 @@ void engine_model_info_get(const struct engine_model *m, struct engine_model_inf
     out->n_adapters = m->n_adapters;
     out->device = m->ops->name;
     out->threads = m->n_threads;
+    out->tp = m->tp;
 }

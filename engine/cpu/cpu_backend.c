@@ -373,4 +373,9 @@ const struct engine_backend_ops engine_cpu_ops = {
     .kv_create = cpu_kv_create,
     .kv_destroy = cpu_kv_destroy,
     .kv_slot_reset = cpu_kv_slot_reset,
+    .tp_create = cpu_tp_create,
+    .tp_abort = cpu_tp_abort,
+    .tp_destroy = cpu_tp_destroy,
+    .tp_allreduce = cpu_tp_allreduce,
+    .tp_argmax = cpu_tp_argmax,
 };

@@ -54,6 +54,8 @@ struct engine_backend {
     size_t lora_t_cap;
     int *work;            /* matmul: work lists (work_cap ints) */
     size_t work_cap;
+    struct engine_tp *tp; /* the tensor-parallel group (cpu_tp.c), NULL when alone */
+    int tp_rank;
 };
 
 /* Grow a backend work array to at least n elements of size sz (contents lost). */
@@ -76,5 +78,15 @@ int cpu_kv_create(struct engine_backend *be, const struct engine_kv_shape *shape
 void cpu_kv_destroy(struct engine_backend *be, struct engine_kv *kv);
 int cpu_kv_slot_reset(struct engine_backend *be, struct engine_kv *kv, int slot,
                       struct ny_err *err);
+
+/* Tensor-parallel collectives (cpu_tp.c), see engine_backend_int.h. */
+int cpu_tp_create(struct engine_backend *const *bes, int n, struct engine_tp **out,
+                  struct ny_err *err);
+void cpu_tp_abort(struct engine_tp *g);
+void cpu_tp_destroy(struct engine_tp *g);
+int cpu_tp_allreduce(struct engine_backend *be, struct engine_buf *x, int dim,
+                     struct ny_err *err);
+int cpu_tp_argmax(struct engine_backend *be, const struct engine_buf *logits, int n,
+                  int vocab_local, int vocab_off, int32_t *ids, struct ny_err *err);
 
 #endif

@@ -28,7 +28,7 @@
 static void run_fixture(const char *name, int merge_first)
 {
     struct parity_outcome o;
-    parity_run(name, "cuda", 0, merge_first, &o);
+    parity_run(name, "cuda", 0, 1, merge_first, &o);
     double tol = o.bf16 ? BF16_TOL : F32_TOL;
     if (!(o.worst_rel <= tol))
         fail_msg("%s request %zu: first logits relative error %.3g", name, o.worst_index,

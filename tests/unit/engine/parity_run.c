@@ -45,7 +45,7 @@ static void diff_ids(const struct engine_result *res, json_t *want, char *out, s
         }
 }
 
-void parity_run(const char *name, const char *device, int threads, int merge_first,
+void parity_run(const char *name, const char *device, int threads, int tp, int merge_first,
                 struct parity_outcome *out)
 {
     const char *src = getenv("NY_SOURCE_DIR");
@@ -61,12 +61,13 @@ void parity_run(const char *name, const char *device, int threads, int merge_fir
     json_t *prompts = json_object_get(exp, "prompts"), *runs = json_object_get(exp, "runs");
     int max_new = (int)json_integer_value(json_object_get(exp, "max_new_tokens"));
     struct engine_model *m;
-    struct engine_model_opts o = {.device = device, .threads = threads};
+    struct engine_model_opts o = {.device = device, .threads = threads, .tp = tp};
     if (engine_model_open(dir, &o, &m, &err) != NY_OK)
-        fail_msg("%s: %s", name, err.msg);
+        fail_msg("%s (tp %d): %s", name, tp, err.msg);
     struct engine_model_info info;
     engine_model_info_get(m, &info);
     assert_string_equal(info.device, device);
+    assert_int_equal(info.tp, tp > 1 ? tp : 1);
     size_t np = json_array_size(prompts), nr = json_array_size(runs), n = 0;
     struct engine_request *reqs = calloc(np * nr, sizeof *reqs);
     json_t **want = calloc(np * nr, sizeof *want);
@@ -104,12 +105,13 @@ void parity_run(const char *name, const char *device, int threads, int merge_fir
         char why[160];
         diff_ids(&res[i], want[i], why, sizeof why);
         if (why[0] && out->id_mismatch++ == 0)
-            snprintf(out->first_mismatch, sizeof out->first_mismatch, "%s%s request %zu: %s",
-                     name, merge_first ? " (merged)" : "", i, why);
+            snprintf(out->first_mismatch, sizeof out->first_mismatch,
+                     "%s%s (tp %d) request %zu: %s", name, merge_first ? " (merged)" : "", tp, i,
+                     why);
         double e = rel_err(res[i].first_logits, json_object_get(want[i], "first_logits"),
                            info.vocab_size);
         if (getenv("NY_PARITY_VERBOSE"))
-            fprintf(stderr, "%s request %zu: rel err %.3g\n", name, i, e);
+            fprintf(stderr, "%s (tp %d) request %zu: rel err %.3g\n", name, tp, i, e);
         if (!isnan(out->worst_rel) && !(e <= out->worst_rel)) { /* a NaN error sticks */
             out->worst_rel = e;
             out->worst_index = i;

@@ -16,9 +16,10 @@ struct parity_outcome {
 };
 
 /* All (run, prompt) pairs of golden/parity/<name> in one engine_generate call on `device` with
- * `threads` CPU threads (0: the engine's default); merge_first: open with the first adapter merged
- * and run only its requests. Fails the calling CMocka test on any engine error; fills *out. */
-void parity_run(const char *name, const char *device, int threads, int merge_first,
+ * `threads` CPU threads (0: the engine's default) over `tp` tensor-parallel ranks (1: none);
+ * merge_first: open with the first adapter merged and run only its requests. Fails the calling
+ * CMocka test on any engine error; fills *out. */
+void parity_run(const char *name, const char *device, int threads, int tp, int merge_first,
                 struct parity_outcome *out);
 
 #endif

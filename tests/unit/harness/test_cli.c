@@ -199,8 +199,8 @@ static void test_exit_2_invalid(void **state)
         assert_int_equal(sh("", "--config pass2.json --device cuda"), 2);
         expect_stderr("checkpoint V16: ");
     }
-    assert_int_equal(sh("", "--config pass2.json --device cpu --tp 2"), 2);
-    expect_stderr("needs device \"cuda\"");
+    assert_int_equal(sh("", "--config pass2.json --device cpu --tp 9"), 2);
+    expect_stderr("size 9 is outside 1..8");
     assert_int_equal(sh("", "--config pass2.json --split nosuchsplit"), 2);
     expect_stderr("no records in split \"nosuchsplit\"");
     put("missing.json", "{\"checkpoints\": [{\"label\": \"A\", \"model\": \"nowhere/a\", "

@@ -149,7 +149,7 @@ static void test_errors(void **state)
     expect_error("{\"engine\": {\"device\": \"tpu\"}}", NY_E_INVALID, "device must be");
     expect_error("{\"prompt\": {\"token_counter\": \"words\"}}", NY_E_INVALID,
                  "\"token_counter\" must be");
-    expect_error("{\"engine\": {\"tp\": 2}}", NY_E_INVALID, "needs device \"cuda\"");
+    expect_error("{\"engine\": {\"tp\": 9}}", NY_E_INVALID, "size 9 is outside 1..8");
     expect_error("{\"gates\": [{\"name\": \"g\", \"kind\": \"floor\", \"metric\": \"cpt_exact\"}]}",
                  NY_E_FORMAT, "needs a number \"min\"");
     expect_error("{\"gates\": [{\"name\": \"g\", \"kind\": \"best\", \"metric\": \"cpt_exact\"}]}",
