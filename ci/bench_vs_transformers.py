@@ -1,17 +1,53 @@
 #!/usr/bin/env python3
 """bench_vs_transformers.py — run `nyxaudit bench` and transformers' generate on the same
-Llama-3 shape and workload (random bf16 weights, greedy, on the same GPU, one after the other)
-and print both and their ratio. Needs torch + transformers (+ peft for --lora-rank); the GPU
-machine's python3 has them. CI never runs this.
+Llama-3 shape and workload (random bf16 weights, greedy, one after the other on the same GPUs)
+and print both and their ratio. Needs torch + transformers (+ peft for --lora-rank, accelerate for
+--gpus > 1); the GPU machine's python3 has them. Never touches the network. CI never runs this.
+
+One GPU, one workload (the original mode; its options and output are unchanged):
 
   ci/bench_vs_transformers.py --nyxaudit build-gpu/nyxaudit --shape llama3-8b \
       --prompts 4 --prompt-len 2048 --new-tokens 24 --batch 4 [--lora-rank 64] [--layers N]
+
+The audit workload (issue 7: 500 prompts x 2000 tokens x 24 new tokens x 3 checkpoints, V16 the
+base and V17, Epoch-1 a LoRA adapter each), extrapolated from measurements (audit mode: any of
+--gpus, --extrapolate-layers, --audit-prompts, --device cpu):
+
+  ci/bench_vs_transformers.py --shape llama3-70b --gpus 4 --layers 8 --extrapolate-layers 80 \
+      --lora-rank 64 --audit-prompts 500 --prompt-len 2000 --new-tokens 24 --batch 4 \
+      [--nyxaudit build-gpu/nyxaudit --tp 4 --nyx-prompts 32 --nyx-batch 16]
+
+  transformers: the model is built on the meta device and each module materialised on its GPU
+  (random bf16 weights, no copy of the model in host memory), dispatched with accelerate's
+  dispatch_model over a device map that splits the layers evenly in order (embedding on the first
+  GPU, final norm and lm_head on the last), as from_pretrained(device_map=...) does; LoRA through
+  PEFT on all 7 projections. Per batch it times generate() for 1 new token (prefill) and for
+  --new-tokens (median of --repeats runs after a warm-up), at K = --layers and at 2K layers, and
+  extrapolates linearly in the layer count to --extrapolate-layers (per-layer time = (t(2K) -
+  t(K)) / K; the rest, embedding, lm_head, GPU hops and generate's own work, is t(K) - K x
+  per-layer); then audit time = ceil(audit prompts / batch) x (t_base + adapters x t_lora).
+  nyxaudit: `nyxaudit bench --shape S --tp T` with the full layer count on --nyx-prompts prompts,
+  base and --lora-rank, scaled linearly to the audit prompts: audit prompts / nyx prompts x
+  (total_base + adapters x total_lora).
 """
 import argparse
+import gc
+import math
+import os
 import re
 import subprocess
 import sys
 import time
+
+# NVLink multicast stays off on the shared GPU machines (../.library/device/KINDS.md), here and in
+# nyxaudit started from here; and no network, ever.
+os.environ["NCCL_NVLS_ENABLE"] = "0"
+os.environ["TORCH_SYMM_MEM_DISABLE_MULTICAST"] = "1"
+os.environ["NVSHMEM_DISABLE_NVLS"] = "1"
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 SHAPES = {
     "llama3-8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
@@ -19,6 +55,11 @@ SHAPES = {
     "llama3-70b": dict(hidden_size=8192, intermediate_size=28672, num_hidden_layers=80,
                        num_attention_heads=64, num_key_value_heads=8),
 }
+# A small shape for a smoke test of audit mode on the CPU (--device cpu); not a nyxaudit shape.
+TINY = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
+            num_key_value_heads=2)
+VOCAB = {"llama3-8b": 128256, "llama3-70b": 128256, "tiny": 1024}
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 def run_ours(a):
@@ -76,17 +117,285 @@ def run_transformers(a):
     return t1 * groups, dec, tn * groups
 
 
+# ---- audit mode: several GPUs through a device map, layer-count and workload extrapolation ------
+
+def layer_devices(n_layers, devices):
+    """Layer i's device: the layers split evenly, in order, over the devices."""
+    return [devices[i * len(devices) // n_layers] for i in range(n_layers)]
+
+
+def make_device_map(n_layers, devices):
+    """A device map as accelerate's would be for this model: embedding (and the rotary table,
+    computed right after it) on the first device, the layers split evenly in order, the final
+    norm and lm_head on the last."""
+    dm = {"model.embed_tokens": devices[0], "model.rotary_emb": devices[0]}
+    for i, d in enumerate(layer_devices(n_layers, devices)):
+        dm[f"model.layers.{i}"] = d
+    dm["model.norm"] = devices[-1]
+    dm["lm_head"] = devices[-1]
+    return dm
+
+
+def ref_config(shape, n_layers):
+    from transformers import LlamaConfig
+    dims = dict(TINY if shape == "tiny" else SHAPES[shape])
+    dims["num_hidden_layers"] = n_layers
+    return LlamaConfig(vocab_size=VOCAB[shape], head_dim=128 if shape != "tiny" else 64,
+                       rms_norm_eps=1e-5, rope_theta=500000.0, max_position_embeddings=8192,
+                       tie_word_embeddings=False, attn_implementation="sdpa", **dims)
+
+
+def sync(devices):
+    import torch
+    for d in devices:
+        if str(d).startswith("cuda"):
+            torch.cuda.synchronize(d)
+
+
+def build_ref_model(a, n_layers, devices):
+    """The model with n_layers layers, random bf16 weights made on their devices (built on the
+    meta device, each module of the device map materialised where the map puts it)."""
+    import torch
+    from transformers import LlamaForCausalLM
+    cfg = ref_config(a.shape, n_layers)
+    with torch.device("meta"):
+        model = LlamaForCausalLM(cfg)
+    model = model.to(torch.bfloat16)
+    dm = make_device_map(n_layers, devices)
+    with torch.no_grad():
+        for k, (name, dev) in enumerate(dm.items()):
+            if name == "model.rotary_emb":
+                continue
+            mod = model.get_submodule(name)
+            mod.to_empty(device=dev)
+            g = torch.Generator(device=dev).manual_seed(1000 + k)
+            for prm in mod.parameters():
+                if prm.dim() == 1:  # RMSNorm weights
+                    prm.fill_(1.0)
+                else:
+                    prm.normal_(0.0, 0.02, generator=g)
+        # non-persistent buffers (the RoPE frequencies) are computed, not materialised
+        model.model.rotary_emb = type(model.model.rotary_emb)(config=cfg).to(devices[0])
+    left = [n for n, t in list(model.named_parameters()) + list(model.named_buffers())
+            if t.device.type == "meta"]
+    if left:
+        sys.exit(f"internal: tensors left on the meta device: {left[:5]}")
+    model.eval()
+    if len(set(dm.values())) > 1:
+        from accelerate import dispatch_model
+        model = dispatch_model(model, device_map=dm, main_device=devices[0])
+        model.hf_device_map = dm
+    return model
+
+
+def add_lora(model, rank):
+    from peft import LoraConfig, get_peft_model
+    lc = LoraConfig(r=rank, lora_alpha=2 * rank, init_lora_weights=False,
+                    target_modules=LORA_TARGETS)
+    # adapter weights in the base's dtype (bf16) on each base layer's device
+    return get_peft_model(model, lc, autocast_adapter_dtype=False).eval()
+
+
+def ref_time_batch(a, model, devices):
+    """(t1, tn): median seconds of generate() on one batch for 1 and for --new-tokens tokens."""
+    import torch
+    dev0 = devices[0]
+    g = torch.Generator(device=dev0).manual_seed(1)
+
+    def timed(n_new):
+        ids = torch.randint(0, VOCAB[a.shape], (a.batch, a.prompt_len), device=dev0, generator=g)
+        sync(devices)
+        t = time.perf_counter()
+        with torch.no_grad():
+            model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                           max_new_tokens=n_new, min_new_tokens=n_new, pad_token_id=0)
+        sync(devices)
+        return time.perf_counter() - t
+
+    timed(2)  # warm-up
+    t1 = sorted(timed(1) for _ in range(a.repeats))[a.repeats // 2]
+    tn = t1
+    if a.new_tokens > 1:
+        tn = sorted(timed(a.new_tokens) for _ in range(a.repeats))[a.repeats // 2]
+    return t1, tn
+
+
+def ref_measure(a, n_layers, devices):
+    """{'base': (t1, tn), 'lora': (t1, tn)} for one batch of the model with n_layers layers."""
+    import torch
+    t = time.perf_counter()
+    model = build_ref_model(a, n_layers, devices)
+    print(f"transformers: {n_layers} layers built over {', '.join(map(str, devices))} in "
+          f"{time.perf_counter() - t:.1f} s (attention {model.config._attn_implementation})",
+          flush=True)
+    res = {"base": ref_time_batch(a, model, devices)}
+    print(f"transformers: {n_layers} layers, base: prefill {res['base'][0]:.3f} s, "
+          f"{a.new_tokens} tokens {res['base'][1]:.3f} s per batch of {a.batch}", flush=True)
+    if a.lora_rank:
+        model = add_lora(model, a.lora_rank)
+        res["lora"] = ref_time_batch(a, model, devices)
+        print(f"transformers: {n_layers} layers, PEFT LoRA r{a.lora_rank}: prefill "
+              f"{res['lora'][0]:.3f} s, {a.new_tokens} tokens {res['lora'][1]:.3f} s per batch "
+              f"of {a.batch}", flush=True)
+    for d in devices:
+        if str(d).startswith("cuda"):
+            print(f"transformers: {n_layers} layers, peak memory {d}: "
+                  f"{torch.cuda.max_memory_allocated(d) / 2**30:.1f} GiB", flush=True)
+    del model
+    gc.collect()
+    for d in devices:
+        if str(d).startswith("cuda"):
+            with torch.cuda.device(d):
+                torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(d)
+    return res
+
+
+def ref_audit(a, devices):
+    """Per-batch (t1, tn) of base and LoRA at the target layer count, measured or extrapolated."""
+    full = (TINY if a.shape == "tiny" else SHAPES[a.shape])["num_hidden_layers"]
+    k = a.layers or full
+    target = a.extrapolate_layers or k
+    if target == k:
+        print(f"method: transformers measured directly at {k} layers", flush=True)
+        return measure_print(ref_measure(a, k, devices), k, target)
+    k2 = 2 * k
+    print(f"method: transformers measured at {k} and {k2} layers on the same "
+          f"{len(devices)} device(s), extrapolated linearly to {target} layers: per-layer = "
+          f"(t({k2}) - t({k})) / {k2 - k}, t({target}) = t({k}) + {target - k} x per-layer",
+          flush=True)
+    m1 = ref_measure(a, k, devices)
+    m2 = ref_measure(a, k2, devices)
+    out = {}
+    for v in m1:
+        per = [(y - x) / (k2 - k) for x, y in zip(m1[v], m2[v])]
+        fixed = [x - k * p for x, p in zip(m1[v], per)]
+        out[v] = tuple(x + (target - k) * p for x, p in zip(m1[v], per))
+        print(f"transformers {v}: per layer: prefill {per[0] * 1e3:.2f} ms, "
+              f"{a.new_tokens} tokens {per[1] * 1e3:.2f} ms; fixed (embedding, lm_head, hops, "
+              f"generate): prefill {fixed[0] * 1e3:.1f} ms, {a.new_tokens} tokens "
+              f"{fixed[1] * 1e3:.1f} ms", flush=True)
+    return measure_print(out, k, target)
+
+
+def measure_print(res, k, target):
+    for v, (t1, tn) in res.items():
+        print(f"transformers {v} at {target} layers: prefill {t1:.3f} s, total {tn:.3f} s per "
+              f"batch", flush=True)
+    return res
+
+
+def nyx_bench(a, lora_rank):
+    """nyxaudit bench on the sample with the full layer count: (prefill s, decode ms, total s)."""
+    cmd = [a.nyxaudit, "bench", "--shape", a.shape, "--gpu", "0", "--tp", str(a.tp),
+           "--prompts", str(a.nyx_prompts), "--prompt-len", str(a.prompt_len),
+           "--new-tokens", str(a.new_tokens), "--batch", str(a.nyx_batch),
+           "--lora-rank", str(lora_rank)]
+    print("$ " + " ".join(cmd), flush=True)
+    out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+    sys.stdout.write(out.stdout)
+    sys.stderr.write(out.stderr)
+    if out.returncode != 0:
+        sys.exit(f"nyxaudit bench failed (exit {out.returncode})")
+    tot = re.search(r"total: ([0-9.]+) s", out.stdout)
+    if not tot:
+        sys.exit("nyxaudit bench printed no 'total: X s' line")
+    pre = re.search(r"prefill: .* in ([0-9.]+) s", out.stdout)
+    dec = re.search(r"decode: .*: ([0-9.]+) ms/step", out.stdout)
+    return (float(pre.group(1)) if pre else float("nan"),
+            float(dec.group(1)) if dec else float("nan"), float(tot.group(1)))
+
+
+def audit_main(a):
+    n_ckpt = 1 + a.adapters
+    work = (f"{a.audit_prompts} prompts x {a.prompt_len} tokens x {a.new_tokens} new x "
+            f"{n_ckpt} checkpoints (base + {a.adapters} x LoRA r{a.lora_rank})" if a.lora_rank
+            else f"{a.audit_prompts} prompts x {a.prompt_len} tokens x {a.new_tokens} new x "
+            f"{n_ckpt} runs of the base")
+    print(f"audit workload: {work}, shape {a.shape}", flush=True)
+    ours = None
+    if a.nyxaudit:  # first, before torch holds the GPUs
+        base = nyx_bench(a, 0)
+        lora = nyx_bench(a, a.lora_rank) if a.lora_rank else base
+        per = (base[2] + a.adapters * lora[2]) / a.nyx_prompts
+        ours = per * a.audit_prompts
+        print(f"nyxaudit sample: {a.nyx_prompts} prompts, batch {a.nyx_batch}, tp {a.tp}: base "
+              f"{base[2]:.3f} s (decode {base[1]:.2f} ms/step), LoRA r{a.lora_rank} "
+              f"{lora[2]:.3f} s (decode {lora[1]:.2f} ms/step)", flush=True)
+        print(f"method: nyxaudit scaled linearly: {a.audit_prompts} / {a.nyx_prompts} x "
+              f"(base + {a.adapters} x LoRA)", flush=True)
+    import torch
+    if a.device == "cpu":
+        devices = ["cpu"]
+    else:
+        have = torch.cuda.device_count()
+        if have < a.gpus:
+            sys.exit(f"--gpus {a.gpus}: only {have} CUDA device(s) visible")
+        devices = [f"cuda:{i}" for i in range(a.gpus)]
+    res = ref_audit(a, devices)
+    groups = math.ceil(a.audit_prompts / a.batch)
+    lora_tn = res["lora"][1] if a.lora_rank else res["base"][1]
+    ref = groups * (res["base"][1] + a.adapters * lora_tn)
+    print(f"method: transformers audit = ceil({a.audit_prompts} / {a.batch}) = {groups} batches "
+          f"x (base + {a.adapters} x LoRA) per batch", flush=True)
+    layers = a.extrapolate_layers or a.layers or "all"
+    print(f"audit time, transformers{' + PEFT' if a.lora_rank else ''} ({len(devices)} "
+          f"device(s), device_map, batch {a.batch}, {layers} layers): {ref:.1f} s "
+          f"({ref / 60:.1f} min)", flush=True)
+    if ours is not None:
+        print(f"audit time, nyxaudit (tp {a.tp}, batch {a.nyx_batch}): {ours:.1f} s "
+              f"({ours / 60:.1f} min)")
+        ok = "met" if ref / ours >= a.target else "NOT met"
+        print(f"ratio (transformers / nyxaudit), audit workload: {ref / ours:.2f}x "
+              f"(target >= {a.target:g}x: {ok})")
+
+
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--nyxaudit", default="build-gpu/nyxaudit")
-    p.add_argument("--shape", default="llama3-8b", choices=sorted(SHAPES))
-    p.add_argument("--layers", type=int, default=0)
+    p = argparse.ArgumentParser(description="nyxaudit bench against transformers (+ PEFT)")
+    p.add_argument("--nyxaudit", default=None,
+                   help="nyxaudit binary (default build-gpu/nyxaudit in one-GPU mode; in audit "
+                        "mode nyxaudit runs only when given)")
+    p.add_argument("--shape", default="llama3-8b", choices=sorted(SHAPES) + ["tiny"])
+    p.add_argument("--layers", type=int, default=0,
+                   help="layers built (audit mode: K, measured at K and 2K when extrapolating)")
     p.add_argument("--prompts", type=int, default=4)
     p.add_argument("--prompt-len", type=int, default=2048)
     p.add_argument("--new-tokens", type=int, default=24)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--lora-rank", type=int, default=0)
+    g = p.add_argument_group("audit mode")
+    g.add_argument("--gpus", type=int, default=0, help="transformers over GPUs 0..N-1 (device map)")
+    g.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
+                   help="cpu: a smoke test of the transformers side (e.g. --shape tiny)")
+    g.add_argument("--extrapolate-layers", type=int, default=0,
+                   help="extrapolate transformers' times to this many layers (e.g. 80)")
+    g.add_argument("--audit-prompts", type=int, default=0, help="audit prompts (default 500)")
+    g.add_argument("--adapters", type=int, default=2, help="LoRA checkpoints besides the base")
+    g.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median)")
+    g.add_argument("--tp", type=int, default=1, help="nyxaudit bench --tp")
+    g.add_argument("--nyx-prompts", type=int, default=32, help="nyxaudit sample prompts")
+    g.add_argument("--nyx-batch", type=int, default=16, help="nyxaudit batch")
+    g.add_argument("--target", type=float, default=8.0, help="ratio to meet (issue 7: 8)")
     a = p.parse_args()
+    audit = (a.gpus or a.extrapolate_layers or a.audit_prompts or a.device == "cpu"
+             or a.tp > 1)
+    for name in ("layers", "prompts", "prompt_len", "new_tokens", "batch", "lora_rank", "gpus",
+                 "extrapolate_layers", "audit_prompts", "adapters", "tp", "nyx_prompts",
+                 "nyx_batch"):
+        if getattr(a, name) < 0:
+            p.error(f"--{name.replace('_', '-')} must not be negative")
+    if a.repeats < 1 or a.batch < 1 or a.prompts < 1 or a.new_tokens < 1 or a.prompt_len < 1:
+        p.error("--repeats, --batch, --prompts, --new-tokens and --prompt-len must be >= 1")
+    if audit:
+        a.gpus = a.gpus or 1
+        a.audit_prompts = a.audit_prompts or 500
+        if a.nyx_prompts < 1 or a.nyx_batch < 1:
+            p.error("--nyx-prompts and --nyx-batch must be >= 1")
+        audit_main(a)
+        return
+    if a.shape == "tiny":
+        p.error("--shape tiny needs audit mode (e.g. --device cpu)")
+    a.nyxaudit = a.nyxaudit or "build-gpu/nyxaudit"
     ours = run_ours(a)
     ref = run_transformers(a)
     print(f"transformers: prefill {ref[0]:.3f} s, decode {ref[1]:.3f} ms/step, total {ref[2]:.3f} s")
