@@ -433,7 +433,9 @@ int cuda_op_attention(struct engine_backend *be, struct engine_kv *kv, int layer
     size_t wsz = (size_t)(n_split_rows ? n_split_rows : 1) * n_heads * max_splits * (D + 2) *
                  sizeof(float);
     if (be->attn_ws_size < wsz) {
-        CU_CHECK(be, cudaStreamSynchronize(be->stream), "sync before workspace growth");
+        int rc = cuda_stream_wait(be, "sync before workspace growth", err);
+        if (rc)
+            return rc;
         cudaFree(be->attn_ws);
         be->attn_ws = NULL;
         be->attn_ws_size = 0;

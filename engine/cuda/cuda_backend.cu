@@ -2,8 +2,10 @@
  * device for BF16 files; fp32 kept for F32/F16 files, so fixtures compare exactly), the per-step
  * metadata, and the paged KV cache. The arithmetic lives in one .cu per op family. */
 #include <math.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cuda_int.cuh"
 #include "engine_cuda.h"
@@ -22,12 +24,64 @@ int cuda_fail(struct engine_backend *be, struct ny_err *err, const char *file, i
             return NY_ERR(err, NY_E_STATE, "cuda: the backend failed earlier and is poisoned");   \
     } while (0)
 
+#define SET_DEVICE(be) CU_CHECK(be, cudaSetDevice((be)->device), "cudaSetDevice")
+
+/* Polling schedule of a grouped instance's waits: spin on cudaStreamQuery first (a decode step's
+ * all-reduce takes tens of microseconds), then yield, then sleep 20 us between polls. */
+#define WAIT_SPIN 4096
+#define WAIT_YIELD 65536
+
+int cuda_stream_wait(struct engine_backend *be, const char *what, struct ny_err *err)
+{
+    if (!be->tp) {
+        CU_CHECK(be, cudaStreamSynchronize(be->stream), what);
+        return NY_OK;
+    }
+    for (unsigned long it = 0;; it++) {
+        if (__atomic_load_n(&be->tp->aborted, __ATOMIC_ACQUIRE)) {
+#if NY_HAVE_NCCL
+            cuda_tp_abort_own(be); /* ends this rank's NCCL kernels, so the stream drains */
+#endif
+            be->failed = 1;
+            return NY_ERR(err, NY_E_STATE, "cuda: %s: tensor-parallel group aborted", what);
+        }
+        cudaError_t e = cudaStreamQuery(be->stream);
+        if (e == cudaSuccess)
+            return NY_OK;
+        if (e != cudaErrorNotReady)
+            return cuda_fail(be, err, __FILE__, __LINE__, what, cudaGetErrorString(e));
+        if (it < WAIT_SPIN)
+            continue;
+        if (it < WAIT_YIELD) {
+            sched_yield();
+        } else {
+            struct timespec ts = {0, 20000};
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
+int cuda_read_host(struct engine_backend *be, void *dst, const void *src, size_t bytes,
+                   const char *what, struct ny_err *err)
+{
+    /* A copy to pageable memory returns only when done: drain first, watching for an abort. */
+    if (be->tp) {
+        int rc = cuda_stream_wait(be, what, err);
+        if (rc)
+            return rc;
+    }
+    CU_CHECK(be, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, be->stream), what);
+    return cuda_stream_wait(be, what, err);
+}
+
 int cuda_scratch(struct engine_backend *be, int i, size_t bytes, void **out, struct ny_err *err)
 {
     if (bytes == 0)
         bytes = 16;
     if (be->scratch_size[i] < bytes) {
-        CU_CHECK(be, cudaStreamSynchronize(be->stream), "sync before scratch growth");
+        int rc = cuda_stream_wait(be, "sync before scratch growth", err);
+        if (rc)
+            return rc;
         cudaFree(be->scratch[i]);
         be->scratch[i] = NULL;
         be->scratch_size[i] = 0;
@@ -45,7 +99,9 @@ int cuda_upload_ints(struct engine_backend *be, int **slot, size_t *cap, const i
     if (n == 0)
         return NY_OK;
     if (*cap < n) {
-        CU_CHECK(be, cudaStreamSynchronize(be->stream), "sync before index growth");
+        int rc = cuda_stream_wait(be, "sync before index growth", err);
+        if (rc)
+            return rc;
         cudaFree(*slot);
         *slot = NULL;
         *cap = 0;
@@ -68,13 +124,14 @@ static void cuda_destroy(struct engine_backend *be)
         return;
     cudaSetDevice(be->device);
     if (be->stream)
-        cudaStreamSynchronize(be->stream);
+        cuda_stream_wait(be, "destroy", NULL);
     cuda_gemm_plans_free(be);
     if (be->lt)
         cublasLtDestroy(be->lt);
     cudaFree(be->lt_ws);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < CUDA_N_SCRATCH; i++)
         cudaFree(be->scratch[i]);
+    cudaFreeHost(be->tp_pairs_h);
     cudaFree(be->ids_d);
     cudaFree(be->idx_d);
     cudaFree(be->inv_freq_d);
@@ -135,6 +192,7 @@ static int cuda_buf_alloc(struct engine_backend *be, size_t n_floats, struct eng
                           struct ny_err *err)
 {
     POISON_CHECK(be);
+    SET_DEVICE(be);
     struct engine_buf *b = (struct engine_buf *)ny_calloc(1, sizeof *b);
     if (!b)
         return NY_ERR(err, NY_E_NOMEM, "cuda: out of memory");
@@ -154,8 +212,10 @@ static void cuda_buf_free(struct engine_backend *be, struct engine_buf *b)
 {
     if (!b)
         return;
+    if (be)
+        cudaSetDevice(be->device);
     if (be && be->stream)
-        cudaStreamSynchronize(be->stream);
+        cuda_stream_wait(be, "buf_free", NULL);
     if (be && b->wtype == CUDA_W_BF16)
         be->n_bf16_weights--;
     cudaFree(b->d);
@@ -169,10 +229,15 @@ static int cuda_buf_write(struct engine_backend *be, struct engine_buf *b, size_
     if (b->wtype != CUDA_W_NONE || off > b->n || n_floats > b->n - off)
         return NY_ERR(err, NY_E_RANGE, "cuda: buf_write of %zu floats at %zu outside %zu",
                       n_floats, off, b->n);
+    SET_DEVICE(be);
+    if (be->tp) { /* a pageable upload may wait for the stream: drain it abort-aware first */
+        int rc = cuda_stream_wait(be, "buf_write", err);
+        if (rc)
+            return rc;
+    }
     CU_CHECK(be, cudaMemcpyAsync((float *)b->d + off, src, n_floats * sizeof(float),
                                  cudaMemcpyHostToDevice, be->stream), "buf_write");
-    CU_CHECK(be, cudaStreamSynchronize(be->stream), "buf_write sync");
-    return NY_OK;
+    return cuda_stream_wait(be, "buf_write sync", err);
 }
 
 static int cuda_buf_read(struct engine_backend *be, const struct engine_buf *b, size_t off,
@@ -182,10 +247,9 @@ static int cuda_buf_read(struct engine_backend *be, const struct engine_buf *b, 
     if (b->wtype != CUDA_W_NONE || off > b->n || n_floats > b->n - off)
         return NY_ERR(err, NY_E_RANGE, "cuda: buf_read of %zu floats at %zu outside %zu",
                       n_floats, off, b->n);
-    CU_CHECK(be, cudaMemcpyAsync(dst, (const float *)b->d + off, n_floats * sizeof(float),
-                                 cudaMemcpyDeviceToHost, be->stream), "buf_read");
-    CU_CHECK(be, cudaStreamSynchronize(be->stream), "buf_read sync");
-    return NY_OK;
+    SET_DEVICE(be);
+    return cuda_read_host(be, dst, (const float *)b->d + off, n_floats * sizeof(float),
+                          "buf_read", err);
 }
 
 /* Host conversion in chunks so a 2 GB weight never needs a 2 GB host copy at once. */
@@ -194,6 +258,7 @@ static int cuda_weight_upload(struct engine_backend *be, enum engine_dtype dt, c
                               struct ny_err *err)
 {
     POISON_CHECK(be);
+    SET_DEVICE(be);
     size_t n;
     if (ny_mul_overflow(rows, cols, &n) || n == 0)
         return NY_ERR(err, NY_E_RANGE, "cuda: weight of %zu x %zu", rows, cols);
@@ -300,7 +365,7 @@ static int build_sets(struct engine_backend *be, const struct engine_batch *b, s
     }
     int rc = cuda_upload_ints(be, &be->sets_d, &be->sets_cap, h, (size_t)used, err);
     if (!rc)
-        CU_CHECK(be, cudaStreamSynchronize(be->stream), "step lists sync");
+        rc = cuda_stream_wait(be, "step lists sync", err);
     ny_free(h);
     return rc;
 }
@@ -309,6 +374,12 @@ static int cuda_step_begin(struct engine_backend *be, const struct engine_batch 
                            struct ny_err *err)
 {
     POISON_CHECK(be);
+    SET_DEVICE(be);
+    if (be->tp) { /* the uploads below are pageable: drain the stream abort-aware first */
+        int rc = cuda_stream_wait(be, "step_begin", err);
+        if (rc)
+            return rc;
+    }
     int nr = batch->n_rows, ns = batch->n_seqs;
     if (nr < 0 || ns < 0 || batch->seq_start[0] != 0 || batch->seq_start[ns] != nr)
         return NY_ERR(err, NY_E_INVALID, "cuda: inconsistent batch (%d rows, %d requests)", nr,
@@ -339,7 +410,7 @@ static int cuda_step_begin(struct engine_backend *be, const struct engine_batch 
     if (!rc)
         rc = build_sets(be, batch, err);
     if (!rc) /* tmp is pageable: wait for the staged copies before freeing it */
-        CU_CHECK(be, cudaStreamSynchronize(be->stream), "step_begin sync");
+        rc = cuda_stream_wait(be, "step_begin sync", err);
     ny_free(tmp);
     return rc;
 }
@@ -349,8 +420,10 @@ static void cuda_kv_destroy(struct engine_backend *be, struct engine_kv *kv)
 {
     if (!kv)
         return;
+    if (be)
+        cudaSetDevice(be->device);
     if (be && be->stream)
-        cudaStreamSynchronize(be->stream);
+        cuda_stream_wait(be, "kv_destroy", NULL);
     cudaFree(kv->k);
     cudaFree(kv->v);
     cudaFree(kv->table_d);
@@ -363,6 +436,7 @@ static int cuda_kv_create(struct engine_backend *be, const struct engine_kv_shap
                           struct engine_kv **out, struct ny_err *err)
 {
     POISON_CHECK(be);
+    SET_DEVICE(be);
     if (sh->n_layers <= 0 || sh->n_kv_heads <= 0 || sh->head_dim <= 0 || sh->head_dim > 256 ||
         sh->n_slots <= 0 || sh->max_tokens <= 0)
         return NY_ERR(err, NY_E_INVALID, "cuda: bad KV-cache shape (head_dim %d)", sh->head_dim);
@@ -409,6 +483,7 @@ static int cuda_kv_slot_reset(struct engine_backend *be, struct engine_kv *kv, i
                               struct ny_err *err)
 {
     POISON_CHECK(be);
+    SET_DEVICE(be);
     if (slot < 0 || slot >= kv->shape.n_slots)
         return NY_ERR(err, NY_E_RANGE, "cuda: KV slot %d of %d", slot, kv->shape.n_slots);
     int *t = kv->table_h + (size_t)slot * kv->pages_per_slot;
@@ -443,7 +518,9 @@ int cuda_kv_map_step(struct engine_backend *be, struct engine_kv *kv, struct ny_
     if (kv->table_dirty) {
         CU_CHECK(be, cudaMemcpyAsync(kv->table_d, kv->table_h, (size_t)kv->n_pages * sizeof(int),
                                      cudaMemcpyHostToDevice, be->stream), "upload block table");
-        CU_CHECK(be, cudaStreamSynchronize(be->stream), "block table sync");
+        int rc = cuda_stream_wait(be, "block table sync", err);
+        if (rc)
+            return rc;
         kv->table_dirty = 0;
     }
     return NY_OK;
@@ -478,6 +555,25 @@ WRAP(add, (struct engine_backend * be, struct engine_buf *x, const struct engine
            struct ny_err *err), (be, x, y, dim, err))
 WRAP(argmax, (struct engine_backend * be, const struct engine_buf *l, int n, int vocab,
               int32_t *ids, struct ny_err *err), (be, l, n, vocab, ids, err))
+WRAP(weight_random, (struct engine_backend * be, size_t rows, size_t cols, size_t row0,
+                     size_t col0, size_t full_cols, uint64_t seed, float scale,
+                     struct engine_buf **o, struct ny_err *err),
+     (be, rows, cols, row0, col0, full_cols, seed, scale, o, err))
+
+#if NY_HAVE_NCCL
+/* cuda_tp.cu */
+int cuda_tp_create(struct engine_backend *const *bes, int n, struct engine_tp **out,
+                   struct ny_err *err);
+void cuda_tp_abort(struct engine_tp *g);
+void cuda_tp_destroy(struct engine_tp *g);
+int cuda_tp_allreduce(struct engine_backend *be, struct engine_buf *x, int dim,
+                      struct ny_err *err);
+int cuda_tp_argmax(struct engine_backend *be, const struct engine_buf *logits, int n,
+                   int vocab_local, int vocab_off, int32_t *ids, struct ny_err *err);
+#define CUDA_TP_OPS cuda_tp_create, cuda_tp_abort, cuda_tp_destroy, cuda_tp_allreduce, cuda_tp_argmax
+#else
+#define CUDA_TP_OPS NULL, NULL, NULL, NULL, NULL /* built without NCCL: no tensor parallelism */
+#endif
 
 extern "C" const struct engine_backend_ops engine_cuda_ops = {
     "cuda",
@@ -500,4 +596,6 @@ extern "C" const struct engine_backend_ops engine_cuda_ops = {
     cuda_kv_create,
     cuda_kv_destroy,
     cuda_kv_slot_reset,
+    CUDA_TP_OPS, /* tp_create, tp_abort, tp_destroy, tp_allreduce, tp_argmax */
+    cuda_weight_random,
 };

@@ -1,6 +1,9 @@
 /* cuda_elementwise.cu — the row-wise element ops: embedding gather, SwiGLU, residual add, the
  * fp32 -> bf16 row staging used by the GEMMs, and random bf16 weights for `nyxaudit bench`.
  * Each output element is computed from its own inputs only (no reductions). */
+#include <stdint.h>
+#include <string.h>
+
 #include "cuda_int.cuh"
 #include "engine_cuda.h"
 
@@ -132,23 +135,33 @@ __device__ static uint64_t splitmix64(uint64_t z)
     return z ^ (z >> 31);
 }
 
-__global__ static void k_random_bf16(__nv_bfloat16 *w, size_t n, uint64_t seed, float scale)
+/* w[i, j] (i < rows, j < cols) = element (row0 + i, col0 + j) of a virtual matrix of width
+ * full_cols: drawn from (seed, (row0 + i) * full_cols + col0 + j) alone. */
+__global__ static void k_random_bf16(__nv_bfloat16 *w, size_t rows, size_t cols, size_t row0,
+                                     size_t col0, size_t full_cols, uint64_t seed, float scale)
 {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-         i += (size_t)gridDim.x * blockDim.x) {
-        uint64_t h = splitmix64(seed * 0x100000001b3ull + i);
+    size_t n = rows * cols;
+    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < n;
+         e += (size_t)gridDim.x * blockDim.x) {
+        size_t i = e / cols, j = e - i * cols;
+        uint64_t g = (uint64_t)(row0 + i) * full_cols + col0 + j;
+        uint64_t h = splitmix64(seed * 0x100000001b3ull + g);
         float u = (float)(h >> 40) * (1.0f / 16777216.0f); /* [0, 1) */
-        w[i] = __float2bfloat16_rn((2.0f * u - 1.0f) * scale);
+        w[e] = __float2bfloat16_rn((2.0f * u - 1.0f) * scale);
     }
 }
 
-extern "C" int engine_cuda_weight_random(struct engine_backend *be, size_t rows, size_t cols,
-                                         uint64_t seed, float scale, struct engine_buf **out,
-                                         struct ny_err *err)
+int cuda_op_weight_random(struct engine_backend *be, size_t rows, size_t cols, size_t row0,
+                          size_t col0, size_t full_cols, uint64_t seed, float scale,
+                          struct engine_buf **out, struct ny_err *err)
 {
-    size_t n;
-    if (ny_mul_overflow(rows, cols, &n) || n == 0)
-        return NY_ERR(err, NY_E_RANGE, "cuda: random weight of %zu x %zu", rows, cols);
+    size_t n, end;
+    if (ny_mul_overflow(rows, cols, &n) || n == 0 || n > SIZE_MAX / 2 || col0 > full_cols ||
+        cols > full_cols - col0 || row0 > SIZE_MAX - rows ||
+        ny_mul_overflow(row0 + rows, full_cols, &end))
+        return NY_ERR(err, NY_E_RANGE,
+                      "cuda: random weight block %zu x %zu at (%zu, %zu) of width %zu", rows, cols,
+                      row0, col0, full_cols);
     struct engine_buf *b = (struct engine_buf *)ny_calloc(1, sizeof *b);
     if (!b)
         return NY_ERR(err, NY_E_NOMEM, "cuda: out of memory");
@@ -162,8 +175,8 @@ extern "C" int engine_cuda_weight_random(struct engine_backend *be, size_t rows,
     b->wtype = CUDA_W_BF16;
     b->rows = rows;
     b->cols = cols;
-    be->n_bf16_weights++;
-    k_random_bf16<<<4096, 256, 0, be->stream>>>((__nv_bfloat16 *)b->d, n, seed, scale);
+    k_random_bf16<<<4096, 256, 0, be->stream>>>((__nv_bfloat16 *)b->d, rows, cols, row0, col0,
+                                                full_cols, seed, scale);
     e = cudaGetLastError();
     if (e != cudaSuccess) {
         cudaFree(b->d);
@@ -171,6 +184,36 @@ extern "C" int engine_cuda_weight_random(struct engine_backend *be, size_t rows,
         return cuda_fail(be, err, __FILE__, __LINE__, "random weight kernel",
                          cudaGetErrorString(e));
     }
+    be->n_bf16_weights++;
     *out = b;
     return NY_OK;
+}
+
+/* The whole matrix: the block at (0, 0) of width cols (same values as before the op existed). */
+extern "C" int engine_cuda_weight_random(struct engine_backend *be, size_t rows, size_t cols,
+                                         uint64_t seed, float scale, struct engine_buf **out,
+                                         struct ny_err *err)
+{
+    return engine_cuda_ops.weight_random(be, rows, cols, 0, 0, cols, seed, scale, out, err);
+}
+
+/* Test helper: a weight's values in fp32 (bf16 widened exactly). */
+extern "C" int engine_cuda_weight_read(struct engine_backend *be, const struct engine_buf *w,
+                                       float *dst, struct ny_err *err)
+{
+    if (w->wtype == CUDA_W_NONE)
+        return NY_ERR(err, NY_E_INVALID, "cuda: weight_read of an activation buffer");
+    CU_CHECK(be, cudaSetDevice(be->device), "cudaSetDevice");
+    if (w->wtype == CUDA_W_F32)
+        return cuda_read_host(be, dst, w->d, w->n * sizeof(float), "weight read", err);
+    uint16_t *h = (uint16_t *)ny_malloc(w->n * 2);
+    if (!h)
+        return NY_ERR(err, NY_E_NOMEM, "cuda: out of memory");
+    int rc = cuda_read_host(be, h, w->d, w->n * 2, "weight read", err);
+    for (size_t i = 0; rc == NY_OK && i < w->n; i++) {
+        uint32_t u = (uint32_t)h[i] << 16;
+        memcpy(&dst[i], &u, 4);
+    }
+    ny_free(h);
+    return rc;
 }

@@ -73,9 +73,31 @@ struct cuda_step_sets {
     int units_off, units_n, units_max_len; /* requests of >= 2 rows: {row0, len, slot, pos0} */
 };
 
+/* A tensor-parallel group (cuda_tp.cu): n instances, rank i = bes[i]. `aborted` is read and set
+ * with __atomic builtins from any thread (tp_abort); each rank's NCCL communicator lives in its
+ * instance and only that rank's thread touches it (see cuda_stream_wait). */
+#define CUDA_TP_MAX 16
+struct engine_tp {
+    int n;
+    int aborted;
+    struct engine_backend *bes[CUDA_TP_MAX];
+};
+
+/* Scratch areas (cuda_scratch): 0..3 belong to the GEMM path, CUDA_SCRATCH_TP to the
+ * tensor-parallel collectives. */
+#define CUDA_SCRATCH_TP 4
+#define CUDA_N_SCRATCH 5
+
 struct engine_backend {
     int device;
     int failed;                   /* set after a device failure: the engine is poisoned */
+    /* tensor parallelism (cuda_tp.cu): NULL tp = not in a group */
+    struct engine_tp *tp;
+    int tp_rank, tp_n;
+    void *tp_comm;                /* ncclComm_t (void * so this header needs no nccl.h) */
+    int tp_comm_aborted;          /* ncclCommAbort done on tp_comm (by this rank's thread) */
+    void *tp_pairs_h;             /* pinned host copy of the gathered argmax pairs */
+    size_t tp_pairs_cap;          /* pairs it holds */
     cudaStream_t stream;
     cublasLtHandle_t lt;
     void *lt_ws;                  /* cuBLASLt workspace */
@@ -92,8 +114,8 @@ struct engine_backend {
     int *sets_d;
     size_t sets_cap;
     /* scratch: grown on demand, device */
-    void *scratch[4];
-    size_t scratch_size[4];
+    void *scratch[CUDA_N_SCRATCH];
+    size_t scratch_size[CUDA_N_SCRATCH];
     int32_t *ids_d;
     size_t ids_cap;
     int *idx_d;                   /* row index lists for gathers */
@@ -108,7 +130,20 @@ struct engine_backend {
 /* Record a device failure (poisons the backend) and return NY_E_DEVICE. */
 int cuda_fail(struct engine_backend *be, struct ny_err *err, const char *file, int line,
               const char *what, const char *detail);
-/* Device scratch area i (0..3) of at least bytes bytes; contents undefined. */
+/* Wait until the stream's queued work is done. A grouped instance (be->tp) polls instead of
+ * blocking and watches the group's abort flag: on abort it aborts its own communicator, poisons
+ * the instance and returns NY_E_STATE "tensor-parallel group aborted". `what` names the wait in
+ * error messages. Every host wait on be->stream in engine/cuda/ goes through here. */
+int cuda_stream_wait(struct engine_backend *be, const char *what, struct ny_err *err);
+/* Copy bytes from the device to pageable host memory on be->stream and wait for it (abort-aware:
+ * a grouped instance drains the stream first, since a pageable copy blocks the host thread). */
+int cuda_read_host(struct engine_backend *be, void *dst, const void *src, size_t bytes,
+                   const char *what, struct ny_err *err);
+#if NY_HAVE_NCCL
+/* cuda_tp.cu: abort this rank's communicator (its own thread only) once; marks tp_comm_aborted. */
+void cuda_tp_abort_own(struct engine_backend *be);
+#endif
+/* Device scratch area i (0..CUDA_N_SCRATCH-1) of at least bytes bytes; contents undefined. */
 int cuda_scratch(struct engine_backend *be, int i, size_t bytes, void **out, struct ny_err *err);
 /* Device copy of the host int array a[0..n) in a reusable buffer (*slot, *cap); a == NULL only
  * grows the buffer. */
@@ -130,6 +165,29 @@ int cuda_op_add(struct engine_backend *be, struct engine_buf *x, const struct en
                 int dim, struct ny_err *err);
 int cuda_op_argmax(struct engine_backend *be, const struct engine_buf *logits, int n, int vocab,
                    int32_t *ids, struct ny_err *err);
+/* One argmax candidate: the best value of a row (or of a rank's shard of it) and its global id;
+ * j = -1: no candidate (all NaN). 8 bytes, gathered verbatim across ranks. */
+struct cuda_am_pair {
+    float v;
+    int32_t j;
+};
+/* Rule of argmax: is (v, j) better than the best (bv, bj) so far? NaN never wins, bj < 0 is no
+ * candidate, ties go to the lowest id. Host and device. */
+__host__ __device__ static inline bool cuda_am_better(float v, int j, float bv, int bj)
+{
+    if (v != v || j < 0)
+        return false;
+    if (bj < 0)
+        return true;
+    return v > bv || (v == bv && j < bj);
+}
+/* pairs[i] = best of logits[i, 0..vocab) with ids offset by id_off, i < n (device, on be->stream). */
+int cuda_argmax_pairs(struct engine_backend *be, const float *logits, int n, int vocab,
+                      int id_off, struct cuda_am_pair *pairs_d, struct ny_err *err);
+/* The random weight op (cuda_elementwise.cu), see engine_backend_ops.weight_random. */
+int cuda_op_weight_random(struct engine_backend *be, size_t rows, size_t cols, size_t row0,
+                          size_t col0, size_t full_cols, uint64_t seed, float scale,
+                          struct engine_buf **out, struct ny_err *err);
 int cuda_op_matmul(struct engine_backend *be, const struct engine_buf *x, int in,
                    const struct engine_buf *w, int out, const struct engine_lora_term *lora,
                    int n_lora, const int *rows, int n_out_rows, struct engine_buf *y,

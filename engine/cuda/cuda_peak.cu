@@ -7,13 +7,14 @@
 
 extern "C" int engine_cuda_sync(struct engine_backend *be, struct ny_err *err)
 {
-    CU_CHECK(be, cudaStreamSynchronize(be->stream), "synchronize");
-    return NY_OK;
+    CU_CHECK(be, cudaSetDevice(be->device), "cudaSetDevice");
+    return cuda_stream_wait(be, "synchronize", err);
 }
 
 extern "C" int engine_cuda_mem_used(struct engine_backend *be, size_t *used, struct ny_err *err)
 {
     size_t fr = 0, tot = 0;
+    CU_CHECK(be, cudaSetDevice(be->device), "cudaSetDevice");
     CU_CHECK(be, cudaMemGetInfo(&fr, &tot), "cudaMemGetInfo");
     *used = tot - fr;
     return NY_OK;
@@ -82,6 +83,7 @@ extern "C" int engine_cuda_peaks(struct engine_backend *be, double *copy_bytes_s
     cudaEvent_t e0 = NULL, e1 = NULL;
     double cp = 0, gm = 0;
     int rc = NY_OK;
+    CU_CHECK(be, cudaSetDevice(be->device), "cudaSetDevice");
     if (cudaMalloc(&a, bytes) != cudaSuccess || cudaMalloc(&b, bytes) != cudaSuccess ||
         cudaEventCreate(&e0) != cudaSuccess || cudaEventCreate(&e1) != cudaSuccess)
         rc = cuda_fail(be, err, __FILE__, __LINE__, "peak measurement set-up", "allocation");
@@ -89,7 +91,7 @@ extern "C" int engine_cuda_peaks(struct engine_backend *be, double *copy_bytes_s
         cudaMemsetAsync(a, 0x3c, bytes, be->stream); /* bf16/fp32 ~1.0 patterns, not zeros */
         rc = peaks(be, e0, e1, a, b, &cp, &gm, err);
     }
-    cudaStreamSynchronize(be->stream);
+    cuda_stream_wait(be, "peaks", NULL);
     if (e0)
         cudaEventDestroy(e0);
     if (e1)

@@ -19,9 +19,14 @@ struct engine_backend;
 struct engine_buf;
 /* A bf16 weight [rows, cols] of the CUDA backend `be` filled on the device with uniform values in
  * [-scale, scale) drawn from (seed, element index): for the benchmark, no file involved. Freed
- * with engine_cuda_ops.buf_free. */
+ * with engine_cuda_ops.buf_free. The special case row0 = col0 = 0, full_cols = cols of
+ * engine_cuda_ops.weight_random. */
 int engine_cuda_weight_random(struct engine_backend *be, size_t rows, size_t cols, uint64_t seed,
                               float scale, struct engine_buf **out, struct ny_err *err);
+/* For tests only: the rows * cols values of an uploaded or random weight w, in fp32 (bf16 widened
+ * exactly), into dst (host). NY_E_INVALID for an activation buffer. */
+int engine_cuda_weight_read(struct engine_backend *be, const struct engine_buf *w, float *dst,
+                            struct ny_err *err);
 
 /* Wait for the backend's queued work. */
 int engine_cuda_sync(struct engine_backend *be, struct ny_err *err);

@@ -1,0 +1,530 @@
+/* test_tp.c — the CUDA backend's tensor-parallel ops over NCCL, one host thread per rank as the
+ * engine drives them: tp_allreduce bit-identical to the host sum in rank order on both transports
+ * (gathered partials, chunked all-to-all with and without padding) and batch invariant (a row
+ * alone equals the same row among 2048), tp_argmax over uneven vocabulary shards (global max in
+ * the last shard, ties across shards to the lowest id, NaN rows), tp_abort releasing a rank
+ * blocked on the stream (NY_E_STATE, no hang), and weight_random blocks equal to the slices of
+ * the whole matrix. Groups of 2 devices, and of 4 where present. Every case prints a line.
+ * Exits 77 (SKIP) with fewer than 2 CUDA devices or without NCCL in the build. */
+#include <math.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "engine.h"
+#include "engine_backend_int.h"
+#include "engine_cuda.h"
+
+#if NY_HAVE_CUDA && NY_HAVE_NCCL
+
+#define MAX_RANKS 4
+
+static const struct engine_backend_ops *G;
+static struct engine_backend *bes[MAX_RANKS];
+static struct engine_tp *grp;
+static int n_ranks;
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static volatile const char *phase = "start";
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+    const char *p = (const char *)phase;
+    static const char m[] = "\nTIMEOUT (hang) in phase: ";
+    ssize_t w = write(2, m, sizeof m - 1);
+    w = write(2, p, strlen(p));
+    w = write(2, "\n", 1);
+    (void)w;
+    _exit(1);
+}
+
+static uint64_t next(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+/* uniform in [-1, 1) times 2^[-10, 10]: magnitudes differ, so the order of a sum shows in its bits */
+static float frand_wide(void)
+{
+    float u = (float)((next() >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
+    return ldexpf(u, (int)(next() % 21) - 10);
+}
+
+/* ---- one thread per rank --------------------------------------------------------------------- */
+enum job { JOB_ALLREDUCE, JOB_ARGMAX, JOB_ABORT_WAIT, JOB_ABORT_CALL };
+
+struct rank {
+    struct engine_backend *be;
+    int rank;
+    enum job job;
+    /* allreduce: in [rows * dim] -> out [rows * dim] */
+    int rows, dim;
+    const float *in;
+    float *out;
+    /* argmax: logits [n, vocab_local] of ids [vocab_off, vocab_off + vocab_local) */
+    int n, vocab_local, vocab_off;
+    int32_t ids[64];
+    /* result */
+    int rc, rc2;
+    char msg[512];
+};
+
+static int step(struct engine_backend *be, int rows, struct ny_err *err)
+{
+    static const int slot[1] = {0}, pos0[1] = {0}, adapter[1] = {-1};
+    int start[2] = {0, rows};
+    struct engine_batch b = {rows, 1, start, slot, pos0, adapter};
+    return G->step_begin(be, &b, err);
+}
+
+/* step_begin(rows), write the partials, all-reduce, read back. */
+static int do_allreduce(struct rank *r, struct ny_err *err)
+{
+    size_t cnt = (size_t)r->rows * r->dim;
+    struct engine_buf *x = NULL;
+    int rc = step(r->be, r->rows, err);
+    if (!rc)
+        rc = G->buf_alloc(r->be, cnt, &x, err);
+    if (!rc)
+        rc = G->buf_write(r->be, x, 0, r->in, cnt, err);
+    if (!rc)
+        rc = G->tp_allreduce(r->be, x, r->dim, err);
+    if (!rc)
+        rc = G->buf_read(r->be, x, 0, r->out, cnt, err);
+    G->buf_free(r->be, x);
+    return rc;
+}
+
+static int do_argmax(struct rank *r, struct ny_err *err)
+{
+    size_t cnt = (size_t)r->n * r->vocab_local;
+    struct engine_buf *x = NULL;
+    int rc = G->buf_alloc(r->be, cnt, &x, err);
+    if (!rc)
+        rc = G->buf_write(r->be, x, 0, r->in, cnt, err);
+    if (!rc)
+        rc = G->tp_argmax(r->be, x, r->n, r->vocab_local, r->vocab_off, r->ids, err);
+    G->buf_free(r->be, x);
+    return rc;
+}
+
+static void *rank_main(void *arg)
+{
+    struct rank *r = arg;
+    struct ny_err err;
+    ny_err_init(&err);
+    switch (r->job) {
+    case JOB_ALLREDUCE:
+        r->rc = do_allreduce(r, &err);
+        break;
+    case JOB_ARGMAX:
+        r->rc = do_argmax(r, &err);
+        break;
+    case JOB_ABORT_WAIT: /* enters the collective; its peer never does */
+        r->rc = do_allreduce(r, &err);
+        break;
+    case JOB_ABORT_CALL: { /* fails instead: let the peer block first, abort, then try to enter */
+        struct engine_buf *x = NULL;
+        struct timespec ts = {0, 300 * 1000 * 1000};
+        r->rc = G->buf_alloc(r->be, (size_t)r->rows * r->dim, &x, &err);
+        if (r->rc)
+            break;
+        nanosleep(&ts, NULL);
+        G->tp_abort(grp);
+        r->rc = G->tp_allreduce(r->be, x, r->dim, &err); /* must refuse at once */
+        G->buf_free(r->be, x);
+        break;
+    }
+    }
+    snprintf(r->msg, sizeof r->msg, "%s", r->rc ? err.msg : "");
+    return NULL;
+}
+
+static void run_ranks(struct rank *rs, int n)
+{
+    pthread_t t[MAX_RANKS];
+    for (int i = 0; i < n; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, rank_main, &rs[i]), 0);
+    for (int i = 0; i < n; i++)
+        pthread_join(t[i], NULL);
+}
+
+/* ---- groups ------------------------------------------------------------------------------------ */
+static int group_open(int n, struct ny_err *err)
+{
+    for (int i = 0; i < n; i++) {
+        int rc = G->create(1, i, &bes[i], err);
+        if (rc)
+            return rc;
+    }
+    n_ranks = n;
+    return G->tp_create(bes, n, &grp, err);
+}
+
+static void group_close(void)
+{
+    G->tp_destroy(grp);
+    grp = NULL;
+    for (int i = 0; i < n_ranks; i++) {
+        G->destroy(bes[i]);
+        bes[i] = NULL;
+    }
+    n_ranks = 0;
+}
+
+/* ---- tp_allreduce ------------------------------------------------------------------------------ */
+/* All ranks all-reduce rows x dim random partials; every rank's result must equal, bit for bit,
+ * the host sum in rank order. Returns the result of rank 0 (caller frees) and the partials. */
+static float *allreduce_case(int rows, int dim, float **parts_out)
+{
+    size_t cnt = (size_t)rows * dim;
+    float *parts = malloc((size_t)n_ranks * cnt * sizeof(float));
+    float *outs = malloc((size_t)n_ranks * cnt * sizeof(float));
+    float *want = malloc(cnt * sizeof(float));
+    assert_non_null(parts);
+    assert_non_null(outs);
+    assert_non_null(want);
+    if (parts_out && *parts_out) /* caller's partials */
+        memcpy(parts, *parts_out, (size_t)n_ranks * cnt * sizeof(float));
+    else
+        for (size_t i = 0; i < (size_t)n_ranks * cnt; i++)
+            parts[i] = frand_wide();
+    for (size_t e = 0; e < cnt; e++) {
+        float acc = parts[e];
+        for (int k = 1; k < n_ranks; k++)
+            acc += parts[(size_t)k * cnt + e];
+        want[e] = acc;
+    }
+    struct rank rs[MAX_RANKS];
+    memset(rs, 0, sizeof rs);
+    for (int k = 0; k < n_ranks; k++) {
+        rs[k].be = bes[k];
+        rs[k].rank = k;
+        rs[k].job = JOB_ALLREDUCE;
+        rs[k].rows = rows;
+        rs[k].dim = dim;
+        rs[k].in = parts + (size_t)k * cnt;
+        rs[k].out = outs + (size_t)k * cnt;
+        memset(rs[k].out, 0xff, cnt * sizeof(float)); /* NaN: every element must be written */
+    }
+    phase = "tp_allreduce";
+    run_ranks(rs, n_ranks);
+    int bad_total = 0;
+    for (int k = 0; k < n_ranks; k++) {
+        if (rs[k].rc) {
+            printf("  allreduce tp=%d rows=%d dim=%d: rank %d failed: %s\n", n_ranks, rows, dim,
+                   k, rs[k].msg);
+            bad_total++;
+            continue;
+        }
+        size_t bad = 0, first = 0;
+        for (size_t e = 0; e < cnt; e++)
+            if (memcmp(&rs[k].out[e], &want[e], sizeof(float)) != 0 && bad++ == 0)
+                first = e;
+        printf("  allreduce tp=%d rows=%d dim=%d (%zu floats, %s): rank %d %s", n_ranks, rows,
+               dim, cnt, cnt <= 65536 ? "gathered" : (cnt % n_ranks ? "chunked, padded"
+                                                                         : "chunked"),
+               k, bad ? "MISMATCH" : "bit-identical");
+        if (bad)
+            printf(" (%zu elements, first %zu: got %.9g want %.9g)", bad, first,
+                   rs[k].out[first], want[first]);
+        printf("\n");
+        bad_total += bad != 0;
+    }
+    float *r0 = malloc(cnt * sizeof(float));
+    assert_non_null(r0);
+    memcpy(r0, outs, cnt * sizeof(float));
+    if (parts_out && !*parts_out)
+        *parts_out = parts;
+    else
+        free(parts);
+    free(outs);
+    free(want);
+    assert_int_equal(bad_total, 0);
+    return r0;
+}
+
+static void test_allreduce(void **state)
+{
+    (void)state;
+    static const int shapes[][2] = {
+        {1, 96},     {3, 96},    {1, 65536}, /* gathered (<= 64 Ki floats) */
+        {1, 65537},  {2047, 97},             /* chunked, last chunk padded (odd count) */
+        {2048, 96},  {2048, 1024},           /* chunked, n divides the count */
+    };
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        free(allreduce_case(shapes[i][0], shapes[i][1], NULL));
+}
+
+/* Batch invariance: row j of a 2048-row all-reduce equals the same partials reduced alone. */
+static void test_allreduce_invariance(void **state)
+{
+    (void)state;
+    const int rows = 2048, dim = 96, rows_checked[] = {0, 1234, 2047};
+    size_t cnt = (size_t)rows * dim;
+    float *parts = NULL;
+    float *big = allreduce_case(rows, dim, &parts);
+    for (size_t t = 0; t < sizeof rows_checked / sizeof rows_checked[0]; t++) {
+        int j = rows_checked[t];
+        float *one = malloc((size_t)n_ranks * dim * sizeof(float));
+        assert_non_null(one);
+        for (int k = 0; k < n_ranks; k++)
+            memcpy(one + (size_t)k * dim, parts + (size_t)k * cnt + (size_t)j * dim,
+                   (size_t)dim * sizeof(float));
+        float *small = allreduce_case(1, dim, &one);
+        int same = memcmp(small, big + (size_t)j * dim, (size_t)dim * sizeof(float)) == 0;
+        printf("  invariance tp=%d: row %d alone vs in a %d-row step: %s\n", n_ranks, j, rows,
+               same ? "bit-identical" : "DIFFERENT");
+        assert_true(same);
+        free(small);
+        free(one);
+    }
+    free(big);
+    free(parts);
+}
+
+/* ---- tp_argmax --------------------------------------------------------------------------------- */
+#define AM_ROWS 6
+#define AM_VOCAB 1003
+
+/* the host rule: ties to the lowest id, NaN never wins, all NaN -> 0 */
+static int32_t host_argmax(const float *row, int vocab)
+{
+    int bj = -1;
+    for (int j = 0; j < vocab; j++)
+        if (!isnan(row[j]) && (bj < 0 || row[j] > row[bj]))
+            bj = j;
+    return bj < 0 ? 0 : bj;
+}
+
+static void test_argmax(void **state)
+{
+    (void)state;
+    /* uneven shards: ceil(V / n) each, the last one smaller */
+    int per = (AM_VOCAB + n_ranks - 1) / n_ranks, last_off = per * (n_ranks - 1);
+    static float l[AM_ROWS][AM_VOCAB];
+    for (int i = 0; i < AM_ROWS; i++)
+        for (int j = 0; j < AM_VOCAB; j++)
+            l[i][j] = frand_wide();
+    const char *what[AM_ROWS] = {"max in the last shard", "tie across shards", "all NaN",
+                                 "first shard all NaN", "-inf row, NaN at id 0",
+                                 "tie inside the last shard"};
+    l[0][AM_VOCAB - 3] = 5000.0f;                            /* last shard */
+    l[1][7] = l[1][per + 1] = l[1][AM_VOCAB - 1] = 4000.0f;  /* id 7 must win */
+    for (int j = 0; j < AM_VOCAB; j++)
+        l[2][j] = NAN;
+    for (int j = 0; j < per; j++)
+        l[3][j] = NAN;
+    l[3][per + 5] = 3000.0f;
+    for (int j = 0; j < AM_VOCAB; j++)
+        l[4][j] = -INFINITY;
+    l[4][0] = NAN; /* id 1 wins */
+    l[5][last_off + 2] = l[5][last_off + 1] = 6000.0f;
+    l[5][last_off] = NAN;
+    struct rank rs[MAX_RANKS];
+    float *shard[MAX_RANKS];
+    memset(rs, 0, sizeof rs);
+    for (int k = 0; k < n_ranks; k++) {
+        int off = k * per, vl = k == n_ranks - 1 ? AM_VOCAB - off : per;
+        shard[k] = malloc((size_t)AM_ROWS * vl * sizeof(float));
+        assert_non_null(shard[k]);
+        for (int i = 0; i < AM_ROWS; i++)
+            memcpy(shard[k] + (size_t)i * vl, &l[i][off], (size_t)vl * sizeof(float));
+        rs[k].be = bes[k];
+        rs[k].rank = k;
+        rs[k].job = JOB_ARGMAX;
+        rs[k].in = shard[k];
+        rs[k].n = AM_ROWS;
+        rs[k].vocab_local = vl;
+        rs[k].vocab_off = off;
+        for (int i = 0; i < AM_ROWS; i++)
+            rs[k].ids[i] = -7;
+    }
+    phase = "tp_argmax";
+    run_ranks(rs, n_ranks);
+    int bad = 0;
+    for (int i = 0; i < AM_ROWS; i++) {
+        int32_t want = host_argmax(l[i], AM_VOCAB);
+        printf("  argmax tp=%d shards of %d (last %d), row %d (%s): want %d, got", n_ranks, per,
+               AM_VOCAB - last_off, i, what[i], want);
+        for (int k = 0; k < n_ranks; k++) {
+            if (rs[k].rc)
+                printf(" [rank %d failed: %s]", k, rs[k].msg);
+            else
+                printf(" %d", rs[k].ids[i]);
+            bad += rs[k].rc != 0 || rs[k].ids[i] != want;
+        }
+        printf("\n");
+    }
+    for (int k = 0; k < n_ranks; k++)
+        free(shard[k]);
+    assert_int_equal(host_argmax(l[1], AM_VOCAB), 7); /* the test's own premises */
+    assert_int_equal(host_argmax(l[4], AM_VOCAB), 1);
+    assert_int_equal(host_argmax(l[5], AM_VOCAB), last_off + 1);
+    assert_int_equal(bad, 0);
+}
+
+/* ---- weight_random ------------------------------------------------------------------------------ */
+static void test_weight_random(void **state)
+{
+    (void)state;
+    struct engine_backend *be = bes[0];
+    struct engine_buf *whole = NULL, *blk = NULL, *old = NULL, *bad = NULL;
+    struct ny_err err;
+    ny_err_init(&err);
+    float w[6 * 10], b[4 * 6], o[6 * 10];
+    phase = "weight_random";
+    assert_int_equal(G->weight_random(be, 6, 10, 0, 0, 10, 42, 0.5f, &whole, &err), 0);
+    assert_int_equal(G->weight_random(be, 4, 6, 2, 3, 10, 42, 0.5f, &blk, &err), 0);
+    assert_int_equal(engine_cuda_weight_random(be, 6, 10, 42, 0.5f, &old, &err), 0);
+    assert_int_equal(engine_cuda_weight_read(be, whole, w, &err), 0);
+    assert_int_equal(engine_cuda_weight_read(be, blk, b, &err), 0);
+    assert_int_equal(engine_cuda_weight_read(be, old, o, &err), 0);
+    int diff = 0, distinct = 0, in_range = 1;
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 6; j++)
+            diff += memcmp(&b[i * 6 + j], &w[(2 + i) * 10 + 3 + j], sizeof(float)) != 0;
+    for (int e = 0; e < 60; e++) {
+        distinct += w[e] != w[0];
+        in_range &= w[e] >= -0.5f && w[e] <= 0.5f; /* bf16 rounding may reach 0.5 */
+    }
+    int same_old = memcmp(w, o, sizeof w) == 0;
+    printf("  weight_random: [4, 6] block at (2, 3) of width 10: %d of 24 differ from the whole "
+           "matrix; engine_cuda_weight_random %s; %d of 60 differ from element 0; range %s\n",
+           diff, same_old ? "identical" : "DIFFERENT", distinct, in_range ? "ok" : "BAD");
+    assert_int_equal(diff, 0);
+    assert_true(same_old);
+    assert_true(distinct > 50);
+    assert_true(in_range);
+    assert_int_equal(G->weight_random(be, 4, 8, 0, 3, 10, 42, 0.5f, &bad, &err), NY_E_RANGE);
+    assert_null(bad);
+    G->buf_free(be, whole);
+    G->buf_free(be, blk);
+    G->buf_free(be, old);
+}
+
+/* ---- tp_abort ------------------------------------------------------------------------------------ */
+/* Rank 0 enters tp_allreduce then waits in buf_read; rank 1 calls tp_abort instead of entering,
+ * then tries to: both must return NY_E_STATE, rank 0 without hanging. */
+static void test_abort(void **state)
+{
+    (void)state;
+    const int rows = 3, dim = 96;
+    float *in = malloc((size_t)2 * rows * dim * sizeof(float));
+    float *out = malloc((size_t)2 * rows * dim * sizeof(float));
+    assert_non_null(in);
+    assert_non_null(out);
+    for (int i = 0; i < 2 * rows * dim; i++)
+        in[i] = frand_wide();
+    struct rank rs[2];
+    memset(rs, 0, sizeof rs);
+    for (int k = 0; k < 2; k++) {
+        rs[k].be = bes[k];
+        rs[k].rank = k;
+        rs[k].job = k == 0 ? JOB_ABORT_WAIT : JOB_ABORT_CALL;
+        rs[k].rows = rows;
+        rs[k].dim = dim;
+        rs[k].in = in + (size_t)k * rows * dim;
+        rs[k].out = out + (size_t)k * rows * dim;
+    }
+    phase = "tp_abort (rank 0 blocked in tp_allreduce + buf_read)";
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    run_ranks(rs, 2);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    printf("  abort: rank 0 returned %d (%s), rank 1 (entering after its abort) returned %d "
+           "(%s), %.2f s\n", rs[0].rc, rs[0].msg, rs[1].rc, rs[1].msg, s);
+    assert_int_equal(rs[0].rc, NY_E_STATE);
+    assert_non_null(strstr(rs[0].msg, "aborted"));
+    assert_int_equal(rs[1].rc, NY_E_STATE);
+    phase = "tp_destroy after abort";
+    free(in);
+    free(out);
+}
+
+static int run_size(int n)
+{
+    struct ny_err err;
+    ny_err_init(&err);
+    char ph[64];
+    snprintf(ph, sizeof ph, "tp_create of %d", n);
+    phase = ph;
+    alarm(240);
+    if (group_open(n, &err)) {
+        printf("group of %d: %s\n", n, err.msg);
+        group_close();
+        return 1;
+    }
+    printf("group of %d ranks ready\n", n);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_allreduce),
+        cmocka_unit_test(test_allreduce_invariance),
+        cmocka_unit_test(test_argmax),
+        cmocka_unit_test(test_weight_random),
+    };
+    int rc = cmocka_run_group_tests_name(n == 2 ? "tp2" : "tp4", tests, NULL, NULL);
+    phase = "tp_destroy";
+    group_close();
+    alarm(0);
+    return rc;
+}
+
+int main(void)
+{
+    struct ny_err err;
+    ny_err_init(&err);
+    int n = 0;
+    if (engine_device_count(&n, &err) != NY_OK || n < 2) {
+        printf("SKIP: %s\n", err.msg[0] ? err.msg : "fewer than 2 CUDA devices");
+        return 77;
+    }
+    if (engine_backend_find("cuda", &G, &err) || !G->tp_create) {
+        printf("SKIP: %s\n", err.msg[0] ? err.msg : "no tensor parallelism in this build");
+        return 77;
+    }
+    signal(SIGALRM, on_alarm);
+    setvbuf(stdout, NULL, _IONBF, 0);
+    printf("%d CUDA devices\n", n);
+    int rc = run_size(2);
+    if (n >= 4)
+        rc |= run_size(4);
+    else
+        printf("group of 4: not run (%d devices)\n", n);
+    /* the abort poisons its group: a fresh one, last */
+    phase = "tp_create for the abort test";
+    alarm(120);
+    if (group_open(2, &err)) {
+        printf("group of 2 (abort): %s\n", err.msg);
+        group_close();
+        return 1;
+    }
+    const struct CMUnitTest abort_tests[] = {cmocka_unit_test(test_abort)};
+    rc |= cmocka_run_group_tests_name("tp_abort", abort_tests, NULL, NULL);
+    group_close();
+    alarm(0);
+    return rc ? 1 : 0;
+}
+
+#else
+
+int main(void)
+{
+    printf("SKIP: built without %s\n", NY_HAVE_CUDA ? "NCCL" : "the CUDA backend");
+    return 77;
+}
+
+#endif
