@@ -143,6 +143,21 @@ int engine_tp_shard_sizes(struct engine_model *m, int tp, int rank, struct ny_er
 typedef int (*engine_rank_fn)(struct engine_model *rank_m, void *ctx, struct ny_err *err);
 int engine_tp_run(struct engine_model *lead, engine_rank_fn fn, void *ctx, struct ny_err *err);
 
+/* ---- opening ---------------------------------------------------------------------------------
+ * The model object with its configuration (config.json of dir, or cfg when dir is NULL), its
+ * safetensors mapped (dir only), every rank's backend instance and the group: all but the weights
+ * (model_load.c). */
+int engine_model_start(const char *dir, const struct engine_config *cfg,
+                       const struct engine_model_opts *opts, struct engine_model **out,
+                       struct ny_err *err);
+/* A model of configuration cfg with random weights made on the device by the backend's
+ * weight_random op (no files), sharded as a file would be, so that every tp gives the same
+ * logical model for a seed; lora_rank > 0 attaches one random adapter (index 0, "random") on all
+ * 7 projections. For the benchmark (model_random.c). */
+int engine_model_open_random(const struct engine_config *cfg, const struct engine_model_opts *o,
+                             uint64_t seed, int lora_rank, struct engine_model **out,
+                             struct ny_err *err);
+
 /* ---- the forward pass (model_forward.c) ------------------------------------------------------ */
 /* Per-call state: the KV cache and activation buffers sized for the largest step so far. */
 struct engine_fwd {
@@ -161,5 +176,9 @@ void engine_fwd_fini(struct engine_fwd *f);
  * logits of each request's last row. */
 int engine_fwd_step(struct engine_fwd *f, const struct engine_batch *b, const int32_t *ids,
                     struct ny_err *err);
+/* engine_fwd_step, then next[s] = the greedy id of request s (over the whole vocabulary, every
+ * rank getting the same ids under tensor parallelism). */
+int engine_fwd_next(struct engine_fwd *f, const struct engine_batch *b, const int32_t *ids,
+                    int32_t *next, struct ny_err *err);
 
 #endif

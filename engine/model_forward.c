@@ -153,3 +153,16 @@ int engine_fwd_step(struct engine_fwd *f, const struct engine_batch *b, const in
         return rc;
     return NY_OK;
 }
+
+int engine_fwd_next(struct engine_fwd *f, const struct engine_batch *b, const int32_t *ids,
+                    int32_t *next, struct ny_err *err)
+{
+    struct engine_model *m = f->m;
+    int rc = engine_fwd_step(f, b, ids, err);
+    if (rc != NY_OK)
+        return rc;
+    if (m->tp > 1)
+        return m->ops->tp_argmax(m->be, f->logits, b->n_seqs, m->l_vocab, m->vocab_off, next,
+                                 err);
+    return m->ops->argmax(m->be, f->logits, b->n_seqs, m->l_vocab, next, err);
+}

@@ -140,7 +140,6 @@ static int gen_advance(struct gen *g, struct engine_fwd *f, const struct engine_
 
 static int gen_run(struct gen *g, struct engine_fwd *f, struct ny_err *err)
 {
-    struct engine_model *m = g->m;
     for (;;) {
         int n_rows = 0, rc;
         int n_seqs = gen_plan(g, &n_rows, err);
@@ -150,11 +149,7 @@ static int gen_run(struct gen *g, struct engine_fwd *f, struct ny_err *err)
             return NY_OK;
         struct engine_batch b = {n_rows,       n_seqs,        g->seq_start,
                                  g->seq_slot,  g->seq_pos0,   g->seq_adapter};
-        if ((rc = engine_fwd_step(f, &b, g->ids, err)) ||
-            (rc = m->tp > 1 ? m->ops->tp_argmax(m->be, f->logits, n_seqs, m->l_vocab,
-                                                m->vocab_off, g->next, err)
-                            : m->ops->argmax(m->be, f->logits, n_seqs, m->l_vocab, g->next,
-                                             err)) ||
+        if ((rc = engine_fwd_next(f, &b, g->ids, g->next, err)) ||
             (rc = gen_advance(g, f, &b, err)))
             return rc;
     }

@@ -148,8 +148,9 @@ static int tp_setup(struct engine_model *m, const struct engine_model_opts *o, s
     return rc;
 }
 
-int engine_model_open(const char *dir, const struct engine_model_opts *opts,
-                      struct engine_model **out, struct ny_err *err)
+int engine_model_start(const char *dir, const struct engine_config *cfg,
+                       const struct engine_model_opts *opts, struct engine_model **out,
+                       struct ny_err *err)
 {
     struct engine_model_opts o = {0};
     if (opts)
@@ -169,17 +170,20 @@ int engine_model_open(const char *dir, const struct engine_model_opts *opts,
     if (o.tp > ENGINE_MAX_TP)
         return NY_ERR(err, NY_E_INVALID, "--tp %d: at most %d ranks", o.tp, ENGINE_MAX_TP);
     struct engine_model *m = ny_calloc(1, sizeof *m);
-    if (!m || !(m->dir = ny_strdup(dir))) {
+    if (!m || !(m->dir = ny_strdup(dir ? dir : "(random weights)"))) {
         ny_free(m);
         return NY_ERR(err, NY_E_NOMEM, "out of memory");
     }
     m->ops = ops;
     /* CPU ranks share the cores */
     m->n_threads = o.tp > 1 && o.threads >= o.tp ? o.threads / o.tp : o.threads;
-    rc = engine_config_load(dir, &m->cfg, err);
+    if (cfg)
+        m->cfg = *cfg;
+    else
+        rc = engine_config_load(dir, &m->cfg, err);
     if (rc == NY_OK)
         rc = engine_tp_shard_sizes(m, o.tp > 1 ? o.tp : 1, 0, err);
-    if (rc == NY_OK)
+    if (rc == NY_OK && dir)
         rc = engine_st_open_dir(dir, NULL, &m->st, err);
     if (rc == NY_OK)
         rc = ops->create(m->n_threads, o.gpu, &m->be, err);
@@ -189,17 +193,28 @@ int engine_model_open(const char *dir, const struct engine_model_opts *opts,
         if (!m->layers || !m->inv_freq)
             rc = NY_ERR(err, NY_E_NOMEM, "out of memory");
     }
+    if (rc == NY_OK)
+        engine_config_inv_freq(&m->cfg, m->inv_freq);
     if (rc == NY_OK && m->tp > 1)
         rc = tp_setup(m, &o, err);
-    if (rc == NY_OK)
-        rc = engine_tp_run(m, load_weights, NULL, err);
     if (rc != NY_OK) {
         engine_model_close(m);
         return rc;
     }
-    engine_config_inv_freq(&m->cfg, m->inv_freq);
     *out = m;
     return NY_OK;
+}
+
+int engine_model_open(const char *dir, const struct engine_model_opts *opts,
+                      struct engine_model **out, struct ny_err *err)
+{
+    struct engine_model *m;
+    int rc = engine_model_start(dir, NULL, opts, &m, err);
+    if (rc == NY_OK && (rc = engine_tp_run(m, load_weights, NULL, err)) != NY_OK)
+        engine_model_close(m);
+    if (rc == NY_OK)
+        *out = m;
+    return rc;
 }
 
 static void model_free(struct engine_model *m)

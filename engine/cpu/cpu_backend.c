@@ -154,6 +154,38 @@ static int cpu_weight_upload(struct engine_backend *be, enum engine_dtype dt, co
     return NY_OK;
 }
 
+static uint64_t splitmix64(uint64_t z)
+{
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* The same draw as the CUDA backend's (kept in fp32 here, bf16 there). */
+static int cpu_weight_random(struct engine_backend *be, size_t rows, size_t cols, size_t row0,
+                             size_t col0, size_t full_cols, uint64_t seed, float scale,
+                             struct engine_buf **out, struct ny_err *err)
+{
+    (void)be;
+    if (col0 > full_cols || cols > full_cols - col0 || rows == 0 || cols == 0)
+        return NY_ERR(err, NY_E_RANGE, "cpu: random block of %zu x %zu at column %zu of %zu",
+                      rows, cols, col0, full_cols);
+    struct engine_buf *b;
+    int rc = buf_new(rows, cols, &b, err);
+    if (rc != NY_OK)
+        return rc;
+    for (size_t i = 0; i < rows; i++)
+        for (size_t j = 0; j < cols; j++) {
+            uint64_t g = (uint64_t)(row0 + i) * full_cols + col0 + j;
+            uint64_t h = splitmix64(seed * 0x100000001b3ull + g);
+            float u = (float)(h >> 40) * (1.0f / 16777216.0f); /* [0, 1) */
+            b->data[i * cols + j] = (2.0f * u - 1.0f) * scale;
+        }
+    *out = b;
+    return NY_OK;
+}
+
 static int cpu_step_begin(struct engine_backend *be, const struct engine_batch *batch,
                           struct ny_err *err)
 {
@@ -378,4 +410,5 @@ const struct engine_backend_ops engine_cpu_ops = {
     .tp_destroy = cpu_tp_destroy,
     .tp_allreduce = cpu_tp_allreduce,
     .tp_argmax = cpu_tp_argmax,
+    .weight_random = cpu_weight_random,
 };

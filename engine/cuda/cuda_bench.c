@@ -1,35 +1,35 @@
-/* cuda_bench.c — `nyxaudit bench`: a Llama-3-shaped decoder with random bf16 weights made on the
- * device (no files), driven through the CUDA backend's ops table exactly as the forward pass
- * drives it, on a workload of P prompts x L prompt tokens x N new tokens decoded greedily in
- * groups of B requests. Prints prefill tokens/s, decode ms per step, achieved TB/s and TFLOP/s
- * against the card's copy bandwidth and bf16 GEMM rate measured by the same run, and the peak
- * device memory. Plain C: no CUDA header here. */
+/* cuda_bench.c — `nyxaudit bench`: a Llama-3-shaped model with random bf16 weights made on the
+ * device (engine_model_open_random: no files), on one GPU or tensor parallel over several, driven
+ * through the real forward pass (engine_fwd_next) on a workload of P prompts x L prompt tokens x N
+ * new tokens decoded greedily in groups of B requests: each group is one prefill step of its B
+ * prompts, then N - 1 decode steps. Prints prefill tokens/s, decode ms per step, achieved TB/s and
+ * TFLOP/s against the card's copy bandwidth and bf16 GEMM rate measured by the same run, the
+ * all-reduce share of a decode step under tensor parallelism, and the peak device memory. Plain
+ * C: no CUDA header here. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "engine.h"
-#include "engine_backend_int.h"
 #include "engine_cuda.h"
+#include "engine_model_int.h"
 
-#define OPS engine_cuda_ops
-enum { W_Q, W_K, W_V, W_O, W_G, W_U, W_D, W_N };
+#define BENCH_MAX_BATCH 1024
+#define BENCH_AR_REPS 200
 
-struct bench_layer {
-    struct engine_buf *w[W_N], *ln1, *ln2;
-    struct engine_buf *la[W_N], *lb[W_N];
+struct bench_times {
+    double prefill_s, decode_s;
+    long decode_steps, decode_rows;
+    double kv_bytes;   /* KV bytes read over all decode steps (all ranks) */
+    double ar_us;      /* one tp_allreduce of a decode step's rows, microseconds */
 };
 
 struct bench {
     const struct engine_bench_opts *o;
-    struct engine_backend *be;
-    struct bench_layer *layers;
-    struct engine_buf *embed, *norm, *head;
-    struct engine_buf *x, *h, *q, *k, *v, *a, *o_, *g, *u, *logits;
-    struct engine_kv *kv;
-    float inv_freq[256];
-    size_t mem_peak;
+    struct engine_model *m;
+    struct bench_times t;            /* rank 0's clock (the collectives keep ranks in step) */
+    size_t mem_peak[ENGINE_MAX_TP];  /* per rank */
 };
 
 static double now_s(void)
@@ -39,245 +39,138 @@ static double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static int mem_sample(struct bench *b, struct ny_err *err)
+static int mem_sample(struct bench *b, struct engine_model *rm, struct ny_err *err)
 {
     size_t used;
-    int rc = engine_cuda_mem_used(b->be, &used, err);
-    if (!rc && used > b->mem_peak)
-        b->mem_peak = used;
+    int rc = engine_cuda_mem_used(rm->be, &used, err);
+    if (!rc && used > b->mem_peak[rm->rank])
+        b->mem_peak[rm->rank] = used;
     return rc;
 }
 
-static int proj_dims(const struct engine_bench_opts *o, int i, int *out, int *in)
-{
-    int hd = o->head_dim, H = o->hidden, F = o->intermediate;
-    int dims[W_N][2] = {{o->heads * hd, H}, {o->kv_heads * hd, H}, {o->kv_heads * hd, H},
-                        {H, o->heads * hd}, {F, H},  {F, H},  {H, F}};
-    *out = dims[i][0];
-    *in = dims[i][1];
-    return 0;
-}
-
-static int make_weights(struct bench *b, struct ny_err *err)
+/* One group of n prompts starting at prompt p0: prefill step, then new_tokens - 1 decode steps.
+ * t == NULL: warm-up, not timed. */
+static int run_group(struct bench *b, struct engine_model *rm, struct engine_fwd *f, int p0,
+                     int n, struct bench_times *t, struct ny_err *err)
 {
     const struct engine_bench_opts *o = b->o;
-    uint64_t seed = o->seed * 1000003u + 1;
-    int rc = engine_cuda_weight_random(b->be, (size_t)o->vocab, (size_t)o->hidden, seed++, 0.5f,
-                                       &b->embed, err);
-    if (!rc)
-        rc = engine_cuda_weight_random(b->be, (size_t)o->vocab, (size_t)o->hidden, seed++,
-                                       0.02f, &b->head, err);
-    if (!rc)
-        rc = engine_cuda_weight_random(b->be, 1, (size_t)o->hidden, seed++, 1.0f, &b->norm, err);
-    b->layers = ny_calloc((size_t)o->layers, sizeof *b->layers);
-    if (!rc && !b->layers)
-        rc = NY_ERR(err, NY_E_NOMEM, "bench: out of memory");
-    for (int l = 0; !rc && l < o->layers; l++) {
-        struct bench_layer *L = &b->layers[l];
-        for (int i = 0; !rc && i < W_N; i++) {
-            int out, in;
-            proj_dims(o, i, &out, &in);
-            /* uniform(-s, s) with s = sqrt(3 / in): unit-variance outputs for unit inputs */
-            rc = engine_cuda_weight_random(b->be, (size_t)out, (size_t)in, seed++,
-                                           sqrtf(3.0f / (float)in), &L->w[i], err);
-            if (!rc && o->lora_rank > 0)
-                rc = engine_cuda_weight_random(b->be, (size_t)o->lora_rank, (size_t)in, seed++,
-                                               sqrtf(3.0f / (float)in), &L->la[i], err);
-            if (!rc && o->lora_rank > 0)
-                rc = engine_cuda_weight_random(b->be, (size_t)out, (size_t)o->lora_rank,
-                                               seed++, 0.01f, &L->lb[i], err);
-        }
-        if (!rc)
-            rc = engine_cuda_weight_random(b->be, 1, (size_t)o->hidden, seed++, 1.0f, &L->ln1,
-                                           err);
-        if (!rc)
-            rc = engine_cuda_weight_random(b->be, 1, (size_t)o->hidden, seed++, 1.0f, &L->ln2,
-                                           err);
-    }
-    return rc;
-}
-
-static int make_buffers(struct bench *b, int max_rows, struct ny_err *err)
-{
-    const struct engine_bench_opts *o = b->o;
-    size_t r = (size_t)max_rows;
-    size_t qd = (size_t)o->heads * o->head_dim, kd = (size_t)o->kv_heads * o->head_dim;
-    struct {
-        struct engine_buf **p;
-        size_t n;
-    } bufs[] = {{&b->x, r * o->hidden}, {&b->h, r * o->hidden}, {&b->q, r * qd},
-                {&b->k, r * kd},        {&b->v, r * kd},        {&b->a, r * qd},
-                {&b->o_, r * o->hidden}, {&b->g, r * o->intermediate},
-                {&b->u, r * o->intermediate}, {&b->logits, (size_t)o->batch * o->vocab}};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
-        int rc = OPS.buf_alloc(b->be, bufs[i].n, bufs[i].p, err);
-        if (rc)
-            return rc;
-    }
-    struct engine_kv_shape sh = {o->layers, o->kv_heads, o->head_dim, o->batch,
-                                 o->prompt_len + o->new_tokens};
-    return OPS.kv_create(b->be, &sh, &b->kv, err);
-}
-
-static int linear(struct bench *b, struct bench_layer *L, int i, struct engine_buf *x,
-                  struct engine_buf *y, struct ny_err *err)
-{
-    int out, in;
-    proj_dims(b->o, i, &out, &in);
-    struct engine_lora_term lt = {L->la[i], L->lb[i], b->o->lora_rank, 2.0f};
-    return OPS.matmul(b->be, x, in, L->w[i], out, b->o->lora_rank > 0 ? &lt : NULL,
-                      b->o->lora_rank > 0 ? 1 : 0, NULL, 0, y, err);
-}
-
-/* One forward step over the current batch: ids in, next ids out (of the rows `last`). */
-static int forward(struct bench *b, const int32_t *ids, const int *last, int n_last,
-                   int32_t *next, struct ny_err *err)
-{
-    const struct engine_bench_opts *o = b->o;
-    int H = o->hidden, rc = OPS.embed(b->be, b->embed, ids, H, b->x, err);
-    float scale = 1.0f / sqrtf((float)o->head_dim);
-    for (int l = 0; !rc && l < o->layers; l++) {
-        struct bench_layer *L = &b->layers[l];
-        rc = OPS.rmsnorm(b->be, b->x, L->ln1, H, 1e-5f, b->h, err);
-        if (!rc)
-            rc = linear(b, L, W_Q, b->h, b->q, err);
-        if (!rc)
-            rc = linear(b, L, W_K, b->h, b->k, err);
-        if (!rc)
-            rc = linear(b, L, W_V, b->h, b->v, err);
-        if (!rc)
-            rc = OPS.rope(b->be, b->q, o->heads, o->head_dim, b->inv_freq, 1.0f, err);
-        if (!rc)
-            rc = OPS.rope(b->be, b->k, o->kv_heads, o->head_dim, b->inv_freq, 1.0f, err);
-        if (!rc)
-            rc = OPS.attention(b->be, b->kv, l, b->q, b->k, b->v, o->heads, scale, b->a, err);
-        if (!rc)
-            rc = linear(b, L, W_O, b->a, b->o_, err);
-        if (!rc)
-            rc = OPS.add(b->be, b->x, b->o_, H, err);
-        if (!rc)
-            rc = OPS.rmsnorm(b->be, b->x, L->ln2, H, 1e-5f, b->h, err);
-        if (!rc)
-            rc = linear(b, L, W_G, b->h, b->g, err);
-        if (!rc)
-            rc = linear(b, L, W_U, b->h, b->u, err);
-        if (!rc)
-            rc = OPS.swiglu(b->be, b->g, b->u, o->intermediate, b->g, err);
-        if (!rc)
-            rc = linear(b, L, W_D, b->g, b->o_, err);
-        if (!rc)
-            rc = OPS.add(b->be, b->x, b->o_, H, err);
-    }
-    if (!rc)
-        rc = OPS.rmsnorm(b->be, b->x, b->norm, H, 1e-5f, b->h, err);
-    if (!rc)
-        rc = OPS.matmul(b->be, b->h, H, b->head, o->vocab, NULL, 0, last, n_last, b->logits, err);
-    if (!rc)
-        rc = OPS.argmax(b->be, b->logits, n_last, o->vocab, next, err);
-    return rc;
-}
-
-/* Weight bytes read by one decode step, and the linear-layer parameter count. */
-static double linear_params(const struct engine_bench_opts *o)
-{
-    double p = 0;
-    for (int i = 0; i < W_N; i++) {
-        int out, in;
-        proj_dims(o, i, &out, &in);
-        p += (double)out * in;
-        if (o->lora_rank > 0)
-            p += (double)o->lora_rank * (in + out);
-    }
-    return p * o->layers;
-}
-
-struct bench_times {
-    double prefill_s, decode_s;
-    long decode_steps, decode_rows;
-    double kv_bytes; /* KV bytes read over all decode steps */
-};
-
-static int run_group(struct bench *b, int n, struct bench_times *t, struct ny_err *err)
-{
-    const struct engine_bench_opts *o = b->o;
-    int L = o->prompt_len, rows[1024 + 1], slot[1024], pos0[1024], ad[1024], last[1024];
-    int32_t *ids = ny_malloc((size_t)n * L * sizeof *ids), next[1024];
+    int L = o->prompt_len, rows[BENCH_MAX_BATCH + 1], slot[BENCH_MAX_BATCH];
+    int pos0[BENCH_MAX_BATCH], ad[BENCH_MAX_BATCH];
+    int32_t *ids = ny_malloc((size_t)n * L * sizeof *ids), next[BENCH_MAX_BATCH];
     if (!ids)
         return NY_ERR(err, NY_E_NOMEM, "bench: out of memory");
-    for (int i = 0; i < n * L; i++)
-        ids[i] = (int32_t)((i * 7919u + 13u) % (unsigned)o->vocab);
+    for (int i = 0; i < n * L; i++) /* prompt p's tokens depend on p alone */
+        ids[i] = (int32_t)((((p0 + i / L) * 7919u + (i % L) * 104729u + 13u)) % (unsigned)o->vocab);
     rows[0] = 0;
     for (int s = 0; s < n; s++) {
         rows[s + 1] = rows[s] + L;
         slot[s] = s;
         pos0[s] = 0;
         ad[s] = o->lora_rank > 0 ? 0 : -1;
-        last[s] = rows[s + 1] - 1;
     }
-    struct engine_batch bt = {n * L, n, rows, slot, pos0, ad};
     int rc = NY_OK;
     for (int s = 0; s < n && !rc; s++)
-        rc = OPS.kv_slot_reset(b->be, b->kv, s, err);
+        rc = rm->ops->kv_slot_reset(rm->be, f->kv, s, err);
+    struct engine_batch bt = {n * L, n, rows, slot, pos0, ad};
     double t0 = now_s();
     if (!rc)
-        rc = OPS.step_begin(b->be, &bt, err);
+        rc = engine_fwd_next(f, &bt, ids, next, err); /* its argmax waits for the device */
+    if (t)
+        t->prefill_s += now_s() - t0;
     if (!rc)
-        rc = forward(b, ids, last, n, next, err);
-    if (!rc)
-        rc = engine_cuda_sync(b->be, err);
-    t->prefill_s += now_s() - t0;
-    if (!rc)
-        rc = mem_sample(b, err);
+        rc = mem_sample(b, rm, err);
+    for (int s = 0; s < n && o->ids && t && rm->rank == 0; s++)
+        o->ids[(size_t)(p0 + s) * o->new_tokens] = next[s];
     double t1 = now_s();
     for (int step = 1; step < o->new_tokens && !rc; step++) {
         for (int s = 0; s < n; s++) {
             rows[s + 1] = s + 1;
             pos0[s] = L + step - 1;
-            last[s] = s;
         }
         struct engine_batch bd = {n, n, rows, slot, pos0, ad};
-        rc = OPS.step_begin(b->be, &bd, err);
-        if (!rc)
-            rc = forward(b, next, last, n, next, err);
-        t->decode_steps++;
-        t->decode_rows += n;
-        t->kv_bytes += (double)n * (L + step) * o->layers * 2.0 * o->kv_heads * o->head_dim * 2;
+        rc = engine_fwd_next(f, &bd, next, next, err);
+        for (int s = 0; !rc && s < n && o->ids && t && rm->rank == 0; s++)
+            o->ids[(size_t)(p0 + s) * o->new_tokens + step] = next[s];
+        if (t) {
+            t->decode_steps++;
+            t->decode_rows += n;
+            t->kv_bytes += (double)n * (L + step) * o->layers * 2.0 * o->kv_heads * o->head_dim * 2;
+        }
     }
-    if (!rc)
-        rc = engine_cuda_sync(b->be, err);
-    t->decode_s += now_s() - t1;
+    if (t)
+        t->decode_s += now_s() - t1;
     ny_free(ids);
     return rc;
 }
 
-static void bench_free(struct bench *b)
+/* Microseconds of one tp_allreduce of n rows x hidden (the sums of a decode step). */
+static int time_allreduce(struct bench *b, struct engine_model *rm, struct engine_fwd *f, int n,
+                          double *us, struct ny_err *err)
 {
-    if (!b->be)
-        return;
-    if (b->layers)
-        for (int l = 0; l < b->o->layers; l++) {
-            struct bench_layer *L = &b->layers[l];
-            for (int i = 0; i < W_N; i++) {
-                OPS.buf_free(b->be, L->w[i]);
-                OPS.buf_free(b->be, L->la[i]);
-                OPS.buf_free(b->be, L->lb[i]);
-            }
-            OPS.buf_free(b->be, L->ln1);
-            OPS.buf_free(b->be, L->ln2);
-        }
-    ny_free(b->layers);
-    struct engine_buf *bufs[] = {b->embed, b->norm, b->head, b->x, b->h, b->q, b->k,
-                                 b->v,     b->a,    b->o_,   b->g, b->u, b->logits};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-        OPS.buf_free(b->be, bufs[i]);
-    OPS.kv_destroy(b->be, b->kv);
-    OPS.destroy(b->be);
+    int rows[BENCH_MAX_BATCH + 1], zero[BENCH_MAX_BATCH], none[BENCH_MAX_BATCH];
+    for (int s = 0; s <= n; s++)
+        rows[s] = s;
+    for (int s = 0; s < n; s++)
+        zero[s] = 0, none[s] = -1;
+    struct engine_batch bd = {n, n, rows, zero, zero, none};
+    int rc = rm->ops->step_begin(rm->be, &bd, err);
+    for (int i = 0; i < 10 && !rc; i++) /* warm-up */
+        rc = rm->ops->tp_allreduce(rm->be, f->h, b->o->hidden, err);
+    if (!rc)
+        rc = engine_cuda_sync(rm->be, err);
+    double t0 = now_s();
+    for (int i = 0; i < BENCH_AR_REPS && !rc; i++)
+        rc = rm->ops->tp_allreduce(rm->be, f->h, b->o->hidden, err);
+    if (!rc)
+        rc = engine_cuda_sync(rm->be, err);
+    *us = (now_s() - t0) * 1e6 / BENCH_AR_REPS;
+    return rc;
 }
 
-static void report(struct bench *b, const struct bench_times *t, double copy, double gemm,
-                   FILE *out)
+/* Every rank's whole run (a thread each): warm-up group, the timed groups, then the all-reduce
+ * timing. Rank 0 keeps the clock. */
+static int bench_rank(struct engine_model *rm, void *ctx, struct ny_err *err)
+{
+    struct bench *b = ctx;
+    const struct engine_bench_opts *o = b->o;
+    int group = o->batch < o->prompts ? o->batch : o->prompts;
+    struct engine_kv_shape kvs = {o->layers, rm->l_kv_heads, o->head_dim, group,
+                                  o->prompt_len + o->new_tokens};
+    struct engine_fwd f;
+    int rc = engine_fwd_init(&f, rm, &kvs, err);
+    if (rc)
+        return rc;
+    struct bench_times mine;
+    memset(&mine, 0, sizeof mine);
+    rc = run_group(b, rm, &f, 0, group, NULL, err); /* plans, module load: not timed */
+    for (int p = 0; !rc && p < o->prompts; p += group)
+        rc = run_group(b, rm, &f, p, o->prompts - p < group ? o->prompts - p : group, &mine, err);
+    if (!rc && rm->tp > 1)
+        rc = time_allreduce(b, rm, &f, group, &mine.ar_us, err);
+    if (!rc)
+        rc = mem_sample(b, rm, err);
+    if (rm->rank == 0)
+        b->t = mine;
+    engine_fwd_fini(&f);
+    return rc;
+}
+
+/* Linear-layer parameters of the whole model (all ranks), LoRA included. */
+static double linear_params(const struct engine_bench_opts *o)
+{
+    double H = o->hidden, F = o->intermediate, q = (double)o->heads * o->head_dim;
+    double kv = (double)o->kv_heads * o->head_dim, R = o->lora_rank;
+    double p = 2 * H * q + 2 * H * kv + 3 * H * F;
+    if (R > 0)
+        p += R * ((H + q) + 2 * (H + kv) + (q + H) + 2 * (H + F) + (F + H));
+    return p * o->layers;
+}
+
+static void report(struct bench *b, double copy, double gemm, FILE *out)
 {
     const struct engine_bench_opts *o = b->o;
+    const struct bench_times *t = &b->t;
+    int tp = o->tp > 1 ? o->tp : 1;
     double P = linear_params(o), emb = (double)o->vocab * o->hidden;
     double tokens = (double)o->prompts * o->prompt_len;
     /* prefill FLOPs: linear layers + causal attention (QKᵀ and PV over L(L+1)/2 pairs) */
@@ -285,59 +178,76 @@ static void report(struct bench *b, const struct bench_times *t, double copy, do
                  o->layers * o->prompts;
     double pf = 2.0 * P * tokens + att + 2.0 * emb * o->prompts;
     double step_ms = t->decode_steps ? t->decode_s * 1e3 / t->decode_steps : 0;
+    /* bytes one decode step reads over all cards: linear weights, lm_head, norms (+ KV) */
     double wbytes = 2.0 * (P + emb + o->layers * 2.0 * o->hidden + o->hidden);
     double dbytes = t->decode_steps ? (wbytes * t->decode_steps + t->kv_bytes) : 0;
-    fprintf(out, "card peaks (measured now): copy %.2f TB/s, bf16 GEMM %.1f TFLOP/s\n",
-            copy / 1e12, gemm / 1e12);
-    fprintf(out, "prefill: %.0f tokens in %.3f s = %.0f tokens/s, %.1f TFLOP/s (%.0f%% of GEMM)\n",
-            tokens, t->prefill_s, tokens / t->prefill_s, pf / t->prefill_s / 1e12,
-            100.0 * pf / t->prefill_s / gemm);
+    fprintf(out, "card peaks (measured now, GPU %d): copy %.2f TB/s, bf16 GEMM %.1f TFLOP/s%s\n",
+            o->device, copy / 1e12, gemm / 1e12, tp > 1 ? " (per card)" : "");
+    fprintf(out, "prefill: %.0f tokens in %.3f s = %.0f tokens/s, %.1f TFLOP/s (%.0f%% of %d x "
+            "GEMM)\n", tokens, t->prefill_s, tokens / t->prefill_s, pf / t->prefill_s / 1e12,
+            100.0 * pf / t->prefill_s / (gemm * tp), tp);
     if (t->decode_steps)
         fprintf(out,
                 "decode: %ld steps at batch %d: %.3f ms/step, %.0f tokens/s, %.2f TB/s "
-                "(%.0f%% of copy; floor %.3f ms/step)\n",
+                "(%.0f%% of %d x copy; floor %.3f ms/step)\n",
                 t->decode_steps, o->batch < o->prompts ? o->batch : o->prompts, step_ms,
                 t->decode_rows / t->decode_s, dbytes / t->decode_s / 1e12,
-                100.0 * dbytes / t->decode_s / copy, dbytes / t->decode_steps / copy * 1e3);
-    fprintf(out, "total: %.3f s; peak device memory %.2f GiB; weights %.2f GiB\n",
-            t->prefill_s + t->decode_s, b->mem_peak / 1073741824.0, wbytes / 1073741824.0);
+                100.0 * dbytes / t->decode_s / (copy * tp), tp,
+                dbytes / t->decode_steps / (copy * tp) * 1e3);
+    if (tp > 1 && t->decode_steps)
+        fprintf(out, "all-reduce: %.1f us per sum of a decode step's rows; %d per step = %.3f ms "
+                "= %.0f%% of a decode step\n", t->ar_us, 2 * o->layers,
+                2 * o->layers * t->ar_us / 1e3, 100.0 * 2 * o->layers * t->ar_us / 1e3 / step_ms);
+    size_t peak = 0;
+    for (int k = 0; k < tp; k++)
+        peak = b->mem_peak[k] > peak ? b->mem_peak[k] : peak;
+    fprintf(out, "total: %.3f s; peak device memory %.2f GiB%s; weights %.2f GiB\n",
+            t->prefill_s + t->decode_s, peak / 1073741824.0, tp > 1 ? " (fullest card)" : "",
+            (wbytes + 2.0 * emb) / 1073741824.0);
+}
+
+static int bench_check(const struct engine_bench_opts *o, struct ny_err *err)
+{
+    if (o->hidden <= 0 || o->layers <= 0 || o->heads <= 0 || o->kv_heads <= 0 ||
+        o->heads % o->kv_heads || o->head_dim <= 0 || o->head_dim > 256 || o->head_dim % 2 ||
+        o->vocab <= 0 || o->intermediate <= 0 || o->prompts <= 0 || o->prompt_len <= 0 ||
+        o->new_tokens <= 0 || o->batch <= 0 || o->batch > BENCH_MAX_BATCH || o->lora_rank < 0 ||
+        o->tp < 0 || o->tp > ENGINE_MAX_TP)
+        return NY_ERR(err, NY_E_INVALID, "bench: invalid shape or workload");
+    return NY_OK;
 }
 
 int engine_bench_run(const struct engine_bench_opts *o, FILE *out, struct ny_err *err)
 {
-    if (o->hidden <= 0 || o->layers <= 0 || o->heads <= 0 || o->kv_heads <= 0 ||
-        o->heads % o->kv_heads || o->head_dim <= 0 || o->head_dim > 512 || o->head_dim % 2 ||
-        o->vocab <= 0 || o->intermediate <= 0 || o->prompts <= 0 || o->prompt_len <= 0 ||
-        o->new_tokens <= 0 || o->batch <= 0 || o->batch > 1024 || o->lora_rank < 0)
-        return NY_ERR(err, NY_E_INVALID, "bench: invalid shape or workload");
+    int rc = bench_check(o, err);
+    if (rc)
+        return rc;
+    /* the card's ceilings, on the first GPU, before the model takes its memory */
+    struct engine_backend *pb;
+    double copy = 0, gemm = 0;
+    if ((rc = engine_cuda_ops.create(1, o->device, &pb, err)))
+        return rc;
+    rc = engine_cuda_peaks(pb, &copy, &gemm, err);
+    engine_cuda_ops.destroy(pb);
+    if (rc)
+        return rc;
+    struct engine_config cfg = {.hidden = o->hidden, .intermediate = o->intermediate,
+                                .n_layers = o->layers, .n_heads = o->heads,
+                                .n_kv_heads = o->kv_heads, .head_dim = o->head_dim,
+                                .vocab = o->vocab, .max_pos = o->prompt_len + o->new_tokens,
+                                .rms_eps = 1e-5f, .rope_theta = 500000.0, .bos_id = -1};
+    struct engine_model_opts mo = {.device = "cuda", .threads = 1, .tp = o->tp, .gpu = o->device};
     struct bench b;
     memset(&b, 0, sizeof b);
     b.o = o;
-    for (int i = 0; i < o->head_dim / 2; i++)
-        b.inv_freq[i] = powf(500000.0f, -2.0f * i / o->head_dim);
-    int rc = OPS.create(1, o->device, &b.be, err);
-    double copy = 0, gemm = 0;
+    double t0 = now_s();
+    if ((rc = engine_model_open_random(&cfg, &mo, o->seed, o->lora_rank, &b.m, err)))
+        return rc;
+    fprintf(out, "model made on %d GPU%s in %.1f s\n", o->tp > 1 ? o->tp : 1,
+            o->tp > 1 ? "s" : "", now_s() - t0);
+    rc = engine_tp_run(b.m, bench_rank, &b, err);
     if (!rc)
-        rc = engine_cuda_peaks(b.be, &copy, &gemm, err);
-    if (!rc)
-        rc = make_weights(&b, err);
-    int group = o->batch < o->prompts ? o->batch : o->prompts;
-    if (!rc)
-        rc = make_buffers(&b, group * o->prompt_len, err);
-    if (!rc)
-        rc = engine_cuda_sync(b.be, err);
-    if (!rc)
-        rc = mem_sample(&b, err);
-    /* warm-up: one short group (plans, module load), not timed */
-    struct bench_times warm, t;
-    memset(&warm, 0, sizeof warm);
-    memset(&t, 0, sizeof t);
-    if (!rc)
-        rc = run_group(&b, group, &warm, err);
-    for (int p = 0; !rc && p < o->prompts; p += group)
-        rc = run_group(&b, o->prompts - p < group ? o->prompts - p : group, &t, err);
-    if (!rc)
-        report(&b, &t, copy, gemm, out);
-    bench_free(&b);
+        report(&b, copy, gemm, out);
+    engine_model_close(b.m);
     return rc;
 }
