@@ -5,7 +5,8 @@
  *    BF16_TOL, ids reported;
  *  - batch invariance: 64 prompts generated alone and inside batches of 7, 32 and 64 in shuffled
  *    orders give bit-identical ids and first-step logits (a bf16 model, so the cuBLASLt prefill
- *    units and the skinny decode kernel are both exercised).
+ *    units and the skinny decode kernel are both exercised);
+ *  - the same at tensor parallel 2 and 4 (and 3 for the 3-head fixture) where the GPUs exist.
  * Exits 77 (SKIP) without the CUDA backend or a device. */
 #include <math.h>
 #include <setjmp.h>
@@ -25,25 +26,49 @@
 #define F32_TOL 1e-4
 #define BF16_TOL 3e-2
 
-static void run_fixture(const char *name, int merge_first)
+static int n_devices;
+
+/* tp > 1: tensor parallel over GPUs 0..tp-1 (skipped, with a message, when fewer are present). */
+static void run_fixture_tp(const char *name, int tp, int merge_first)
 {
+    if (tp > n_devices) {
+        print_message("%s tp %d: skipped (%d GPUs)\n", name, tp, n_devices);
+        return;
+    }
     struct parity_outcome o;
-    parity_run(name, "cuda", 0, 1, merge_first, &o);
+    parity_run(name, "cuda", 0, tp, merge_first, &o);
     double tol = o.bf16 ? BF16_TOL : F32_TOL;
     if (!(o.worst_rel <= tol))
-        fail_msg("%s request %zu: first logits relative error %.3g", name, o.worst_index,
-                 o.worst_rel);
-    print_message("%s%s on cuda: %zu requests, worst logits error %.3g, %d id sequences differ "
-                  "from transformers\n", name, merge_first ? " (merged)" : "", o.n, o.worst_rel,
-                  o.id_mismatch);
+        fail_msg("%s (tp %d) request %zu: first logits relative error %.3g", name, tp,
+                 o.worst_index, o.worst_rel);
+    print_message("%s%s on cuda, tp %d: %zu requests, worst logits error %.3g, %d id sequences "
+                  "differ from transformers\n", name, merge_first ? " (merged)" : "", tp, o.n,
+                  o.worst_rel, o.id_mismatch);
     if (!o.bf16 && o.id_mismatch)
         fail_msg("%s", o.first_mismatch);
+}
+
+static void run_fixture(const char *name, int merge_first)
+{
+    run_fixture_tp(name, 1, merge_first);
 }
 
 static void test_gqa_llama3_f32(void **s) { (void)s; run_fixture("gqa_llama3_f32", 0); }
 static void test_gqa_llama3_f32_merged(void **s) { (void)s; run_fixture("gqa_llama3_f32", 1); }
 static void test_sharded_f16(void **s) { (void)s; run_fixture("sharded_f16", 0); }
 static void test_tied_mha_bf16(void **s) { (void)s; run_fixture("tied_mha_bf16", 0); }
+
+/* tensor parallel over NCCL: the same tolerances as one GPU */
+static void test_tp_fixtures(void **s)
+{
+    (void)s;
+    run_fixture_tp("gqa_llama3_f32", 2, 0);
+    run_fixture_tp("gqa_llama3_f32", 4, 0);
+    run_fixture_tp("gqa_llama3_f32", 2, 1);
+    run_fixture_tp("sharded_f16", 2, 0);
+    run_fixture_tp("sharded_f16", 4, 0);
+    run_fixture_tp("tied_mha_bf16", 3, 0);
+}
 
 /* ---- batch invariance ------------------------------------------------------------------------- */
 #define NP 64
@@ -60,9 +85,12 @@ static void gen(struct engine_model *m, const struct engine_request *r, size_t n
         fail_msg("generate: %s", err.msg);
 }
 
-static void test_batch_invariance(void **s)
+static void batch_invariance(int tp)
 {
-    (void)s;
+    if (tp > n_devices) {
+        print_message("batch invariance tp %d: skipped (%d GPUs)\n", tp, n_devices);
+        return;
+    }
     const char *tmp = tu_tmpdir();
     assert_non_null(tmp);
     struct tu_shape sh = {.hidden = 256, .intermediate = 512, .layers = 2, .heads = 8,
@@ -71,9 +99,9 @@ static void test_batch_invariance(void **s)
     struct engine_model *m;
     struct ny_err err;
     ny_err_init(&err);
-    struct engine_model_opts o = {.device = "cuda"};
+    struct engine_model_opts o = {.device = "cuda", .tp = tp};
     if (engine_model_open(tmp, &o, &m, &err) != NY_OK)
-        fail_msg("%s", err.msg);
+        fail_msg("tp %d: %s", tp, err.msg);
     static int32_t ids[NP][300];
     struct engine_request reqs[NP];
     uint64_t x = 0x9e3779b97f4a7c15ull;
@@ -109,16 +137,30 @@ static void test_batch_invariance(void **s)
             assert_int_equal(a->n_output, g->n_output);
             assert_memory_equal(a->output_ids, g->output_ids, a->n_output * sizeof(int32_t));
             if (memcmp(a->first_logits, g->first_logits, 1000 * sizeof(float)))
-                fail_msg("batch %d: prompt %d's first logits differ from alone", batches[b],
-                         perm[i]);
+                fail_msg("tp %d, batch %d: prompt %d's first logits differ from alone", tp,
+                         batches[b], perm[i]);
             engine_result_fini(&mixed[i]);
         }
-        print_message("batch %d (shuffled): 64 prompts bit-identical to alone\n", batches[b]);
+        print_message("tp %d, batch %d (shuffled): 64 prompts bit-identical to alone\n", tp,
+                      batches[b]);
     }
     for (int i = 0; i < NP; i++)
         engine_result_fini(&alone[i]);
     engine_model_close(m);
     tu_rmdir(tmp);
+}
+
+static void test_batch_invariance(void **s)
+{
+    (void)s;
+    batch_invariance(1);
+}
+
+static void test_tp_batch_invariance(void **s)
+{
+    (void)s;
+    batch_invariance(2);
+    batch_invariance(4);
 }
 
 int main(void)
@@ -130,10 +172,12 @@ int main(void)
         printf("SKIP: %s\n", err.msg[0] ? err.msg : "no CUDA device");
         return 77;
     }
+    n_devices = n;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gqa_llama3_f32),   cmocka_unit_test(test_gqa_llama3_f32_merged),
         cmocka_unit_test(test_sharded_f16),      cmocka_unit_test(test_tied_mha_bf16),
-        cmocka_unit_test(test_batch_invariance),
+        cmocka_unit_test(test_batch_invariance), cmocka_unit_test(test_tp_fixtures),
+        cmocka_unit_test(test_tp_batch_invariance),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
