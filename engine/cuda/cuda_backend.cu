@@ -50,6 +50,7 @@ int cuda_stream_wait(struct engine_backend *be, const char *what, struct ny_err 
             return NY_OK;
         if (e != cudaErrorNotReady)
             return cuda_fail(be, err, __FILE__, __LINE__, what, cudaGetErrorString(e));
+        (void)cudaGetLastError(); /* "not ready" may linger as the thread's last error */
         if (it < WAIT_SPIN)
             continue;
         if (it < WAIT_YIELD) {

@@ -24,10 +24,13 @@
 
 #define COMM(be) ((ncclComm_t)(be)->tp_comm)
 
-/* An NCCL failure poisons this rank and aborts the group, so that peers waiting on it return. */
+/* An NCCL failure poisons this rank and aborts the group, so that peers waiting on it return.
+ * A non-sticky CUDA status NCCL may leave as the thread's last error (a "not ready" of a query)
+ * is cleared, so that the next launch check (CU_LAUNCHED) does not take it for its own. */
 #define NC_CHECK(be, call, what)                                                                  \
     do {                                                                                          \
         ncclResult_t r_ = (call);                                                                 \
+        (void)cudaGetLastError();                                                                 \
         if (r_ != ncclSuccess) {                                                                  \
             __atomic_store_n(&(be)->tp->aborted, 1, __ATOMIC_RELEASE);                            \
             return cuda_fail((be), err, __FILE__, __LINE__, what, ncclGetErrorString(r_));        \
@@ -40,6 +43,7 @@ void cuda_tp_abort_own(struct engine_backend *be)
         return;
     cudaSetDevice(be->device);
     ncclCommAbort(COMM(be));
+    (void)cudaGetLastError(); /* see NC_CHECK */
     be->tp_comm_aborted = 1;
 }
 
@@ -73,6 +77,8 @@ __global__ static void k_sum_ranks(const float *S, int n, size_t stride, size_t 
         out[e] = acc;
     }
 }
+
+static int pairs_host(struct engine_backend *be, size_t n, struct ny_err *err);
 
 static unsigned grid_for(size_t n)
 {
@@ -120,6 +126,7 @@ static int tp_warmup(struct engine_tp *g, struct ny_err *err)
                     }
         }
         r2 = ncclGroupEnd();
+        (void)cudaGetLastError(); /* see NC_CHECK */
         if (r == ncclSuccess)
             r = r2;
         if (r != ncclSuccess)
@@ -129,6 +136,8 @@ static int tp_warmup(struct engine_tp *g, struct ny_err *err)
     for (int i = 0; i < n; i++) {
         CU_CHECK(g->bes[i], cudaSetDevice(g->bes[i]->device), "cudaSetDevice");
         int rc = cuda_stream_wait(g->bes[i], "tensor-parallel warm-up", err);
+        if (!rc) /* pinned argmax room now, not between collectives */
+            rc = pairs_host(g->bes[i], 256, err);
         if (rc)
             return rc;
     }
@@ -145,6 +154,7 @@ static void tp_unjoin(struct engine_tp *g, int abort_comms)
                 ncclCommAbort(COMM(be));
             else
                 ncclCommDestroy(COMM(be));
+            (void)cudaGetLastError(); /* see NC_CHECK */
         }
         be->tp = NULL;
         be->tp_comm = NULL;
@@ -179,6 +189,7 @@ int cuda_tp_create(struct engine_backend *const *bes, int n, struct engine_tp **
     tp_pin_env();
     ncclComm_t comms[CUDA_TP_MAX];
     ncclResult_t r = ncclCommInitAll(comms, n, devs);
+    (void)cudaGetLastError(); /* see NC_CHECK */
     if (r != ncclSuccess) {
         ny_free(g);
         return NY_ERR(err, NY_E_DEVICE, "nccl: ncclCommInitAll over %d devices: %s", n,
@@ -314,11 +325,15 @@ int cuda_tp_allreduce(struct engine_backend *be, struct engine_buf *x, int dim,
     return allreduce_large(be, (float *)x->d, count, err);
 }
 
-/* Pinned host room for n pairs. */
+/* Pinned host room for n pairs (see the prototype above). */
 static int pairs_host(struct engine_backend *be, size_t n, struct ny_err *err)
 {
     if (be->tp_pairs_cap >= n)
         return NY_OK;
+    /* page-locking memory may wait on the device: drain this rank's stream first, abort-aware */
+    int rc = cuda_stream_wait(be, "sync before pinned growth", err);
+    if (rc)
+        return rc;
     cudaFreeHost(be->tp_pairs_h);
     be->tp_pairs_h = NULL;
     be->tp_pairs_cap = 0;
