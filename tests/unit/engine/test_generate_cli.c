@@ -208,6 +208,30 @@ static void test_messages_and_prompt(void **state)
     engine_tokenizer_close(tok);
 }
 
+/* --tp 2 and --tp 4 on the CPU (the sharding the GPUs use): the same ids as transformers, with
+ * a named adapter mixed in; a tp that does not fit the model is a usage error. */
+static void test_tensor_parallel(void **state)
+{
+    (void)state;
+    char *out, args[1200];
+    size_t len;
+    for (int tp = 2; tp <= 4; tp += 2) {
+        snprintf(args, sizeof args, "--tp %d --adapter plain='%s/adapter_plain' "
+                 "--max-new-tokens 8", tp, fixture);
+        assert_int_equal(gen(args, "{\"id\": 1, \"input_ids\": [11], \"adapter\": \"plain\"}\n"
+                                   "{\"id\": 2, \"input_ids\": [5, 17, 42, 9, 100, 3, 77]}\n",
+                             &out, &len), 0);
+        json_t *a = row(out, 0), *b = row(out, 1);
+        json_t *ea = expected_ids(1, 1), *eb = expected_ids(0, 0);
+        assert_true(json_equal(json_object_get(a, "output_ids"), ea));
+        assert_true(json_equal(json_object_get(b, "output_ids"), eb));
+        json_decref(a), json_decref(b), json_decref(ea), json_decref(eb);
+        ny_free(out);
+    }
+    assert_int_equal(gen("--tp 3", "{\"id\": 1, \"input_ids\": [11]}\n", &out, &len), 2);
+    ny_free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -215,6 +239,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unnamed_adapter_ignore_eos_logits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_messages_and_prompt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tensor_parallel, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
