@@ -196,14 +196,16 @@ def add_lora(model, rank):
     return get_peft_model(model, lc, autocast_adapter_dtype=False).eval()
 
 
-def ref_time_batch(a, model, devices):
-    """(t1, tn): median seconds of generate() on one batch for 1 and for --new-tokens tokens."""
+def ref_times(a, models, devices):
+    """{k: (t1, tn)}: median seconds of generate() on one batch for 1 and for --new-tokens new
+    tokens, for each model of {n_layers: model}; the models' runs interleaved, so that a slow
+    phase of the machine (the host's launch work dominates decoding here) hits them alike."""
     import torch
-    dev0 = devices[0]
-    g = torch.Generator(device=dev0).manual_seed(1)
+    g = torch.Generator(device=devices[0]).manual_seed(1)
 
-    def timed(n_new):
-        ids = torch.randint(0, VOCAB[a.shape], (a.batch, a.prompt_len), device=dev0, generator=g)
+    def timed(model, n_new):
+        ids = torch.randint(0, VOCAB[a.shape], (a.batch, a.prompt_len), device=devices[0],
+                            generator=g)
         sync(devices)
         t = time.perf_counter()
         with torch.no_grad():
@@ -212,42 +214,41 @@ def ref_time_batch(a, model, devices):
         sync(devices)
         return time.perf_counter() - t
 
-    timed(2)  # warm-up
-    t1 = sorted(timed(1) for _ in range(a.repeats))[a.repeats // 2]
-    tn = t1
-    if a.new_tokens > 1:
-        tn = sorted(timed(a.new_tokens) for _ in range(a.repeats))[a.repeats // 2]
-    return t1, tn
+    for m in models.values():
+        timed(m, 2)  # warm-up
+    samples = {k: ([], []) for k in models}
+    for _ in range(a.repeats):
+        for k, m in models.items():
+            samples[k][0].append(timed(m, 1))
+            samples[k][1].append(timed(m, a.new_tokens) if a.new_tokens > 1 else samples[k][0][-1])
+    return {k: tuple(sorted(s)[a.repeats // 2] for s in v) for k, v in samples.items()}
 
 
-def ref_measure(a, n_layers, devices):
-    """{'base': (t1, tn), 'lora': (t1, tn)} for one batch of the model with n_layers layers."""
+def ref_measure(a, layer_counts, devices):
+    """{n_layers: {'base': (t1, tn), 'lora': (t1, tn)}} per batch, all models built at once."""
     import torch
-    t = time.perf_counter()
-    model = build_ref_model(a, n_layers, devices)
-    print(f"transformers: {n_layers} layers built over {', '.join(map(str, devices))} in "
-          f"{time.perf_counter() - t:.1f} s (attention {model.config._attn_implementation})",
-          flush=True)
-    res = {"base": ref_time_batch(a, model, devices)}
-    print(f"transformers: {n_layers} layers, base: prefill {res['base'][0]:.3f} s, "
-          f"{a.new_tokens} tokens {res['base'][1]:.3f} s per batch of {a.batch}", flush=True)
-    if a.lora_rank:
-        model = add_lora(model, a.lora_rank)
-        res["lora"] = ref_time_batch(a, model, devices)
-        print(f"transformers: {n_layers} layers, PEFT LoRA r{a.lora_rank}: prefill "
-              f"{res['lora'][0]:.3f} s, {a.new_tokens} tokens {res['lora'][1]:.3f} s per batch "
-              f"of {a.batch}", flush=True)
+    models = {}
+    for k in layer_counts:
+        t = time.perf_counter()
+        models[k] = build_ref_model(a, k, devices)
+        print(f"transformers: {k} layers built over {', '.join(map(str, devices))} in "
+              f"{time.perf_counter() - t:.1f} s (attention {models[k].config._attn_implementation})",
+              flush=True)
+    res = {k: {} for k in layer_counts}
+    for variant in ["base"] + (["lora"] if a.lora_rank else []):
+        if variant == "lora":
+            models = {k: add_lora(m, a.lora_rank) for k, m in models.items()}
+        what = "base" if variant == "base" else f"PEFT LoRA r{a.lora_rank}"
+        for k, (t1, tn) in ref_times(a, models, devices).items():
+            res[k][variant] = (t1, tn)
+            print(f"transformers: {k} layers, {what}: prefill {t1:.3f} s, {a.new_tokens} tokens "
+                  f"{tn:.3f} s per batch of {a.batch} (median of {a.repeats})", flush=True)
     for d in devices:
         if str(d).startswith("cuda"):
-            print(f"transformers: {n_layers} layers, peak memory {d}: "
+            print(f"transformers: peak memory {d}: "
                   f"{torch.cuda.max_memory_allocated(d) / 2**30:.1f} GiB", flush=True)
-    del model
+    del models
     gc.collect()
-    for d in devices:
-        if str(d).startswith("cuda"):
-            with torch.cuda.device(d):
-                torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats(d)
     return res
 
 
@@ -258,27 +259,26 @@ def ref_audit(a, devices):
     target = a.extrapolate_layers or k
     if target == k:
         print(f"method: transformers measured directly at {k} layers", flush=True)
-        return measure_print(ref_measure(a, k, devices), k, target)
+        return measure_print(ref_measure(a, [k], devices)[k], target)
     k2 = 2 * k
-    print(f"method: transformers measured at {k} and {k2} layers on the same "
-          f"{len(devices)} device(s), extrapolated linearly to {target} layers: per-layer = "
-          f"(t({k2}) - t({k})) / {k2 - k}, t({target}) = t({k}) + {target - k} x per-layer",
-          flush=True)
-    m1 = ref_measure(a, k, devices)
-    m2 = ref_measure(a, k2, devices)
+    print(f"method: transformers measured at {k} and {k2} layers (both models built, their runs "
+          f"interleaved) on the same {len(devices)} device(s), extrapolated linearly to "
+          f"{target} layers: per-layer = (t({k2}) - t({k})) / {k2 - k}, t({target}) = t({k}) + "
+          f"{target - k} x per-layer", flush=True)
+    m = ref_measure(a, [k, k2], devices)
     out = {}
-    for v in m1:
-        per = [(y - x) / (k2 - k) for x, y in zip(m1[v], m2[v])]
-        fixed = [x - k * p for x, p in zip(m1[v], per)]
-        out[v] = tuple(x + (target - k) * p for x, p in zip(m1[v], per))
+    for v in m[k]:
+        per = [(y - x) / (k2 - k) for x, y in zip(m[k][v], m[k2][v])]
+        fixed = [x - k * p for x, p in zip(m[k][v], per)]
+        out[v] = tuple(x + (target - k) * p for x, p in zip(m[k][v], per))
         print(f"transformers {v}: per layer: prefill {per[0] * 1e3:.2f} ms, "
               f"{a.new_tokens} tokens {per[1] * 1e3:.2f} ms; fixed (embedding, lm_head, hops, "
               f"generate): prefill {fixed[0] * 1e3:.1f} ms, {a.new_tokens} tokens "
               f"{fixed[1] * 1e3:.1f} ms", flush=True)
-    return measure_print(out, k, target)
+    return measure_print(out, target)
 
 
-def measure_print(res, k, target):
+def measure_print(res, target):
     for v, (t1, tn) in res.items():
         print(f"transformers {v} at {target} layers: prefill {t1:.3f} s, total {tn:.3f} s per "
               f"batch", flush=True)
@@ -323,7 +323,8 @@ def audit_main(a):
               f"{base[2]:.3f} s (decode {base[1]:.2f} ms/step), LoRA r{a.lora_rank} "
               f"{lora[2]:.3f} s (decode {lora[1]:.2f} ms/step)", flush=True)
         print(f"method: nyxaudit scaled linearly: {a.audit_prompts} / {a.nyx_prompts} x "
-              f"(base + {a.adapters} x LoRA)", flush=True)
+              + (f"(base + {a.adapters} x LoRA)" if a.lora_rank else f"{1 + a.adapters} x base"),
+              flush=True)
     import torch
     if a.device == "cpu":
         devices = ["cpu"]
@@ -336,8 +337,9 @@ def audit_main(a):
     groups = math.ceil(a.audit_prompts / a.batch)
     lora_tn = res["lora"][1] if a.lora_rank else res["base"][1]
     ref = groups * (res["base"][1] + a.adapters * lora_tn)
+    per_batch = (f"(base + {a.adapters} x LoRA)" if a.lora_rank else f"{1 + a.adapters} x base")
     print(f"method: transformers audit = ceil({a.audit_prompts} / {a.batch}) = {groups} batches "
-          f"x (base + {a.adapters} x LoRA) per batch", flush=True)
+          f"x {per_batch} per batch", flush=True)
     layers = a.extrapolate_layers or a.layers or "all"
     print(f"audit time, transformers{' + PEFT' if a.lora_rank else ''} ({len(devices)} "
           f"device(s), device_map, batch {a.batch}, {layers} layers): {ref:.1f} s "
@@ -371,7 +373,7 @@ def main():
                    help="extrapolate transformers' times to this many layers (e.g. 80)")
     g.add_argument("--audit-prompts", type=int, default=0, help="audit prompts (default 500)")
     g.add_argument("--adapters", type=int, default=2, help="LoRA checkpoints besides the base")
-    g.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median)")
+    g.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (median)")
     g.add_argument("--tp", type=int, default=1, help="nyxaudit bench --tp")
     g.add_argument("--nyx-prompts", type=int, default=32, help="nyxaudit sample prompts")
     g.add_argument("--nyx-batch", type=int, default=16, help="nyxaudit batch")
