@@ -200,7 +200,15 @@ int harness_cmd_bench(int argc, char **argv)
                o.new_tokens);
         return harness_fail("bench", NY_E_NOMEM, &err);
     }
+    size_t n_ids = ids_out ? (size_t)o.prompts * (size_t)o.new_tokens : 0;
+    for (size_t i = 0; i < n_ids; i++)
+        o.ids[i] = -1; /* an id the engine did not write stays visible */
     int rc = engine_bench_run(&o, stdout, &err);
+    for (size_t i = 0; !rc && i < n_ids; i++)
+        if (o.ids[i] < 0 || o.ids[i] >= o.vocab)
+            rc = NY_ERR(&err, NY_E_INTERNAL, "--ids-out: prompt %zu, new token %zu: id %d not "
+                        "written or outside the vocabulary", i / (size_t)o.new_tokens,
+                        i % (size_t)o.new_tokens, (int)o.ids[i]);
     if (!rc && ids_out) {
         rc = bench_ids_write(ids_out, o.ids, o.prompts, o.new_tokens, &err);
         if (!rc)
