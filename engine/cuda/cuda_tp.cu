@@ -54,9 +54,11 @@ static void tp_pin_env(void)
 {
     setenv("NCCL_NVLS_ENABLE", "0", 1);
     setenv("NCCL_ALGO", "Ring", 0);
-    setenv("NCCL_PROTO", "Simple", 0);
-    setenv("NCCL_MIN_NCHANNELS", "8", 0);
-    setenv("NCCL_MAX_NCHANNELS", "8", 0);
+    /* LL for the small gathers of decoding (latency), Simple for prefill's large transfers:
+     * NCCL picks by size from this fixed set, the same way every run */
+    setenv("NCCL_PROTO", "LL,Simple", 0);
+    setenv("NCCL_MIN_NCHANNELS", "32", 0);
+    setenv("NCCL_MAX_NCHANNELS", "32", 0);
     /* one launch per thread, no cross-thread launch barrier (a stuck peer must not block us) */
     setenv("NCCL_LAUNCH_MODE", "PARALLEL", 0);
     ny_log_info("cuda tp: NCCL_NVLS_ENABLE=%s NCCL_ALGO=%s NCCL_PROTO=%s NCCL_MIN_NCHANNELS=%s "
