@@ -14,6 +14,7 @@
  *   - generic (fp32 weights, or shapes the others refuse): one warp per output element, lanes
  *     strided over k, a fixed xor-shuffle tree.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "cuda_int.cuh"
@@ -47,12 +48,30 @@ __device__ __forceinline__ static uint4 load_x8(const float *p)
                       pack_bf16x2(b.z, b.w));
 }
 
+/* This lane's 16 bytes of W for the k-blocks b0 + u·SK_WARPS, u < SK_UNROLL (zeros past the end). */
+__device__ __forceinline__ static void load_w(uint4 (&wv)[8], const __nv_bfloat16 *wp, int b0,
+                                              int nb, int K, int t, bool ok, int unroll)
+{
+#pragma unroll
+    for (int u = 0; u < 8; u++) {
+        if (u >= unroll)
+            break;
+        int b = b0 + u * SK_WARPS, k = b * 32 + t * 8;
+        wv[u] = make_uint4(0, 0, 0, 0);
+        if (ok && b < nb && k < K)
+            wv[u] = __ldg((const uint4 *)(wp + (size_t)b * 32));
+    }
+}
+
 /* Y[out_idx[m], n] = alpha · Σ_k bf16(X[in_idx[m], k]) W[n, k] + beta · Y[..] for m < M (this
  * pass: rows m0 .. m0 + 16·MT). X fp32 [., K] (rounded to bf16 as it is read); W bf16 [N, K];
  * K % 8 == 0. Lane (g = lane / 4, t = lane % 4) loads 8 consecutive k of W row n0 + g at
  * 32·b + 8·t and the same 8 k of X rows g and g + 8; the mma's logical k slots are a permutation
- * of those physical k, applied identically to A and B, so the product is the plain dot product. */
-template <int MT>
+ * of those physical k, applied identically to A and B, so the product is the plain dot product.
+ * PF = 1: the next batch of W loads is issued before the current one is multiplied (software
+ * pipelining: the loads stay in flight across iterations); the arithmetic and its order are
+ * exactly those of PF = 0. */
+template <int MT, int PF>
 __global__ __launch_bounds__(SK_WARPS * 32) static void k_skinny(
     const float *__restrict__ X, const int *__restrict__ in_idx, int M, int K,
     const __nv_bfloat16 *__restrict__ W, int N, const int *__restrict__ out_idx, float *Y,
@@ -76,15 +95,15 @@ __global__ __launch_bounds__(SK_WARPS * 32) static void k_skinny(
 #pragma unroll
     for (int i = 0; i < MT; i++)
         acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
-    for (int b0 = warp; b0 < nb; b0 += SK_WARPS * SK_UNROLL) {
-        uint4 wv[SK_UNROLL];
-#pragma unroll
-        for (int u = 0; u < SK_UNROLL; u++) {
-            int b = b0 + u * SK_WARPS, k = b * 32 + t * 8;
-            wv[u] = make_uint4(0, 0, 0, 0);
-            if (wrow_ok && b < nb && k < K)
-                wv[u] = __ldg((const uint4 *)(wp + (size_t)b * 32));
-        }
+    const int step = SK_WARPS * SK_UNROLL;
+    uint4 wv[8], wn[8];
+    if (PF)
+        load_w(wv, wp, warp, nb, K, t, wrow_ok, SK_UNROLL);
+    for (int b0 = warp; b0 < nb; b0 += step) {
+        if (PF)
+            load_w(wn, wp, b0 + step, nb, K, t, wrow_ok, SK_UNROLL);
+        else
+            load_w(wv, wp, b0, nb, K, t, wrow_ok, SK_UNROLL);
 #pragma unroll
         for (int u = 0; u < SK_UNROLL; u++) {
             int b = b0 + u * SK_WARPS, k = b * 32 + t * 8;
@@ -101,6 +120,10 @@ __global__ __launch_bounds__(SK_WARPS * 32) static void k_skinny(
                 mma_bf16(acc[mt], x0.z, x1.z, x0.w, x1.w, wv[u].z, wv[u].w);
             }
         }
+        if (PF)
+#pragma unroll
+            for (int u = 0; u < 8; u++)
+                wv[u] = wn[u];
     }
 #pragma unroll
     for (int mt = 0; mt < MT; mt++)
@@ -154,6 +177,20 @@ __global__ static void k_generic(const float *X, const int *in_idx, int M, int K
 
 static int skinny_ok(const struct engine_buf *w) { return w->wtype == CUDA_W_BF16 && w->cols % 8 == 0; }
 
+/* Software pipelining of the skinny kernel's weight loads: on unless NY_SKINNY_PF=0 (kept for A/B
+ * timing; both give bit-identical results). */
+static int skinny_pf(void)
+{
+    static int v = -1; /* ranks' threads may race here: they all store the same value */
+    int r = __atomic_load_n(&v, __ATOMIC_RELAXED);
+    if (r < 0) {
+        const char *e = getenv("NY_SKINNY_PF");
+        r = !(e && e[0] == '0');
+        __atomic_store_n(&v, r, __ATOMIC_RELAXED);
+    }
+    return r;
+}
+
 /* Rows in_idx[i] of X (fp32, width K) -> rows out_idx[i] of Y (width ldy), i < n; index arrays
  * are device arrays (NULL = identity). */
 static int gemm_rows(struct engine_backend *be, const float *X, const int *in_idx, int n, int K,
@@ -176,11 +213,18 @@ static int gemm_rows(struct engine_backend *be, const float *X, const int *in_id
     const __nv_bfloat16 *wp = (const __nv_bfloat16 *)w->d;
     unsigned gx = (unsigned)((N + SK_COLS - 1) / SK_COLS);
     /* Passes of 64 rows; the last pass uses the smallest tile count that covers it. The tile
-     * count changes no row's arithmetic. */
-    int full = n / 64, rest = n - full * 64;
+     * count changes no row's arithmetic, nor does the pipelining (skinny_pf). */
+    int full = n / 64, rest = n - full * 64, pf = skinny_pf();
+#define SK_LAUNCH(MT_, grid_, ...)                                                                \
+    do {                                                                                          \
+        if (pf)                                                                                   \
+            k_skinny<MT_, 1><<<grid_, SK_WARPS * 32, 0, be->stream>>>(__VA_ARGS__);              \
+        else                                                                                      \
+            k_skinny<MT_, 0><<<grid_, SK_WARPS * 32, 0, be->stream>>>(__VA_ARGS__);              \
+    } while (0)
     if (full) {
-        k_skinny<4><<<dim3(gx, (unsigned)full), SK_WARPS * 32, 0, be->stream>>>(
-            X, in_idx, full * 64, K, wp, N, out_idx, Y, ldy, alpha, beta);
+        SK_LAUNCH(4, dim3(gx, (unsigned)full), X, in_idx, full * 64, K, wp, N, out_idx, Y, ldy,
+                  alpha, beta);
         CU_LAUNCHED(be, "skinny GEMM kernel");
     }
     if (rest) {
@@ -191,19 +235,16 @@ static int gemm_rows(struct engine_backend *be, const float *X, const int *in_id
         int mt = (rest + 15) / 16;
         dim3 grid(gx, 1);
         if (mt == 1)
-            k_skinny<1><<<grid, SK_WARPS * 32, 0, be->stream>>>(xr, ii, rest, K, wp, N, oi, yr,
-                                                                ldy, alpha, beta);
+            SK_LAUNCH(1, grid, xr, ii, rest, K, wp, N, oi, yr, ldy, alpha, beta);
         else if (mt == 2)
-            k_skinny<2><<<grid, SK_WARPS * 32, 0, be->stream>>>(xr, ii, rest, K, wp, N, oi, yr,
-                                                                ldy, alpha, beta);
+            SK_LAUNCH(2, grid, xr, ii, rest, K, wp, N, oi, yr, ldy, alpha, beta);
         else if (mt == 3)
-            k_skinny<3><<<grid, SK_WARPS * 32, 0, be->stream>>>(xr, ii, rest, K, wp, N, oi, yr,
-                                                                ldy, alpha, beta);
+            SK_LAUNCH(3, grid, xr, ii, rest, K, wp, N, oi, yr, ldy, alpha, beta);
         else
-            k_skinny<4><<<grid, SK_WARPS * 32, 0, be->stream>>>(xr, ii, rest, K, wp, N, oi, yr,
-                                                                ldy, alpha, beta);
+            SK_LAUNCH(4, grid, xr, ii, rest, K, wp, N, oi, yr, ldy, alpha, beta);
         CU_LAUNCHED(be, "skinny GEMM kernel");
     }
+#undef SK_LAUNCH
     return NY_OK;
 }
 
