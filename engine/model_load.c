@@ -100,7 +100,25 @@ static int load_weights(struct engine_model *m, void *ctx, struct ny_err *err)
     return rc;
 }
 
-/* A rank instance beside the lead: the lead's configuration, its own backend on GPU gpu. */
+/* What every rank needs once m->cfg, ops and n_threads are set: its shard sizes, its backend
+ * instance on GPU gpu (ignored by the CPU), the layer table and the RoPE frequencies. */
+static int rank_start(struct engine_model *m, int tp, int rank, int gpu, struct ny_err *err)
+{
+    int rc = engine_tp_shard_sizes(m, tp, rank, err);
+    if (rc == NY_OK)
+        rc = m->ops->create(m->n_threads, gpu, &m->be, err);
+    if (rc == NY_OK) {
+        m->layers = ny_calloc((size_t)m->cfg.n_layers, sizeof *m->layers);
+        m->inv_freq = ny_calloc((size_t)m->cfg.head_dim / 2, sizeof(float));
+        if (!m->layers || !m->inv_freq)
+            rc = NY_ERR(err, NY_E_NOMEM, "out of memory");
+    }
+    if (rc == NY_OK)
+        engine_config_inv_freq(&m->cfg, m->inv_freq);
+    return rc;
+}
+
+/* A rank instance beside the lead: the lead's configuration, its own backend on GPU gpu + k. */
 static int rank_new(struct engine_model *lead, int k, const struct engine_model_opts *o,
                     struct engine_model **out, struct ny_err *err)
 {
@@ -111,19 +129,8 @@ static int rank_new(struct engine_model *lead, int k, const struct engine_model_
     r->ops = lead->ops;
     r->st = lead->st; /* borrowed: only the lead closes it */
     r->n_threads = lead->n_threads;
-    int rc = engine_tp_shard_sizes(r, lead->tp, k, err);
-    if (rc == NY_OK)
-        rc = r->ops->create(r->n_threads, o->gpu + k, &r->be, err);
-    if (rc == NY_OK) {
-        r->layers = ny_calloc((size_t)r->cfg.n_layers, sizeof *r->layers);
-        r->inv_freq = ny_calloc((size_t)r->cfg.head_dim / 2, sizeof(float));
-        if (!r->layers || !r->inv_freq)
-            rc = NY_ERR(err, NY_E_NOMEM, "out of memory");
-    }
-    if (rc == NY_OK)
-        engine_config_inv_freq(&r->cfg, r->inv_freq);
     *out = r; /* closed by the lead even when half made */
-    return rc;
+    return rank_start(r, lead->tp, k, o->gpu + k, err);
 }
 
 /* The ranks 1..tp-1 and the group (the lead's backend exists already). */
@@ -181,20 +188,10 @@ int engine_model_start(const char *dir, const struct engine_config *cfg,
         m->cfg = *cfg;
     else
         rc = engine_config_load(dir, &m->cfg, err);
-    if (rc == NY_OK)
-        rc = engine_tp_shard_sizes(m, o.tp > 1 ? o.tp : 1, 0, err);
     if (rc == NY_OK && dir)
         rc = engine_st_open_dir(dir, NULL, &m->st, err);
     if (rc == NY_OK)
-        rc = ops->create(m->n_threads, o.gpu, &m->be, err);
-    if (rc == NY_OK) {
-        m->layers = ny_calloc((size_t)m->cfg.n_layers, sizeof *m->layers);
-        m->inv_freq = ny_calloc((size_t)m->cfg.head_dim / 2, sizeof(float));
-        if (!m->layers || !m->inv_freq)
-            rc = NY_ERR(err, NY_E_NOMEM, "out of memory");
-    }
-    if (rc == NY_OK)
-        engine_config_inv_freq(&m->cfg, m->inv_freq);
+        rc = rank_start(m, o.tp > 1 ? o.tp : 1, 0, o.gpu, err);
     if (rc == NY_OK && m->tp > 1)
         rc = tp_setup(m, &o, err);
     if (rc != NY_OK) {
