@@ -366,11 +366,7 @@ static void argmax_task(void *vctx, int task, int thread)
     struct rows_ctx *c = vctx;
     FOR_BLOCK_ROWS(r, task, c->n)
     {
-        const float *l = c->x + (size_t)r * c->dim;
-        int best = -1;
-        for (int j = 0; j < c->dim; j++)
-            if (!isnan(l[j]) && (best < 0 || l[j] > l[best]))
-                best = j;
+        int best = cpu_row_argmax(c->x + (size_t)r * c->dim, c->dim);
         c->ids_out[r] = best < 0 ? 0 : best;
     }
 }

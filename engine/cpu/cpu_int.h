@@ -79,6 +79,17 @@ void cpu_kv_destroy(struct engine_backend *be, struct engine_kv *kv);
 int cpu_kv_slot_reset(struct engine_backend *be, struct engine_kv *kv, int slot,
                       struct ny_err *err);
 
+/* Greedy choice over one row of n logits: the index of the largest, ties to the lowest, NaN
+ * never winning; -1 when every entry is NaN. */
+static inline int cpu_row_argmax(const float *l, int n)
+{
+    int best = -1;
+    for (int j = 0; j < n; j++)
+        if (l[j] == l[j] && (best < 0 || l[j] > l[best]))
+            best = j;
+    return best;
+}
+
 /* Tensor-parallel collectives (cpu_tp.c), see engine_backend_int.h. */
 int cpu_tp_create(struct engine_backend *const *bes, int n, struct engine_tp **out,
                   struct ny_err *err);

@@ -69,7 +69,7 @@ void cpu_tp_destroy(struct engine_tp *g)
 }
 
 int cpu_tp_create(struct engine_backend *const *bes, int n, struct engine_tp **out,
-                         struct ny_err *err)
+                  struct ny_err *err)
 {
     if (n < 2)
         return NY_ERR(err, NY_E_INVALID, "cpu: a tensor-parallel group needs 2 or more ranks");
@@ -106,7 +106,7 @@ void cpu_tp_abort(struct engine_tp *g)
 }
 
 int cpu_tp_allreduce(struct engine_backend *be, struct engine_buf *x, int dim,
-                            struct ny_err *err)
+                     struct ny_err *err)
 {
     struct engine_tp *g = be->tp;
     if (!g)
@@ -154,7 +154,7 @@ static int better(float v, int32_t id, const struct cpu_tp_best *b)
 }
 
 int cpu_tp_argmax(struct engine_backend *be, const struct engine_buf *logits, int n,
-                         int vocab_local, int vocab_off, int32_t *ids, struct ny_err *err)
+                  int vocab_local, int vocab_off, int32_t *ids, struct ny_err *err)
 {
     struct engine_tp *g = be->tp;
     if (!g)
@@ -168,13 +168,11 @@ int cpu_tp_argmax(struct engine_backend *be, const struct engine_buf *logits, in
         cpu_tp_abort(g);
         return rc;
     }
-    for (int r = 0; r < n; r++) {
-        struct cpu_tp_best b = {0.0f, -1};
+    for (int r = 0; r < n; r++) { /* this shard's candidate, then the ranks' in rank order */
         const float *l = logits->data + (size_t)r * vocab_local;
-        for (int j = 0; j < vocab_local; j++)
-            if (better(l[j], vocab_off + j, &b))
-                b = (struct cpu_tp_best){l[j], vocab_off + j};
-        g->best[k][r] = b;
+        int j = cpu_row_argmax(l, vocab_local);
+        g->best[k][r] = j < 0 ? (struct cpu_tp_best){0.0f, -1}
+                              : (struct cpu_tp_best){l[j], vocab_off + j};
     }
     if ((rc = tp_barrier(g, err)) != NY_OK)
         return rc;
