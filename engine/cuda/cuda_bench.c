@@ -155,15 +155,16 @@ static int bench_rank(struct engine_model *rm, void *ctx, struct ny_err *err)
     return rc;
 }
 
-/* Linear-layer parameters of the whole model (all ranks), LoRA included. */
-static double linear_params(const struct engine_bench_opts *o)
+/* Linear-layer parameters of the whole model (all ranks), LoRA of rank R included. */
+static double linear_params(const struct engine_config *c, int R)
 {
-    double H = o->hidden, F = o->intermediate, q = (double)o->heads * o->head_dim;
-    double kv = (double)o->kv_heads * o->head_dim, R = o->lora_rank;
-    double p = 2 * H * q + 2 * H * kv + 3 * H * F;
-    if (R > 0)
-        p += R * ((H + q) + 2 * (H + kv) + (q + H) + 2 * (H + F) + (F + H));
-    return p * o->layers;
+    double p = 0;
+    for (int q = 0; q < ENGINE_N_PROJ; q++) {
+        int out, in;
+        engine_proj_shape(c, (enum engine_proj)q, &out, &in);
+        p += (double)out * in + (R > 0 ? (double)R * (in + out) : 0.0);
+    }
+    return p * c->n_layers;
 }
 
 static void report(struct bench *b, double copy, double gemm, FILE *out)
@@ -171,7 +172,7 @@ static void report(struct bench *b, double copy, double gemm, FILE *out)
     const struct engine_bench_opts *o = b->o;
     const struct bench_times *t = &b->t;
     int tp = o->tp > 1 ? o->tp : 1;
-    double P = linear_params(o), emb = (double)o->vocab * o->hidden;
+    double P = linear_params(&b->m->cfg, o->lora_rank), emb = (double)o->vocab * o->hidden;
     double tokens = (double)o->prompts * o->prompt_len;
     /* prefill FLOPs: linear layers + causal attention (QKᵀ and PV over L(L+1)/2 pairs) */
     double att = 4.0 * o->heads * o->head_dim * (o->prompt_len * (o->prompt_len + 1.0) / 2.0) *
