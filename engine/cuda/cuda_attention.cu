@@ -3,19 +3,15 @@
  * A step first stores its k/v rows at their slots and positions (pages of CUDA_KV_PAGE tokens,
  * bf16 or fp32), then every q row attends over positions 0..pos of its slot in fixed splits of
  * ATT_SPLIT positions: one block per (split, kv head, row) computes, for the kv head's group of
- * q heads, the split's max, sum of exponentials and weighted value sum (positions in order,
- * dot products by a fixed shuffle tree); a second kernel combines the splits in split order.
+ * q heads, the split's max, sum of exponentials and weighted value sum (dot products over d in
+ * order, max and sum over the split's positions by fixed xor shuffle trees, value sums over
+ * positions in order); a second kernel combines the splits in split order.
  * The number of splits depends only on the row's own position, so a row's result never depends
  * on the rest of the batch. Softmax in fp32 with max subtraction; expf/sqrtf are the precise ones.
  */
 #include <math.h>
 
 #include "cuda_int.cuh"
-
-#define ATT_SPLIT 64
-#define ATT_THREADS 128
-#define ATT_MAX_GROUP 16
-#define ATT_MAX_DIM 256
 
 __device__ __forceinline__ static float kv_load(const float *p) { return *p; }
 __device__ __forceinline__ static float kv_load(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
@@ -44,44 +40,207 @@ __global__ static void k_kv_store(const float *k, const float *v, const int *row
     }
 }
 
-/* Partial results (z = the row's index in the row list): ws[((z * n_heads + head) * max_splits + split) * (D + 2) + {0: m, 1: l, 2..}]
- * Keys and values of the split are staged through shared memory ATT_TILE positions at a time
- * (one page lookup per tile, 16-byte-friendly coalesced loads); every sum runs in a fixed order.
- * Dynamic shared memory: q [G][D], scores [G][ATT_SPLIT], tile [ATT_TILE][D + 1]. */
-#define ATT_TILE 32
-#define ATT_EPT 32 /* accumulators per thread: G * D <= ATT_EPT * ATT_THREADS */
+/* ---- decode: one block per (split of ATT_SPLIT positions, kv head, row) -----------------------
+ * Workspace (z = the row's index in the row list, hd = z * n_heads + head):
+ *   acc [hd][max_splits][D]: the split's value sums Σ_j p_j · V_j;
+ *   ml  [hd][max_splits][2]: the split's score max m and Σ_j p_j (p_j = expf(s_j - m)).
+ * A split lies within one KV page (ATT_SPLIT divides CUDA_KV_PAGE): one table lookup. The block
+ * copies q of the kv head's group and the split's K and V rows into shared memory at once (16-byte
+ * cp.async, one memory round trip), then lane j of each warp scores position j for the warp's
+ * heads (d in order), takes the softmax partials of a head by fixed xor trees in that warp, and
+ * each thread sums p_j · V[j][d] over j in order for its (head, d) outputs. */
+#define ATT_SPLIT 32
+#define ATT_THREADS 128
+#define ATT_WARPS (ATT_THREADS / 32)
+#define ATT_MAX_GROUP 16
+#define ATT_MAX_DIM 256
 
-/* Stage cnt positions x D of one kv head into tile [ATT_TILE][D + 1] (fp32). All of a thread's
- * 16-byte loads are issued before the first is used (one memory round trip per tile). */
-template <typename T>
-__device__ static void load_tile(const T *base, int cnt, int nkvD, int D, float *tile)
+static_assert(CUDA_KV_PAGE % ATT_SPLIT == 0, "a split must lie within one KV page");
+static_assert(ATT_SPLIT == 32, "a split's positions are a warp's lanes");
+
+/* Elements of T in a 16-byte vector; K rows in shared memory are padded by one vector so that
+ * lanes reading different rows hit different banks. */
+template <typename T> struct att_vec {
+    static constexpr int n = 16 / (int)sizeof(T);
+};
+
+/* Dynamic shared memory of k_att_partial: K [ATT_SPLIT][D + VEC], V [ATT_SPLIT][D] in T,
+ * q [G][D] and p [G][ATT_SPLIT] in fp32. Every part's size is a multiple of 16 bytes but q's. */
+static size_t att_smem_bytes(int G, int D, size_t tsize)
 {
-    constexpr int VEC = 16 / sizeof(T);
-    constexpr int NV = ATT_TILE * ATT_MAX_DIM / VEC / ATT_THREADS;
+    size_t vec = 16 / tsize;
+    return ATT_SPLIT * (2 * (size_t)D + vec) * tsize + (size_t)G * D * 4 +
+           (size_t)G * ATT_SPLIT * 4;
+}
+
+/* 16 bytes global -> shared without a register stop (sm_80+: cp.async; else a plain copy). */
+__device__ __forceinline__ static void att_cp16(void *dst, const void *src)
+{
+#if __CUDA_ARCH__ >= 800
+    unsigned a = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(a), "l"(src) : "memory");
+#else
+    *reinterpret_cast<uint4 *>(dst) = *reinterpret_cast<const uint4 *>(src);
+#endif
+}
+
+__device__ __forceinline__ static void att_cp_wait(void)
+{
+#if __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;\n" ::: "memory");
+#endif
+}
+
+/* Issue the copy of cnt rows of D elements (source row stride sstride, destination dstride). */
+template <typename T>
+__device__ static void att_stage(T *dst, int dstride, const T *src, size_t sstride, int cnt, int D)
+{
+    constexpr int VEC = att_vec<T>::n;
     if (D % VEC) {
         for (int i = threadIdx.x; i < cnt * D; i += ATT_THREADS)
-            tile[(i / D) * (D + 1) + i % D] = kv_load(base + (size_t)(i / D) * nkvD + i % D);
+            dst[(i / D) * dstride + i % D] = src[(size_t)(i / D) * sstride + i % D];
         return;
     }
-    const int per_row = D / VEC, total = cnt * per_row;
-    uint4 v[NV];
+    const int per = D / VEC;
+    for (int i = threadIdx.x; i < cnt * per; i += ATT_THREADS) {
+        int j = i / per, c = (i % per) * VEC;
+        att_cp16(dst + j * dstride + c, src + (size_t)j * sstride + c);
+    }
+}
+
+/* The floats of a 16-byte vector of K (the pointer only picks the type). */
+__device__ __forceinline__ static void att_unpack(uint4 u, float *f, const float *)
+{
+    f[0] = __uint_as_float(u.x), f[1] = __uint_as_float(u.y);
+    f[2] = __uint_as_float(u.z), f[3] = __uint_as_float(u.w);
+}
+__device__ __forceinline__ static void att_unpack(uint4 u, float *f, const __nv_bfloat16 *)
+{
+    const __nv_bfloat162 *p = reinterpret_cast<const __nv_bfloat162 *>(&u);
 #pragma unroll
-    for (int u = 0; u < NV; u++) {
-        int i = threadIdx.x + u * ATT_THREADS;
-        if (i < total)
-            v[u] = *reinterpret_cast<const uint4 *>(base + (size_t)(i / per_row) * nkvD +
-                                                    (i % per_row) * VEC);
+    for (int i = 0; i < 4; i++) {
+        float2 t = __bfloat1622float2(p[i]);
+        f[2 * i] = t.x, f[2 * i + 1] = t.y;
+    }
+}
+
+/* Scores and softmax partials. Warp w takes heads g = w, w + ATT_WARPS, ...; lane j position j:
+ * s = scale · Σ_d q_g[d] K_j[d] (d in order, VEC at a time), m = max_j s_j, p_j = expf(s_j - m),
+ * l = Σ_j p_j (xor trees 16, 8, 4, 2, 1). p goes to ps [G][ATT_SPLIT], (m, l) of head g to
+ * ml[g * mstride]. */
+template <typename T>
+__device__ static void att_scores(const float *qs, const T *ks, int kstride, int G, int D,
+                                  int cnt, float scale, float *ps, float *ml, size_t mstride)
+{
+    constexpr int VEC = att_vec<T>::n, NG = ATT_MAX_GROUP / ATT_WARPS;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    float s[NG];
+#pragma unroll
+    for (int k = 0; k < NG; k++)
+        s[k] = 0.0f;
+    if (lane < cnt) {
+        const T *kr = ks + lane * kstride;
+        if (D % VEC == 0) {
+#pragma unroll 4
+            for (int c = 0; c < D; c += VEC) {
+                float kf[8];
+                att_unpack(*reinterpret_cast<const uint4 *>(kr + c), kf, kr);
+#pragma unroll
+                for (int k = 0; k < NG; k++) {
+                    if (warp + k * ATT_WARPS >= G)
+                        break;
+                    const float4 *q4 = reinterpret_cast<const float4 *>(
+                        qs + (warp + k * ATT_WARPS) * D + c);
+                    float t = 0.0f;
+#pragma unroll
+                    for (int e = 0; e < VEC / 4; e++) {
+                        float4 qv = q4[e];
+                        t += qv.x * kf[4 * e] + qv.y * kf[4 * e + 1] + qv.z * kf[4 * e + 2] +
+                             qv.w * kf[4 * e + 3];
+                    }
+                    s[k] += t;
+                }
+            }
+        } else {
+            for (int d = 0; d < D; d++) {
+                float kf = kv_load(kr + d);
+#pragma unroll
+                for (int k = 0; k < NG; k++)
+                    if (warp + k * ATT_WARPS < G)
+                        s[k] += qs[(warp + k * ATT_WARPS) * D + d] * kf;
+            }
+        }
     }
 #pragma unroll
-    for (int u = 0; u < NV; u++) {
-        int i = threadIdx.x + u * ATT_THREADS;
-        if (i < total) {
-            const T *e = reinterpret_cast<const T *>(&v[u]);
-            float *dst = tile + (i / per_row) * (D + 1) + (i % per_row) * VEC;
-#pragma unroll
-            for (int k = 0; k < VEC; k++)
-                dst[k] = kv_load(e + k);
+    for (int k = 0; k < NG; k++) {
+        const int g = warp + k * ATT_WARPS;
+        if (g >= G)
+            break;
+        float x = lane < cnt ? scale * s[k] : -INFINITY, m = x;
+        for (int o = 16; o > 0; o >>= 1)
+            m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+        float p = lane < cnt ? expf(x - m) : 0.0f, l = p;
+        for (int o = 16; o > 0; o >>= 1)
+            l += __shfl_xor_sync(0xffffffffu, l, o);
+        ps[g * ATT_SPLIT + lane] = p;
+        if (lane == 0) {
+            ml[g * mstride] = m;
+            ml[g * mstride + 1] = l;
         }
+    }
+}
+
+/* W consecutive elements of a V row as floats (W = 4: one 8- or 16-byte load). */
+template <int W>
+__device__ __forceinline__ static void att_ldv(const float *p, float *f)
+{
+    if (W == 4) {
+        float4 v = *reinterpret_cast<const float4 *>(p);
+        f[0] = v.x, f[1] = v.y, f[2] = v.z, f[3] = v.w;
+    } else {
+        f[0] = *p;
+    }
+}
+template <int W>
+__device__ __forceinline__ static void att_ldv(const __nv_bfloat16 *p, float *f)
+{
+    if (W == 4) {
+        uint2 u = *reinterpret_cast<const uint2 *>(p);
+        float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&u.x));
+        float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&u.y));
+        f[0] = a.x, f[1] = a.y, f[2] = b.x, f[3] = b.y;
+    } else {
+        f[0] = __bfloat162float(*p);
+    }
+}
+
+/* acc[g * astride + d] = Σ_j p[g][j] · V[j][d], j = 0..cnt-1 in order; a thread takes W
+ * consecutive d of one head at a time. */
+template <typename T, int W>
+__device__ static void att_values(const float *ps, const T *vs, int G, int D, int cnt,
+                                  float *acc, size_t astride)
+{
+    const int per = D / W;
+    for (int u = threadIdx.x; u < G * per; u += ATT_THREADS) {
+        const int g = u / per, d = (u % per) * W;
+        const float *pg = ps + g * ATT_SPLIT;
+        float a[W];
+#pragma unroll
+        for (int e = 0; e < W; e++)
+            a[e] = 0.0f;
+#pragma unroll 8
+        for (int j = 0; j < cnt; j++) {
+            float v[W], p = pg[j];
+            att_ldv<W>(vs + j * D + d, v);
+#pragma unroll
+            for (int e = 0; e < W; e++)
+                a[e] += p * v[e];
+        }
+        float *o = acc + g * astride + d;
+        if (W == 4)
+            *reinterpret_cast<float4 *>(o) = make_float4(a[0], a[1], a[2], a[3]);
+        else
+            o[0] = a[0];
     }
 }
 
@@ -89,131 +248,85 @@ template <typename T>
 __global__ __launch_bounds__(ATT_THREADS) static void k_att_partial(
     const float *q, const int *rows, const int *row_slot, const int *row_pos, const int *table,
     int pps, int n_pages, int layer, int n_heads, int nkv, int D, float scale, const T *K,
-    const T *V, int max_splits, float *ws)
+    const T *V, int max_splits, float *ws_acc, float *ws_ml)
 {
-    extern __shared__ float smem[];
-    __shared__ float red[ATT_THREADS / 32];
+    extern __shared__ __align__(16) unsigned char att_smem[];
+    constexpr int VEC = att_vec<T>::n;
     const int split = blockIdx.x, h = blockIdx.y, z = blockIdx.z, r = rows ? rows[z] : z;
     const int G = n_heads / nkv, len = row_pos[r] + 1, j0 = split * ATT_SPLIT;
     if (j0 >= len)
         return;
-    float *qs = smem, *ps = smem + G * D, *tile = ps + G * ATT_SPLIT;
-    const int n = len - j0 < ATT_SPLIT ? len - j0 : ATT_SPLIT;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, slot = row_slot[r];
-    const int nkvD = nkv * D;
-    for (int i = threadIdx.x; i < G * D; i += ATT_THREADS)
-        qs[i] = q[((size_t)r * n_heads + h * G) * D + i];
-    /* pass 1: scores, tile by tile; (g, j) pairs over threads, d in order */
-    for (int sub = 0; sub < n; sub += ATT_TILE) {
-        int cnt = n - sub < ATT_TILE ? n - sub : ATT_TILE;
-        __syncthreads();
-        load_tile(K + kv_off(table, pps, n_pages, layer, slot, j0 + sub, nkv, D, h), cnt, nkvD, D,
-                  tile);
-        __syncthreads();
-        for (int pr = threadIdx.x; pr < G * cnt; pr += ATT_THREADS) {
-            int g = pr / cnt, jj = pr % cnt;
-            const float *qg = qs + g * D, *kt = tile + jj * (D + 1);
-            float s = 0.0f;
-            for (int d = 0; d < D; d++)
-                s += qg[d] * kt[d];
-            ps[g * ATT_SPLIT + sub + jj] = scale * s;
-        }
+    const int cnt = len - j0 < ATT_SPLIT ? len - j0 : ATT_SPLIT, kstride = D + VEC;
+    T *ks = reinterpret_cast<T *>(att_smem), *vs = ks + ATT_SPLIT * kstride;
+    float *qs = reinterpret_cast<float *>(vs + ATT_SPLIT * D), *ps = qs + G * D;
+    /* every copy of the block in flight at once: q of the group, then the split's K and V */
+    const float *qg = q + ((size_t)r * n_heads + (size_t)h * G) * D;
+    if (D % 4 == 0) {
+        for (int i = threadIdx.x; i < G * D / 4; i += ATT_THREADS)
+            att_cp16(qs + 4 * i, qg + 4 * i);
+    } else {
+        for (int i = threadIdx.x; i < G * D; i += ATT_THREADS)
+            qs[i] = qg[i];
     }
+    size_t o = kv_off(table, pps, n_pages, layer, row_slot[r], j0, nkv, D, h);
+    att_stage(ks, kstride, K + o, (size_t)nkv * D, cnt, D);
+    att_stage(vs, D, V + o, (size_t)nkv * D, cnt, D);
+    att_cp_wait();
     __syncthreads();
-    float *base = ws + (((size_t)z * n_heads + h * G) * max_splits + split) * (D + 2);
-    /* pass 2: per head, max then sum of exponentials by fixed trees */
-    for (int g = 0; g < G; g++) {
-        float *pg = ps + g * ATT_SPLIT;
-        float m = -INFINITY;
-        for (int j = threadIdx.x; j < n; j += ATT_THREADS)
-            m = fmaxf(m, pg[j]);
-        for (int o = 16; o > 0; o >>= 1)
-            m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-        if (lane == 0)
-            red[warp] = m;
-        __syncthreads();
-        m = red[0];
-        for (int w = 1; w < ATT_THREADS / 32; w++)
-            m = fmaxf(m, red[w]);
-        __syncthreads();
-        float l = 0.0f;
-        for (int j = threadIdx.x; j < n; j += ATT_THREADS) {
-            float e = expf(pg[j] - m);
-            pg[j] = e;
-            l += e;
-        }
-        for (int o = 16; o > 0; o >>= 1)
-            l += __shfl_xor_sync(0xffffffffu, l, o);
-        if (lane == 0)
-            red[warp] = l;
-        __syncthreads();
-        l = 0.0f;
-        for (int w = 0; w < ATT_THREADS / 32; w++)
-            l += red[w];
-        __syncthreads();
-        if (threadIdx.x == 0) {
-            float *b = base + (size_t)g * max_splits * (D + 2);
-            b[0] = m;
-            b[1] = l;
-        }
-    }
-    /* pass 3: weighted values, tile by tile; each (g, d) accumulates positions in order */
-    float acc[ATT_EPT];
-#pragma unroll
-    for (int i = 0; i < ATT_EPT; i++)
-        acc[i] = 0.0f;
-    for (int sub = 0; sub < n; sub += ATT_TILE) {
-        int cnt = n - sub < ATT_TILE ? n - sub : ATT_TILE;
-        __syncthreads();
-        load_tile(V + kv_off(table, pps, n_pages, layer, slot, j0 + sub, nkv, D, h), cnt, nkvD, D,
-                  tile);
-        __syncthreads();
-#pragma unroll
-        for (int i = 0; i < ATT_EPT; i++) {
-            int e = threadIdx.x + i * ATT_THREADS;
-            if (e < G * D) {
-                int g = e / D, d = e % D;
-                const float *pg = ps + g * ATT_SPLIT + sub;
-                float a = acc[i];
-                for (int jj = 0; jj < cnt; jj++)
-                    a += pg[jj] * tile[jj * (D + 1) + d];
-                acc[i] = a;
-            }
-        }
-    }
-#pragma unroll
-    for (int i = 0; i < ATT_EPT; i++) {
-        int e = threadIdx.x + i * ATT_THREADS;
-        if (e < G * D)
-            base[(size_t)(e / D) * max_splits * (D + 2) + 2 + e % D] = acc[i];
-    }
+    const size_t hd = (size_t)z * n_heads + (size_t)h * G; /* the group's first head */
+    att_scores(qs, ks, kstride, G, D, cnt, scale, ps, ws_ml + (hd * max_splits + split) * 2,
+               (size_t)max_splits * 2);
+    __syncthreads();
+    float *acc = ws_acc + (hd * max_splits + split) * D;
+    if (D % 4 == 0)
+        att_values<T, 4>(ps, vs, G, D, cnt, acc, (size_t)max_splits * D);
+    else
+        att_values<T, 1>(ps, vs, G, D, cnt, acc, (size_t)max_splits * D);
 }
 
-/* Combine a row's splits in split order. Dynamic shared memory: 2 * max_splits floats. */
-__global__ static void k_att_combine(const float *ws, const int *rows, const int *row_pos,
-                                     int n_heads, int D, int max_splits, float *out)
+/* Combine a row's splits in split order: M = max_s m_s, w_s = expf(m_s - M),
+ * out[d] = (Σ_s w_s · acc_s[d]) / Σ_s w_s · l_s. One block per (head, row); threads over d.
+ * Dynamic shared memory: 2 * max_splits floats. */
+#define ATT_COMB_UNROLL 32
+__global__ static void k_att_combine(const float *ws_acc, const float *ws_ml, const int *rows,
+                                     const int *row_pos, int n_heads, int D, int max_splits,
+                                     float *out)
 {
-    extern __shared__ float wsh[]; /* [0, ns): split weights; [ns, 2 ns): split maxima */
-    int head = blockIdx.x, z = blockIdx.y, r = rows ? rows[z] : z;
-    int ns = (row_pos[r] + ATT_SPLIT) / ATT_SPLIT; /* ceil((pos + 1) / ATT_SPLIT) */
-    const float *b = ws + ((size_t)z * n_heads + head) * max_splits * (D + 2);
-    float *ms = wsh + ns;
-    for (int s = threadIdx.x; s < ns; s += blockDim.x)
-        ms[s] = b[(size_t)s * (D + 2)];
+    extern __shared__ float wsh[]; /* [0, ns): split maxima, then weights; [ns, 2 ns): sums */
+    const int head = blockIdx.x, z = blockIdx.y, r = rows ? rows[z] : z;
+    const int ns = row_pos[r] / ATT_SPLIT + 1; /* ceil((pos + 1) / ATT_SPLIT) */
+    const size_t hd = (size_t)z * n_heads + head;
+    const float2 *ml = reinterpret_cast<const float2 *>(ws_ml) + hd * max_splits;
+    const float *acc = ws_acc + hd * max_splits * D;
+    for (int s = threadIdx.x; s < ns; s += blockDim.x) {
+        float2 v = ml[s];
+        wsh[s] = v.x;
+        wsh[ns + s] = v.y;
+    }
     __syncthreads();
     float M = -INFINITY;
     for (int s = 0; s < ns; s++)
-        M = fmaxf(M, ms[s]);
+        M = fmaxf(M, wsh[s]);
+    __syncthreads();
     for (int s = threadIdx.x; s < ns; s += blockDim.x)
-        wsh[s] = expf(ms[s] - M);
+        wsh[s] = expf(wsh[s] - M);
     __syncthreads();
     float L = 0.0f;
     for (int s = 0; s < ns; s++)
-        L += wsh[s] * b[(size_t)s * (D + 2) + 1];
+        L += wsh[s] * wsh[ns + s];
     for (int d = threadIdx.x; d < D; d += blockDim.x) {
+        const float *ad = acc + d;
         float a = 0.0f;
-        for (int s = 0; s < ns; s++)
-            a += wsh[s] * b[(size_t)s * (D + 2) + 2 + d];
+        for (int s0 = 0; s0 < ns; s0 += ATT_COMB_UNROLL) {
+            float v[ATT_COMB_UNROLL]; /* all of a chunk's loads in flight, then the sums in order */
+#pragma unroll
+            for (int k = 0; k < ATT_COMB_UNROLL; k++)
+                v[k] = ad[(size_t)min(s0 + k, ns - 1) * D]; /* unconditional: no branches */
+#pragma unroll
+            for (int k = 0; k < ATT_COMB_UNROLL; k++)
+                if (s0 + k < ns)
+                    a += wsh[s0 + k] * v[k];
+        }
         out[((size_t)r * n_heads + head) * D + d] = a / L;
     }
 }
@@ -396,6 +509,59 @@ __global__ __launch_bounds__(128) static void k_flash_prefill(
         }
     }
 }
+/* The split path's workspace for n rows: acc, then ml from a 16-byte boundary (see the decode
+ * section); grown on demand. */
+static int att_workspace(struct engine_backend *be, int n, int n_heads, int D, int max_splits,
+                         float **acc, float **ml, struct ny_err *err)
+{
+    size_t hs = (size_t)n * n_heads * max_splits, acc_n = (hs * D + 3) / 4 * 4;
+    size_t wsz = (acc_n + hs * 2) * sizeof(float);
+    if (be->attn_ws_size < wsz) {
+        int rc = cuda_stream_wait(be, "sync before workspace growth", err);
+        if (rc)
+            return rc;
+        cudaFree(be->attn_ws);
+        be->attn_ws = NULL;
+        be->attn_ws_size = 0;
+        CU_CHECK(be, cudaMalloc((void **)&be->attn_ws, wsz), "cudaMalloc attention workspace");
+        be->attn_ws_size = wsz;
+    }
+    *acc = be->attn_ws;
+    *ml = be->attn_ws + acc_n;
+    return NY_OK;
+}
+
+/* Split path for n rows (list: their indices, NULL = rows 0..n-1) over a cache of T. */
+template <typename T>
+static int att_split(struct engine_backend *be, const struct engine_kv *kv, int layer,
+                     const float *q, const int *list, int n, int n_heads, float scale,
+                     int max_splits, float *out, struct ny_err *err)
+{
+    const int nkv = kv->shape.n_kv_heads, D = kv->shape.head_dim;
+    float *acc, *ml;
+    int rc = att_workspace(be, n, n_heads, D, max_splits, &acc, &ml, err);
+    if (rc)
+        return rc;
+    size_t shm = att_smem_bytes(n_heads / nkv, D, sizeof(T));
+    if (shm > 48 * 1024)
+        CU_CHECK(be, cudaFuncSetAttribute(k_att_partial<T>,
+                                          cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shm),
+                 "attention shared memory");
+    dim3 gp((unsigned)max_splits, (unsigned)nkv, (unsigned)n);
+    k_att_partial<T><<<gp, ATT_THREADS, shm, be->stream>>>(
+        q, list, be->row_slot_d, be->row_pos_d, kv->table_d, kv->pages_per_slot, kv->n_pages,
+        layer, n_heads, nkv, D, scale, (const T *)kv->k, (const T *)kv->v, max_splits, acc, ml);
+    CU_LAUNCHED(be, "attention kernel");
+    size_t cshm = (size_t)max_splits * 2 * sizeof(float);
+    if (cshm > 48 * 1024)
+        CU_CHECK(be, cudaFuncSetAttribute(k_att_combine,
+                                          cudaFuncAttributeMaxDynamicSharedMemorySize, (int)cshm),
+                 "attention combine shared memory");
+    k_att_combine<<<dim3((unsigned)n_heads, (unsigned)n), D < 128 ? 64 : 128, cshm,
+                    be->stream>>>(acc, ml, list, be->row_pos_d, n_heads, D, max_splits, out);
+    CU_LAUNCHED(be, "attention combine kernel");
+    return NY_OK;
+}
 
 int cuda_op_attention(struct engine_backend *be, struct engine_kv *kv, int layer,
                       const struct engine_buf *q, const struct engine_buf *k,
@@ -404,9 +570,8 @@ int cuda_op_attention(struct engine_backend *be, struct engine_kv *kv, int layer
 {
     const struct engine_kv_shape *sh = &kv->shape;
     int nr = be->n_rows, nkv = sh->n_kv_heads, D = sh->head_dim;
-    if (layer < 0 || layer >= sh->n_layers || n_heads <= 0 || n_heads % nkv ||
-        n_heads / nkv > ATT_MAX_GROUP || D > ATT_MAX_DIM ||
-        (n_heads / nkv) * D > ATT_EPT * ATT_THREADS ||
+    if (layer < 0 || layer >= sh->n_layers || n_heads <= 0 || nkv <= 0 || n_heads % nkv ||
+        n_heads / nkv > ATT_MAX_GROUP || D <= 0 || D > ATT_MAX_DIM ||
         (size_t)nr * n_heads * D > q->n || (size_t)nr * n_heads * D > out->n ||
         (size_t)nr * nkv * D > k->n || (size_t)nr * nkv * D > v->n)
         return NY_ERR(err, NY_E_INVALID,
@@ -430,29 +595,7 @@ int cuda_op_attention(struct engine_backend *be, struct engine_kv *kv, int layer
         if (len > 0 && (!flash || len == 1) && ns > max_splits)
             max_splits = ns;
     }
-    size_t wsz = (size_t)(n_split_rows ? n_split_rows : 1) * n_heads * max_splits * (D + 2) *
-                 sizeof(float);
-    if (be->attn_ws_size < wsz) {
-        int rc = cuda_stream_wait(be, "sync before workspace growth", err);
-        if (rc)
-            return rc;
-        cudaFree(be->attn_ws);
-        be->attn_ws = NULL;
-        be->attn_ws_size = 0;
-        CU_CHECK(be, cudaMalloc((void **)&be->attn_ws, wsz), "cudaMalloc attention workspace");
-        be->attn_ws_size = wsz;
-    }
-    size_t shm = ((size_t)(n_heads / nkv) * (D + ATT_SPLIT) + (size_t)ATT_TILE * (D + 1)) * 4;
-    if (shm > 48 * 1024) {
-        CU_CHECK(be, cudaFuncSetAttribute(k_att_partial<float>,
-                                          cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shm),
-                 "attention shared memory");
-        CU_CHECK(be, cudaFuncSetAttribute(k_att_partial<__nv_bfloat16>,
-                                          cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shm),
-                 "attention shared memory");
-    }
     dim3 gs((unsigned)nr, (unsigned)nkv);
-    dim3 gp((unsigned)max_splits, (unsigned)nkv, (unsigned)n_split_rows);
     int tb = D < 128 ? 64 : 128;
     const float *qd = (const float *)q->d;
     float *od = (float *)out->d;
@@ -477,26 +620,14 @@ int cuda_op_attention(struct engine_backend *be, struct engine_kv *kv, int layer
                     scale, Kc, Vc, od);
             CU_LAUNCHED(be, "flash prefill kernel");
         }
-        if (n_split_rows)
-            k_att_partial<__nv_bfloat16><<<gp, ATT_THREADS, shm, be->stream>>>(
-                qd, list, be->row_slot_d, be->row_pos_d, kv->table_d, kv->pages_per_slot,
-                kv->n_pages, layer, n_heads, nkv, D, scale, Kc, Vc, max_splits, be->attn_ws);
-    } else {
-        k_kv_store<float><<<gs, tb, 0, be->stream>>>(
-            (const float *)k->d, (const float *)v->d, be->row_slot_d, be->row_pos_d, kv->table_d,
-            kv->pages_per_slot, kv->n_pages, layer, nkv, D, (float *)kv->k, (float *)kv->v);
-        CU_LAUNCHED(be, "kv store kernel");
-        k_att_partial<float><<<gp, ATT_THREADS, shm, be->stream>>>(
-            qd, list, be->row_slot_d, be->row_pos_d, kv->table_d, kv->pages_per_slot,
-            kv->n_pages, layer, n_heads, nkv, D, scale, (const float *)kv->k,
-            (const float *)kv->v, max_splits, be->attn_ws);
+        if (!n_split_rows)
+            return NY_OK;
+        return att_split<__nv_bfloat16>(be, kv, layer, qd, list, n_split_rows, n_heads, scale,
+                                        max_splits, od, err);
     }
-    if (!n_split_rows)
-        return NY_OK;
-    CU_LAUNCHED(be, "attention kernel");
-    k_att_combine<<<dim3((unsigned)n_heads, (unsigned)n_split_rows), tb,
-                    (size_t)(max_splits * 2 + 8) * sizeof(float), be->stream>>>(
-        be->attn_ws, list, be->row_pos_d, n_heads, D, max_splits, od);
-    CU_LAUNCHED(be, "attention combine kernel");
-    return NY_OK;
+    k_kv_store<float><<<gs, tb, 0, be->stream>>>(
+        (const float *)k->d, (const float *)v->d, be->row_slot_d, be->row_pos_d, kv->table_d,
+        kv->pages_per_slot, kv->n_pages, layer, nkv, D, (float *)kv->k, (float *)kv->v);
+    CU_LAUNCHED(be, "kv store kernel");
+    return att_split<float>(be, kv, layer, qd, list, nr, n_heads, scale, max_splits, od, err);
 }
