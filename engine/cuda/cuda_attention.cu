@@ -285,7 +285,8 @@ __global__ __launch_bounds__(ATT_THREADS) static void k_att_partial(
 }
 
 /* Combine a row's splits in split order: M = max_s m_s, w_s = expf(m_s - M),
- * out[d] = (Σ_s w_s · acc_s[d]) / Σ_s w_s · l_s. One block per (head, row); threads over d.
+ * out[d] = (Σ_s w_s · acc_s[d]) / Σ_s w_s · l_s. One block per (head, row, blockDim.x d's), a
+ * thread per d; the first ATT_COMB_UNROLL value sums are loaded along with the maxima.
  * Dynamic shared memory: 2 * max_splits floats. */
 #define ATT_COMB_UNROLL 32
 __global__ static void k_att_combine(const float *ws_acc, const float *ws_ml, const int *rows,
@@ -294,14 +295,19 @@ __global__ static void k_att_combine(const float *ws_acc, const float *ws_ml, co
 {
     extern __shared__ float wsh[]; /* [0, ns): split maxima, then weights; [ns, 2 ns): sums */
     const int head = blockIdx.x, z = blockIdx.y, r = rows ? rows[z] : z;
+    const int d = blockIdx.z * blockDim.x + threadIdx.x, dd = d < D ? d : D - 1;
     const int ns = row_pos[r] / ATT_SPLIT + 1; /* ceil((pos + 1) / ATT_SPLIT) */
     const size_t hd = (size_t)z * n_heads + head;
     const float2 *ml = reinterpret_cast<const float2 *>(ws_ml) + hd * max_splits;
-    const float *acc = ws_acc + hd * max_splits * D;
+    const float *ad = ws_acc + hd * max_splits * D + dd;
+    float v[ATT_COMB_UNROLL]; /* a chunk of splits: all loads in flight, then the sums in order */
+#pragma unroll
+    for (int k = 0; k < ATT_COMB_UNROLL; k++)
+        v[k] = ad[(size_t)min(k, ns - 1) * D]; /* unconditional: no branches */
     for (int s = threadIdx.x; s < ns; s += blockDim.x) {
-        float2 v = ml[s];
-        wsh[s] = v.x;
-        wsh[ns + s] = v.y;
+        float2 t = ml[s];
+        wsh[s] = t.x;
+        wsh[ns + s] = t.y;
     }
     __syncthreads();
     float M = -INFINITY;
@@ -311,24 +317,22 @@ __global__ static void k_att_combine(const float *ws_acc, const float *ws_ml, co
     for (int s = threadIdx.x; s < ns; s += blockDim.x)
         wsh[s] = expf(wsh[s] - M);
     __syncthreads();
-    float L = 0.0f;
+    float L = 0.0f, a = 0.0f;
     for (int s = 0; s < ns; s++)
         L += wsh[s] * wsh[ns + s];
-    for (int d = threadIdx.x; d < D; d += blockDim.x) {
-        const float *ad = acc + d;
-        float a = 0.0f;
-        for (int s0 = 0; s0 < ns; s0 += ATT_COMB_UNROLL) {
-            float v[ATT_COMB_UNROLL]; /* all of a chunk's loads in flight, then the sums in order */
+    for (int s0 = 0; s0 < ns; s0 += ATT_COMB_UNROLL) {
+        if (s0 > 0) {
 #pragma unroll
             for (int k = 0; k < ATT_COMB_UNROLL; k++)
-                v[k] = ad[(size_t)min(s0 + k, ns - 1) * D]; /* unconditional: no branches */
-#pragma unroll
-            for (int k = 0; k < ATT_COMB_UNROLL; k++)
-                if (s0 + k < ns)
-                    a += wsh[s0 + k] * v[k];
+                v[k] = ad[(size_t)min(s0 + k, ns - 1) * D];
         }
-        out[((size_t)r * n_heads + head) * D + d] = a / L;
+#pragma unroll
+        for (int k = 0; k < ATT_COMB_UNROLL; k++)
+            if (s0 + k < ns)
+                a += wsh[s0 + k] * v[k];
     }
+    if (d < D)
+        out[((size_t)r * n_heads + head) * D + d] = a / L;
 }
 
 /* ---- prefill: flash-style attention on the tensor cores --------------------------------------
@@ -557,7 +561,8 @@ static int att_split(struct engine_backend *be, const struct engine_kv *kv, int 
         CU_CHECK(be, cudaFuncSetAttribute(k_att_combine,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize, (int)cshm),
                  "attention combine shared memory");
-    k_att_combine<<<dim3((unsigned)n_heads, (unsigned)n), D < 128 ? 64 : 128, cshm,
+    const int tb = D < 128 ? 64 : 128;
+    k_att_combine<<<dim3((unsigned)n_heads, (unsigned)n, (unsigned)((D + tb - 1) / tb)), tb, cshm,
                     be->stream>>>(acc, ml, list, be->row_pos_d, n_heads, D, max_splits, out);
     CU_LAUNCHED(be, "attention combine kernel");
     return NY_OK;
