@@ -254,6 +254,9 @@ __global__ __launch_bounds__(ATT_THREADS) static void k_att_partial(
     constexpr int VEC = att_vec<T>::n;
     const int split = blockIdx.x, h = blockIdx.y, z = blockIdx.z, r = rows ? rows[z] : z;
     const int G = n_heads / nkv, len = row_pos[r] + 1, j0 = split * ATT_SPLIT;
+    /* read before the exit test (one dependent load less): every launched split's table entry
+     * exists, j0 being at most the step's largest position */
+    const size_t o = kv_off(table, pps, n_pages, layer, row_slot[r], j0, nkv, D, h);
     if (j0 >= len)
         return;
     const int cnt = len - j0 < ATT_SPLIT ? len - j0 : ATT_SPLIT, kstride = D + VEC;
@@ -268,7 +271,6 @@ __global__ __launch_bounds__(ATT_THREADS) static void k_att_partial(
         for (int i = threadIdx.x; i < G * D; i += ATT_THREADS)
             qs[i] = qg[i];
     }
-    size_t o = kv_off(table, pps, n_pages, layer, row_slot[r], j0, nkv, D, h);
     att_stage(ks, kstride, K + o, (size_t)nkv * D, cnt, D);
     att_stage(vs, D, V + o, (size_t)nkv * D, cnt, D);
     att_cp_wait();
