@@ -96,6 +96,15 @@ struct engine_lora_term {
     float scale;              /* lora_alpha / r, or lora_alpha / sqrt(r) with rsLoRA */
 };
 
+/* One product of matmul_multi: y = W·x (+ its LoRA terms), W [out, in]. */
+#define ENGINE_MATMUL_MAX_PARTS 3
+struct engine_matmul_part {
+    const struct engine_buf *w;
+    int out;
+    const struct engine_lora_term *lora; /* n_lora entries, or NULL */
+    struct engine_buf *y;
+};
+
 /* Shape of the KV cache. */
 struct engine_kv_shape {
     int n_layers;
@@ -225,6 +234,15 @@ struct engine_backend_ops {
     int (*weight_random)(struct engine_backend *be, size_t rows, size_t cols, size_t row0,
                          size_t col0, size_t full_cols, uint64_t seed, float scale,
                          struct engine_buf **out, struct ny_err *err);
+
+    /* ---- fused products (optional) ---- */
+    /* For each part p < n_parts (1..ENGINE_MATMUL_MAX_PARTS): exactly what
+     * matmul(x, in, p.w, p.out, p.lora, p.lora ? n_lora : 0, NULL, 0, p.y) does, all rows — the
+     * products of one input (q, k, v; gate, up), which a backend may run in fewer launches. Each
+     * y is bit-identical to the separate call's. NULL: the caller makes the separate calls. */
+    int (*matmul_multi)(struct engine_backend *be, const struct engine_buf *x, int in,
+                        const struct engine_matmul_part *parts, int n_parts, int n_lora,
+                        struct ny_err *err);
 };
 
 /* The CPU reference backend (engine/cpu/). Always built. */

@@ -89,6 +89,32 @@ static int proj(struct engine_fwd *f, int l, enum engine_proj p, const struct en
                           NULL, 0, y, err);
 }
 
+/* The projections ps[0..n) of layer l of the same input x into ys: one matmul_multi call when
+ * the backend has it (bit-identical to separate calls), else one matmul each. */
+static int proj_multi(struct engine_fwd *f, int l, const enum engine_proj *ps, int n,
+                      const struct engine_buf *x, struct engine_buf *const *ys, struct ny_err *err)
+{
+    struct engine_model *m = f->m;
+    if (!m->ops->matmul_multi || n > ENGINE_MATMUL_MAX_PARTS) {
+        for (int i = 0; i < n; i++) {
+            int rc = proj(f, l, ps[i], x, ys[i], err);
+            if (rc)
+                return rc;
+        }
+        return NY_OK;
+    }
+    const struct engine_layer *L = &m->layers[l];
+    struct engine_matmul_part parts[ENGINE_MATMUL_MAX_PARTS];
+    int in = 0;
+    for (int i = 0; i < n; i++) {
+        engine_proj_shape_local(m, ps[i], &parts[i].out, &in);
+        parts[i].w = L->w[ps[i]];
+        parts[i].lora = L->lora[ps[i]];
+        parts[i].y = ys[i];
+    }
+    return m->ops->matmul_multi(m->be, x, in, parts, n, m->n_adapters, err);
+}
+
 /* Under tensor parallelism h holds this rank's partial o or down product (LoRA term included):
  * the sum over ranks, in rank order, makes the full one on every rank. */
 static int tp_sum(struct engine_fwd *f, struct engine_buf *h, struct ny_err *err)
@@ -105,12 +131,13 @@ static int fwd_layer(struct engine_fwd *f, int l, struct ny_err *err)
     const struct engine_config *c = &m->cfg;
     const struct engine_layer *L = &m->layers[l];
     struct engine_backend *be = m->be;
+    static const enum engine_proj qkv[3] = {ENGINE_Q, ENGINE_K, ENGINE_V};
+    static const enum engine_proj gu[2] = {ENGINE_GATE, ENGINE_UP};
+    struct engine_buf *const qkv_out[3] = {f->q, f->k, f->v}, *const gu_out[2] = {f->g, f->u};
     int rc;
     /* attention block: h = norm(x); q,k,v = h·Wᵀ; rope; att; x += att·Woᵀ */
     if ((rc = ops->rmsnorm(be, f->x, L->in_norm, c->hidden, c->rms_eps, f->h, err)) ||
-        (rc = proj(f, l, ENGINE_Q, f->h, f->q, err)) ||
-        (rc = proj(f, l, ENGINE_K, f->h, f->k, err)) ||
-        (rc = proj(f, l, ENGINE_V, f->h, f->v, err)) ||
+        (rc = proj_multi(f, l, qkv, 3, f->h, qkv_out, err)) ||
         (rc = ops->rope(be, f->q, m->l_heads, c->head_dim, m->inv_freq, 1.0f, err)) ||
         (rc = ops->rope(be, f->k, m->l_kv_heads, c->head_dim, m->inv_freq, 1.0f, err)) ||
         (rc = ops->attention(be, f->kv, l, f->q, f->k, f->v, m->l_heads,
@@ -120,8 +147,7 @@ static int fwd_layer(struct engine_fwd *f, int l, struct ny_err *err)
         return rc;
     /* MLP block: h = norm(x); x += (silu(h·Wgᵀ) ⊙ h·Wuᵀ)·Wdᵀ */
     if ((rc = ops->rmsnorm(be, f->x, L->post_norm, c->hidden, c->rms_eps, f->h, err)) ||
-        (rc = proj(f, l, ENGINE_GATE, f->h, f->g, err)) ||
-        (rc = proj(f, l, ENGINE_UP, f->h, f->u, err)) ||
+        (rc = proj_multi(f, l, gu, 2, f->h, gu_out, err)) ||
         (rc = ops->swiglu(be, f->g, f->u, m->l_ff, f->g, err)) ||
         (rc = proj(f, l, ENGINE_DOWN, f->g, f->h, err)) || (rc = tp_sum(f, f->h, err)) ||
         (rc = ops->add(be, f->x, f->h, c->hidden, err)))

@@ -561,6 +561,10 @@ WRAP(weight_random, (struct engine_backend * be, size_t rows, size_t cols, size_
                      struct engine_buf **o, struct ny_err *err),
      (be, rows, cols, row0, col0, full_cols, seed, scale, o, err))
 
+WRAP(matmul_multi, (struct engine_backend * be, const struct engine_buf *x, int in,
+                    const struct engine_matmul_part *parts, int np, int nl, struct ny_err *err),
+     (be, x, in, parts, np, nl, err))
+
 #if NY_HAVE_NCCL
 /* cuda_tp.cu */
 int cuda_tp_create(struct engine_backend *const *bes, int n, struct engine_tp **out,
@@ -599,4 +603,5 @@ extern "C" const struct engine_backend_ops engine_cuda_ops = {
     cuda_kv_slot_reset,
     CUDA_TP_OPS, /* tp_create, tp_abort, tp_destroy, tp_allreduce, tp_argmax */
     cuda_weight_random,
+    cuda_matmul_multi,
 };

@@ -84,9 +84,10 @@ struct engine_tp {
 };
 
 /* Scratch areas (cuda_scratch): 0..3 belong to the GEMM path, CUDA_SCRATCH_TP to the
- * tensor-parallel collectives. */
+ * tensor-parallel collectives, CUDA_SCRATCH_ARGMAX to argmax's chunk candidates. */
 #define CUDA_SCRATCH_TP 4
-#define CUDA_N_SCRATCH 5
+#define CUDA_SCRATCH_ARGMAX 5
+#define CUDA_N_SCRATCH 6
 
 struct engine_backend {
     int device;
@@ -192,6 +193,9 @@ int cuda_op_matmul(struct engine_backend *be, const struct engine_buf *x, int in
                    const struct engine_buf *w, int out, const struct engine_lora_term *lora,
                    int n_lora, const int *rows, int n_out_rows, struct engine_buf *y,
                    struct ny_err *err);
+int cuda_op_matmul_multi(struct engine_backend *be, const struct engine_buf *x, int in,
+                         const struct engine_matmul_part *parts, int n_parts, int n_lora,
+                         struct ny_err *err);
 int cuda_op_attention(struct engine_backend *be, struct engine_kv *kv, int layer,
                       const struct engine_buf *q, const struct engine_buf *k,
                       const struct engine_buf *v, int n_heads, float scale,

@@ -268,6 +268,66 @@ static void test_matmul(void **state)
         }
 }
 
+/* matmul_multi (q, k, v-like parts of one input, LoRA on two of them, one fp32 part in the last
+ * case) gives every part bit-identical to its own matmul call: prefill units, decode rows (64+
+ * of them: two skinny passes) and two adapters in one step. */
+static void test_matmul_multi(void **state)
+{
+    (void)state;
+    assert_non_null(G->matmul_multi);
+    int K = 1024, R = 16, N[3] = {512, 128, 136};
+    int rows[80], ad[80];
+    for (int i = 0; i < 80; i++)
+        rows[i] = i % 9 == 0 ? 5 : 1, ad[i] = i % 3 == 0 ? -1 : i % 3 - 1;
+    for (int f32 = 0; f32 < 2; f32++) {
+        struct tbatch t;
+        make_batch(&t, 80, rows, NULL, ad);
+        OK(G->step_begin(gbe, &t.b, E));
+        int nr = t.b.n_rows;
+        float *xv = rand_vec((size_t)nr * K, 1.0f);
+        struct engine_buf *x, *ys[3], *yr[3];
+        struct wpair w[3], la[3][2], lb[3][2];
+        struct engine_lora_term lt[3][2];
+        struct engine_matmul_part parts[3];
+        OK(G->buf_alloc(gbe, (size_t)nr * K, &x, E));
+        OK(G->buf_write(gbe, x, 0, xv, (size_t)nr * K, E));
+        for (int p = 0; p < 3; p++) {
+            enum engine_dtype d = f32 && p == 2 ? ENGINE_DTYPE_F32 : ENGINE_DTYPE_BF16;
+            float *wv = rand_vec((size_t)N[p] * K, 0.05f);
+            w[p] = weight(d, wv, N[p], K);
+            free(wv);
+            for (int a = 0; a < 2; a++) {
+                float *av = rand_vec((size_t)R * K, 0.05f), *bv = rand_vec((size_t)N[p] * R, 0.05f);
+                la[p][a] = weight(d, av, R, K);
+                lb[p][a] = weight(d, bv, N[p], R);
+                lt[p][a] = (struct engine_lora_term){la[p][a].g, lb[p][a].g, R, 0.5f + p + a};
+                free(av), free(bv);
+            }
+            OK(G->buf_alloc(gbe, (size_t)nr * N[p], &ys[p], E));
+            OK(G->buf_alloc(gbe, (size_t)nr * N[p], &yr[p], E));
+            parts[p] = (struct engine_matmul_part){w[p].g, N[p], p == 1 ? NULL : lt[p], ys[p]};
+        }
+        OK(G->matmul_multi(gbe, x, K, parts, 3, 2, E));
+        for (int p = 0; p < 3; p++) {
+            OK(G->matmul(gbe, x, K, w[p].g, N[p], p == 1 ? NULL : lt[p], p == 1 ? 0 : 2, NULL, 0,
+                         yr[p], E));
+            size_t n = (size_t)nr * N[p];
+            float *a = malloc(n * 4), *b = malloc(n * 4);
+            assert_non_null(a);
+            assert_non_null(b);
+            OK(G->buf_read(gbe, ys[p], 0, a, n, E));
+            OK(G->buf_read(gbe, yr[p], 0, b, n, E));
+            assert_memory_equal(a, b, n * 4);
+            free(a), free(b);
+            G->buf_free(gbe, ys[p]), G->buf_free(gbe, yr[p]), wfree(w[p]);
+            for (int q = 0; q < 2; q++)
+                wfree(la[p][q]), wfree(lb[p][q]);
+        }
+        G->buf_free(gbe, x);
+        free(xv);
+    }
+}
+
 /* Attention: prefill of two requests, then a decode step of three, against the CPU. */
 static void run_attention(int nh, int nkv, int hd, int plen, enum engine_dtype dt)
 {
@@ -520,6 +580,7 @@ int main(void)
         cmocka_unit_test(test_elementwise),
         cmocka_unit_test(test_argmax),
         cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_matmul_multi),
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_matmul_invariance),
         cmocka_unit_test(test_attention_invariance),
