@@ -243,6 +243,21 @@ struct engine_backend_ops {
     int (*matmul_multi)(struct engine_backend *be, const struct engine_buf *x, int in,
                         const struct engine_matmul_part *parts, int n_parts, int n_lora,
                         struct ny_err *err);
+
+    /* ---- fused row ops (optional) ---- */
+    /* Exactly add(x, y, dim) followed by rmsnorm(x, w, dim, eps, out), all rows: x is updated in
+     * place (x += y) and out = norm(updated x) · w — the residual add and the norm after it, in
+     * fewer launches. x and out are bit-identical to the separate calls'. out may alias y (not
+     * x); x may not alias y. NULL: the caller makes the separate calls. */
+    int (*add_rmsnorm)(struct engine_backend *be, struct engine_buf *x,
+                       const struct engine_buf *y, const struct engine_buf *w, int dim,
+                       float eps, struct engine_buf *out, struct ny_err *err);
+    /* Exactly rope(q, n_q_heads, head_dim, inv_freq, attn_factor) followed by rope(k,
+     * n_k_heads, ...), all rows, in fewer launches; q and k are bit-identical to the separate
+     * calls'. q and k are distinct buffers. NULL: the caller makes the separate calls. */
+    int (*rope_qk)(struct engine_backend *be, struct engine_buf *q, int n_q_heads,
+                   struct engine_buf *k, int n_k_heads, int head_dim, const float *inv_freq,
+                   float attn_factor, struct ny_err *err);
 };
 
 /* The CPU reference backend (engine/cpu/). Always built. */

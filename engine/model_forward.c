@@ -123,8 +123,37 @@ static int tp_sum(struct engine_fwd *f, struct engine_buf *h, struct ny_err *err
     return m->tp > 1 ? m->ops->tp_allreduce(m->be, h, m->cfg.hidden, err) : NY_OK;
 }
 
-/* One decoder layer on f->x [R, H], in place (this rank's heads and MLP columns). */
-static int fwd_layer(struct engine_fwd *f, int l, struct ny_err *err)
+/* x += h (the residual), then h = norm(x) with weight w: one add_rmsnorm call when the backend
+ * has it (bit-identical), else add then rmsnorm. */
+static int add_norm(struct engine_fwd *f, const struct engine_buf *w, struct ny_err *err)
+{
+    struct engine_model *m = f->m;
+    const struct engine_config *c = &m->cfg;
+    if (m->ops->add_rmsnorm)
+        return m->ops->add_rmsnorm(m->be, f->x, f->h, w, c->hidden, c->rms_eps, f->h, err);
+    int rc = m->ops->add(m->be, f->x, f->h, c->hidden, err);
+    return rc ? rc : m->ops->rmsnorm(m->be, f->x, w, c->hidden, c->rms_eps, f->h, err);
+}
+
+/* Rotary embedding of q [R, Q] and k [R, K]: one rope_qk call when the backend has it
+ * (bit-identical), else one rope each. */
+static int fwd_rope(struct engine_fwd *f, struct ny_err *err)
+{
+    struct engine_model *m = f->m;
+    int hd = m->cfg.head_dim;
+    if (m->ops->rope_qk)
+        return m->ops->rope_qk(m->be, f->q, m->l_heads, f->k, m->l_kv_heads, hd, m->inv_freq,
+                               1.0f, err);
+    int rc = m->ops->rope(m->be, f->q, m->l_heads, hd, m->inv_freq, 1.0f, err);
+    return rc ? rc : m->ops->rope(m->be, f->k, m->l_kv_heads, hd, m->inv_freq, 1.0f, err);
+}
+
+/* One decoder layer on f->x [R, H], in place (this rank's heads and MLP columns). On entry f->h
+ * holds norm(x) with this layer's input norm; on return it holds norm(x) with next_norm (the next
+ * layer's input norm, or the final norm after the last layer): each residual add is fused with
+ * the norm that follows it. */
+static int fwd_layer(struct engine_fwd *f, int l, const struct engine_buf *next_norm,
+                     struct ny_err *err)
 {
     struct engine_model *m = f->m;
     const struct engine_backend_ops *ops = m->ops;
@@ -135,22 +164,19 @@ static int fwd_layer(struct engine_fwd *f, int l, struct ny_err *err)
     static const enum engine_proj gu[2] = {ENGINE_GATE, ENGINE_UP};
     struct engine_buf *const qkv_out[3] = {f->q, f->k, f->v}, *const gu_out[2] = {f->g, f->u};
     int rc;
-    /* attention block: h = norm(x); q,k,v = h·Wᵀ; rope; att; x += att·Woᵀ */
-    if ((rc = ops->rmsnorm(be, f->x, L->in_norm, c->hidden, c->rms_eps, f->h, err)) ||
-        (rc = proj_multi(f, l, qkv, 3, f->h, qkv_out, err)) ||
-        (rc = ops->rope(be, f->q, m->l_heads, c->head_dim, m->inv_freq, 1.0f, err)) ||
-        (rc = ops->rope(be, f->k, m->l_kv_heads, c->head_dim, m->inv_freq, 1.0f, err)) ||
+    /* attention block: (h = norm(x) on entry); q,k,v = h·Wᵀ; rope; att; x += att·Woᵀ;
+     * h = post_norm(x) */
+    if ((rc = proj_multi(f, l, qkv, 3, f->h, qkv_out, err)) || (rc = fwd_rope(f, err)) ||
         (rc = ops->attention(be, f->kv, l, f->q, f->k, f->v, m->l_heads,
                              1.0f / sqrtf((float)c->head_dim), f->att, err)) ||
         (rc = proj(f, l, ENGINE_O, f->att, f->h, err)) || (rc = tp_sum(f, f->h, err)) ||
-        (rc = ops->add(be, f->x, f->h, c->hidden, err)))
+        (rc = add_norm(f, L->post_norm, err)))
         return rc;
-    /* MLP block: h = norm(x); x += (silu(h·Wgᵀ) ⊙ h·Wuᵀ)·Wdᵀ */
-    if ((rc = ops->rmsnorm(be, f->x, L->post_norm, c->hidden, c->rms_eps, f->h, err)) ||
-        (rc = proj_multi(f, l, gu, 2, f->h, gu_out, err)) ||
+    /* MLP block: x += (silu(h·Wgᵀ) ⊙ h·Wuᵀ)·Wdᵀ; h = next_norm(x) */
+    if ((rc = proj_multi(f, l, gu, 2, f->h, gu_out, err)) ||
         (rc = ops->swiglu(be, f->g, f->u, m->l_ff, f->g, err)) ||
         (rc = proj(f, l, ENGINE_DOWN, f->g, f->h, err)) || (rc = tp_sum(f, f->h, err)) ||
-        (rc = ops->add(be, f->x, f->h, c->hidden, err)))
+        (rc = add_norm(f, next_norm, err)))
         return rc;
     return NY_OK;
 }
@@ -166,18 +192,22 @@ int engine_fwd_step(struct engine_fwd *f, const struct engine_batch *b, const in
         return rc;
     for (int s = 0; s < b->n_seqs; s++)
         f->last_rows[s] = b->seq_start[s + 1] - 1;
+    /* x = embed(ids); h = norm(x) with layer 0's input norm (the final norm if no layers) */
+    const struct engine_buf *norm0 = c->n_layers > 0 ? m->layers[0].in_norm : m->final_norm;
     if ((rc = ops->step_begin(m->be, b, err)) ||
-        (rc = ops->embed(m->be, m->embed, ids, c->hidden, f->x, err)))
+        (rc = ops->embed(m->be, m->embed, ids, c->hidden, f->x, err)) ||
+        (rc = ops->rmsnorm(m->be, f->x, norm0, c->hidden, c->rms_eps, f->h, err)))
         return rc;
-    for (int l = 0; l < c->n_layers; l++)
-        if ((rc = fwd_layer(f, l, err)) != NY_OK)
+    for (int l = 0; l < c->n_layers; l++) {
+        const struct engine_buf *next =
+            l + 1 < c->n_layers ? m->layers[l + 1].in_norm : m->final_norm;
+        if ((rc = fwd_layer(f, l, next, err)) != NY_OK)
             return rc;
-    /* logits of each request's last row: norm(x)·W_lmᵀ (this rank's vocabulary shard) */
-    if ((rc = ops->rmsnorm(m->be, f->x, m->final_norm, c->hidden, c->rms_eps, f->h, err)) ||
-        (rc = ops->matmul(m->be, f->h, c->hidden, m->lm_head, m->l_vocab, NULL, 0, f->last_rows,
-                          b->n_seqs, f->logits, err)))
-        return rc;
-    return NY_OK;
+    }
+    /* logits of each request's last row: h (= final_norm(x))·W_lmᵀ (this rank's vocabulary
+     * shard) */
+    return ops->matmul(m->be, f->h, c->hidden, m->lm_head, m->l_vocab, NULL, 0, f->last_rows,
+                       b->n_seqs, f->logits, err);
 }
 
 int engine_fwd_next(struct engine_fwd *f, const struct engine_batch *b, const int32_t *ids,

@@ -564,6 +564,12 @@ WRAP(weight_random, (struct engine_backend * be, size_t rows, size_t cols, size_
 WRAP(matmul_multi, (struct engine_backend * be, const struct engine_buf *x, int in,
                     const struct engine_matmul_part *parts, int np, int nl, struct ny_err *err),
      (be, x, in, parts, np, nl, err))
+WRAP(add_rmsnorm, (struct engine_backend * be, struct engine_buf *x, const struct engine_buf *y,
+                   const struct engine_buf *w, int dim, float eps, struct engine_buf *o,
+                   struct ny_err *err), (be, x, y, w, dim, eps, o, err))
+WRAP(rope_qk, (struct engine_backend * be, struct engine_buf *q, int nq, struct engine_buf *k,
+               int nk, int hd, const float *f, float af, struct ny_err *err),
+     (be, q, nq, k, nk, hd, f, af, err))
 
 #if NY_HAVE_NCCL
 /* cuda_tp.cu */
@@ -604,4 +610,6 @@ extern "C" const struct engine_backend_ops engine_cuda_ops = {
     CUDA_TP_OPS, /* tp_create, tp_abort, tp_destroy, tp_allreduce, tp_argmax */
     cuda_weight_random,
     cuda_matmul_multi,
+    cuda_add_rmsnorm,
+    cuda_rope_qk,
 };

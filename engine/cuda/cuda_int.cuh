@@ -164,6 +164,12 @@ int cuda_op_swiglu(struct engine_backend *be, const struct engine_buf *gate,
                    struct ny_err *err);
 int cuda_op_add(struct engine_backend *be, struct engine_buf *x, const struct engine_buf *y,
                 int dim, struct ny_err *err);
+int cuda_op_add_rmsnorm(struct engine_backend *be, struct engine_buf *x,
+                        const struct engine_buf *y, const struct engine_buf *w, int dim,
+                        float eps, struct engine_buf *out, struct ny_err *err);
+int cuda_op_rope_qk(struct engine_backend *be, struct engine_buf *q, int n_q_heads,
+                    struct engine_buf *k, int n_k_heads, int head_dim, const float *inv_freq,
+                    float attn_factor, struct ny_err *err);
 int cuda_op_argmax(struct engine_backend *be, const struct engine_buf *logits, int n, int vocab,
                    int32_t *ids, struct ny_err *err);
 /* One argmax candidate: the best value of a row (or of a rank's shard of it) and its global id;

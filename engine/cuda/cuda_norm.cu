@@ -1,7 +1,9 @@
-/* cuda_norm.cu — RMSNorm: one block per row; each thread sums its strided elements in index
- * order, then a fixed tree (warp shuffles, then warps in order) combines them (for widths up to
- * 8192 that are multiples of 4, each thread's elements are 4-wide groups i, i + 256, ...). The order depends
- * only on the row width, never on the batch, so a row's result is batch-invariant. */
+/* cuda_norm.cu — RMSNorm and the fused residual add + RMSNorm: one block per row; each thread
+ * sums its strided elements in index order, then a fixed tree (warp shuffles, then warps in
+ * order) combines them (for widths up to 8192 that are multiples of 4, each thread's elements are
+ * 4-wide groups i, i + 256, ...). The order depends only on the row width, never on the batch, so
+ * a row's result is batch-invariant. rmsnorm and add_rmsnorm run the same kernels (y == NULL: no
+ * add), so the fused op is bit-identical to add() followed by rmsnorm() by construction. */
 #include "cuda_int.cuh"
 
 #define NORM_THREADS 256
@@ -22,37 +24,54 @@ __device__ static float block_sum(float v, float *sh)
     return t;
 }
 
+/* y != NULL (add_rmsnorm): x[i] = x[i] + y[i] in fp32 first (what the add op does), written back,
+ * then the norm of the updated row. Each element of x, y and out is touched by one thread only,
+ * y before out, so out may alias y. x is written only when y != NULL. */
 template <typename W>
-__global__ static void k_rmsnorm(const float *x, const W *w, int dim, float eps, float *out)
+__global__ static void k_rmsnorm(float *x, const float *y, const W *w, int dim, float eps,
+                                 float *out)
 {
     __shared__ float sh[NORM_THREADS / 32];
-    const float *xr = x + (size_t)blockIdx.x * dim;
-    float *yr = out + (size_t)blockIdx.x * dim;
+    float *xr = x + (size_t)blockIdx.x * dim;
+    float *outr = out + (size_t)blockIdx.x * dim;
+    if (y) {
+        const float *yr = y + (size_t)blockIdx.x * dim;
+        for (int i = threadIdx.x; i < dim; i += NORM_THREADS)
+            xr[i] = xr[i] + yr[i];
+    }
     float s = 0.0f;
     for (int i = threadIdx.x; i < dim; i += NORM_THREADS)
         s += xr[i] * xr[i];
     float tot = block_sum(s, sh);
     float inv = 1.0f / sqrtf(tot / (float)dim + eps);
     for (int i = threadIdx.x; i < dim; i += NORM_THREADS)
-        yr[i] = xr[i] * inv * (float)w[i];
+        outr[i] = xr[i] * inv * (float)w[i];
 }
 
 /* dim % 4 == 0 and dim <= NORM_THREADS * 4 * NORM_V: the row is read once into registers with
- * 16-byte loads; the sum of squares runs over each thread's values in index order, then the same
- * fixed tree. */
+ * 16-byte loads (y added and x written back when y != NULL); the sum of squares runs over each
+ * thread's values in index order, then the same fixed tree. */
 #define NORM_V 8
 template <typename W>
-__global__ static void k_rmsnorm_v(const float *x, const W *w, int dim, float eps, float *out)
+__global__ static void k_rmsnorm_v(float *x, const float *y, const W *w, int dim, float eps,
+                                   float *out)
 {
     __shared__ float sh[NORM_THREADS / 32];
-    const float4 *xr = reinterpret_cast<const float4 *>(x + (size_t)blockIdx.x * dim);
-    float4 *yr = reinterpret_cast<float4 *>(out + (size_t)blockIdx.x * dim);
+    float4 *xr = reinterpret_cast<float4 *>(x + (size_t)blockIdx.x * dim);
+    const float4 *yr =
+        y ? reinterpret_cast<const float4 *>(y + (size_t)blockIdx.x * dim) : nullptr;
+    float4 *outr = reinterpret_cast<float4 *>(out + (size_t)blockIdx.x * dim);
     const int n4 = dim / 4;
     float4 v[NORM_V];
 #pragma unroll
     for (int u = 0; u < NORM_V; u++) {
         int i = threadIdx.x + u * NORM_THREADS;
         v[u] = i < n4 ? xr[i] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        if (y && i < n4) {
+            float4 b = yr[i];
+            v[u] = make_float4(v[u].x + b.x, v[u].y + b.y, v[u].z + b.z, v[u].w + b.w);
+            xr[i] = v[u];
+        }
     }
     float s = 0.0f;
 #pragma unroll
@@ -65,35 +84,70 @@ __global__ static void k_rmsnorm_v(const float *x, const W *w, int dim, float ep
         int i = threadIdx.x + u * NORM_THREADS;
         if (i < n4) {
             const W *wp = w + 4 * i;
-            yr[i] = make_float4(v[u].x * inv * (float)wp[0], v[u].y * inv * (float)wp[1],
-                                v[u].z * inv * (float)wp[2], v[u].w * inv * (float)wp[3]);
+            outr[i] = make_float4(v[u].x * inv * (float)wp[0], v[u].y * inv * (float)wp[1],
+                                  v[u].z * inv * (float)wp[2], v[u].w * inv * (float)wp[3]);
         }
     }
+}
+
+/* Checks shared by both ops; n_rows rows of width dim in x, y (if given) and out. */
+static int norm_check(struct engine_backend *be, const char *op, const struct engine_buf *x,
+                      const struct engine_buf *y, const struct engine_buf *w, int dim,
+                      const struct engine_buf *out, struct ny_err *err)
+{
+    size_t n = (size_t)be->n_rows * dim;
+    if (dim <= 0 || n > x->n || n > out->n || (y && n > y->n) || w->n != (size_t)dim ||
+        w->wtype == CUDA_W_NONE)
+        return NY_ERR(err, NY_E_INVALID, "cuda %s: dim %d, weight of %zu, %d rows", op, dim,
+                      w->n, be->n_rows);
+    return NY_OK;
+}
+
+/* One launch of the kernel that fits dim and the weight type; y == NULL: plain rmsnorm. */
+static int norm_launch(struct engine_backend *be, float *x, const float *y,
+                       const struct engine_buf *w, int dim, float eps, float *out,
+                       struct ny_err *err)
+{
+    if (be->n_rows == 0)
+        return NY_OK;
+    const __nv_bfloat16 *wb = (const __nv_bfloat16 *)w->d;
+    const float *wf = (const float *)w->d;
+    bool bf = w->wtype == CUDA_W_BF16;
+    if (dim % 4 == 0 && dim <= NORM_THREADS * 4 * NORM_V) {
+        if (bf)
+            k_rmsnorm_v<__nv_bfloat16>
+                <<<be->n_rows, NORM_THREADS, 0, be->stream>>>(x, y, wb, dim, eps, out);
+        else
+            k_rmsnorm_v<float><<<be->n_rows, NORM_THREADS, 0, be->stream>>>(x, y, wf, dim, eps,
+                                                                             out);
+    } else if (bf)
+        k_rmsnorm<__nv_bfloat16><<<be->n_rows, NORM_THREADS, 0, be->stream>>>(x, y, wb, dim, eps,
+                                                                              out);
+    else
+        k_rmsnorm<float><<<be->n_rows, NORM_THREADS, 0, be->stream>>>(x, y, wf, dim, eps, out);
+    CU_LAUNCHED(be, y ? "add_rmsnorm kernel" : "rmsnorm kernel");
+    return NY_OK;
 }
 
 int cuda_op_rmsnorm(struct engine_backend *be, const struct engine_buf *x,
                     const struct engine_buf *w, int dim, float eps, struct engine_buf *out,
                     struct ny_err *err)
 {
-    size_t n = (size_t)be->n_rows * dim;
-    if (n > x->n || n > out->n || w->n != (size_t)dim || w->wtype == CUDA_W_NONE)
-        return NY_ERR(err, NY_E_INVALID, "cuda rmsnorm: dim %d, weight of %zu, %d rows", dim,
-                      w->n, be->n_rows);
-    if (be->n_rows == 0)
-        return NY_OK;
-    if (dim % 4 == 0 && dim <= NORM_THREADS * 4 * NORM_V) {
-        if (w->wtype == CUDA_W_BF16)
-            k_rmsnorm_v<__nv_bfloat16><<<be->n_rows, NORM_THREADS, 0, be->stream>>>(
-                (const float *)x->d, (const __nv_bfloat16 *)w->d, dim, eps, (float *)out->d);
-        else
-            k_rmsnorm_v<float><<<be->n_rows, NORM_THREADS, 0, be->stream>>>(
-                (const float *)x->d, (const float *)w->d, dim, eps, (float *)out->d);
-    } else if (w->wtype == CUDA_W_BF16)
-        k_rmsnorm<__nv_bfloat16><<<be->n_rows, NORM_THREADS, 0, be->stream>>>(
-            (const float *)x->d, (const __nv_bfloat16 *)w->d, dim, eps, (float *)out->d);
-    else
-        k_rmsnorm<float><<<be->n_rows, NORM_THREADS, 0, be->stream>>>(
-            (const float *)x->d, (const float *)w->d, dim, eps, (float *)out->d);
-    CU_LAUNCHED(be, "rmsnorm kernel");
-    return NY_OK;
+    int rc = norm_check(be, "rmsnorm", x, NULL, w, dim, out, err);
+    if (rc)
+        return rc;
+    /* x is only read (the kernel writes x only when given y) */
+    return norm_launch(be, (float *)x->d, NULL, w, dim, eps, (float *)out->d, err);
+}
+
+int cuda_op_add_rmsnorm(struct engine_backend *be, struct engine_buf *x,
+                        const struct engine_buf *y, const struct engine_buf *w, int dim,
+                        float eps, struct engine_buf *out, struct ny_err *err)
+{
+    int rc = norm_check(be, "add_rmsnorm", x, y, w, dim, out, err);
+    if (rc)
+        return rc;
+    if (x->d == y->d || x->d == out->d)
+        return NY_ERR(err, NY_E_INVALID, "cuda add_rmsnorm: x may not alias y or out");
+    return norm_launch(be, (float *)x->d, (const float *)y->d, w, dim, eps, (float *)out->d, err);
 }

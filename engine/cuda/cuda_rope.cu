@@ -1,32 +1,46 @@
 /* cuda_rope.cu — rotary embedding in place, Hugging Face rotate_half pairing (i, i + half); the
- * angle (float)pos * inv_freq[i] and its cos/sin in fp32 (precise cosf/sinf, no fast math). */
+ * angle (float)pos * inv_freq[i] and its cos/sin in fp32 (precise cosf/sinf, no fast math). rope
+ * and rope_qk launch the same kernel (rope with no second tensor), so rope_qk is bit-identical to
+ * two rope calls by construction. */
 #include <string.h>
 
 #include "cuda_int.cuh"
 
-__global__ static void k_rope(float *x, const int *pos, int n_heads, int head_dim,
+/* Block (r, h): head h of row r — of a [n_rows, n_a heads] when h < n_a, else head h - n_a of
+ * b [n_rows, n_b heads]. */
+__global__ static void k_rope(float *a, int n_a, float *b, int n_b, const int *pos, int head_dim,
                               const float *inv_freq, float af)
 {
     int r = blockIdx.x, h = blockIdx.y, half = head_dim / 2;
-    float *v = x + ((size_t)r * n_heads + h) * head_dim;
+    float *v = h < n_a ? a + ((size_t)r * n_a + h) * head_dim
+                       : b + ((size_t)r * n_b + (h - n_a)) * head_dim;
     float p = (float)pos[r];
     for (int i = threadIdx.x; i < half; i += blockDim.x) {
-        float a = p * inv_freq[i];
-        float c = cosf(a) * af, s = sinf(a) * af;
+        float an = p * inv_freq[i];
+        float c = cosf(an) * af, s = sinf(an) * af;
         float x1 = v[i], x2 = v[i + half];
         v[i] = x1 * c - x2 * s;
         v[i + half] = x2 * c + x1 * s;
     }
 }
 
-int cuda_op_rope(struct engine_backend *be, struct engine_buf *x, int n_heads, int head_dim,
-                 const float *inv_freq, float attn_factor, struct ny_err *err)
+/* Checks the shape of one tensor of n_heads heads of head_dim in buffer x. */
+static int rope_check(struct engine_backend *be, const char *op, const struct engine_buf *x,
+                      int n_heads, int head_dim, struct ny_err *err)
+{
+    if (head_dim <= 0 || head_dim % 2 || head_dim / 2 > 512 || n_heads <= 0 ||
+        n_heads > 32767 || (size_t)be->n_rows * n_heads * head_dim > x->n)
+        return NY_ERR(err, NY_E_INVALID, "cuda %s: %d heads x %d outside the buffer", op,
+                      n_heads, head_dim);
+    return NY_OK;
+}
+
+/* Rotate a's n_a heads and b's n_b heads (b NULL, n_b 0: a only) of every row in one launch. */
+static int rope_launch(struct engine_backend *be, float *a, int n_a, float *b, int n_b,
+                       int head_dim, const float *inv_freq, float attn_factor, const char *what,
+                       struct ny_err *err)
 {
     int half = head_dim / 2;
-    if (head_dim <= 0 || head_dim % 2 || half > 512 || n_heads <= 0 ||
-        (size_t)be->n_rows * n_heads * head_dim > x->n)
-        return NY_ERR(err, NY_E_INVALID, "cuda rope: %d heads x %d outside the buffer", n_heads,
-                      head_dim);
     if (be->n_rows == 0)
         return NY_OK;
     if (!be->inv_freq_d)
@@ -37,9 +51,33 @@ int cuda_op_rope(struct engine_backend *be, struct engine_buf *x, int n_heads, i
         CU_CHECK(be, cudaMemcpyAsync(be->inv_freq_d, be->inv_freq_h, half * sizeof(float),
                                      cudaMemcpyHostToDevice, be->stream), "upload inv_freq");
     }
-    dim3 grid((unsigned)be->n_rows, (unsigned)n_heads);
-    k_rope<<<grid, half < 128 ? 64 : 128, 0, be->stream>>>((float *)x->d, be->row_pos_d, n_heads,
+    dim3 grid((unsigned)be->n_rows, (unsigned)(n_a + n_b));
+    k_rope<<<grid, half < 128 ? 64 : 128, 0, be->stream>>>(a, n_a, b, n_b, be->row_pos_d,
                                                            head_dim, be->inv_freq_d, attn_factor);
-    CU_LAUNCHED(be, "rope kernel");
+    CU_LAUNCHED(be, what);
     return NY_OK;
+}
+
+int cuda_op_rope(struct engine_backend *be, struct engine_buf *x, int n_heads, int head_dim,
+                 const float *inv_freq, float attn_factor, struct ny_err *err)
+{
+    int rc = rope_check(be, "rope", x, n_heads, head_dim, err);
+    return rc ? rc
+              : rope_launch(be, (float *)x->d, n_heads, NULL, 0, head_dim, inv_freq, attn_factor,
+                            "rope kernel", err);
+}
+
+int cuda_op_rope_qk(struct engine_backend *be, struct engine_buf *q, int n_q_heads,
+                    struct engine_buf *k, int n_k_heads, int head_dim, const float *inv_freq,
+                    float attn_factor, struct ny_err *err)
+{
+    int rc = rope_check(be, "rope_qk (q)", q, n_q_heads, head_dim, err);
+    if (!rc)
+        rc = rope_check(be, "rope_qk (k)", k, n_k_heads, head_dim, err);
+    if (rc)
+        return rc;
+    if (q->d == k->d)
+        return NY_ERR(err, NY_E_INVALID, "cuda rope_qk: q and k are the same buffer");
+    return rope_launch(be, (float *)q->d, n_q_heads, (float *)k->d, n_k_heads, head_dim,
+                       inv_freq, attn_factor, "rope_qk kernel", err);
 }

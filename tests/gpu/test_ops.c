@@ -328,6 +328,127 @@ static void test_matmul_multi(void **state)
     }
 }
 
+/* n floats of two GPU buffers are bit-identical. */
+static void assert_gpu_equal(struct engine_buf *a, struct engine_buf *b, size_t n)
+{
+    float *ha = malloc(n * 4), *hb = malloc(n * 4);
+    assert_non_null(ha);
+    assert_non_null(hb);
+    OK(G->buf_read(gbe, a, 0, ha, n, E));
+    OK(G->buf_read(gbe, b, 0, hb, n, E));
+    assert_memory_equal(ha, hb, n * 4);
+    free(ha), free(hb);
+}
+
+/* A GPU buffer of n floats holding v[0..n), or all `fill` when v is NULL. */
+static struct engine_buf *gbuf(const float *v, size_t n, float fill)
+{
+    struct engine_buf *b;
+    float *f = NULL;
+    OK(G->buf_alloc(gbe, n, &b, E));
+    if (!v) {
+        f = malloc(n * 4);
+        assert_non_null(f);
+        for (size_t i = 0; i < n; i++)
+            f[i] = fill;
+        v = f;
+    }
+    OK(G->buf_write(gbe, b, 0, v, n, E));
+    free(f);
+    return b;
+}
+
+/* add_rmsnorm gives x and out bit-identical to add then rmsnorm, for the vector kernel (4096, 72)
+ * and the strided one (70), bf16 and f32 norm weights, prefill units and decode rows, out apart
+ * from y and out aliasing y (as the forward calls it). */
+static void test_add_rmsnorm(void **state)
+{
+    (void)state;
+    assert_non_null(G->add_rmsnorm);
+    int rows[4] = {5, 1, 3, 1}, pos0[4] = {0, 40, 0, 7}, dims[3] = {4096, 72, 70};
+    struct tbatch t;
+    make_batch(&t, 4, rows, pos0, NULL);
+    OK(G->step_begin(gbe, &t.b, E));
+    int nr = t.b.n_rows;
+    for (int di = 0; di < 3; di++)
+        for (int bf = 0; bf < 2; bf++) {
+            int dim = dims[di];
+            size_t n = (size_t)nr * dim;
+            float *xv = rand_vec(n, 2.0f), *yv = rand_vec(n, 2.0f), *wv = rand_vec(dim, 1.5f);
+            struct wpair w = weight(bf ? ENGINE_DTYPE_BF16 : ENGINE_DTYPE_F32, wv, 1, dim);
+            /* separate calls: xs += ys; os = norm(xs) */
+            struct engine_buf *xs = gbuf(xv, n, 0), *ys = gbuf(yv, n, 0), *os = gbuf(NULL, n, 0);
+            OK(G->add(gbe, xs, ys, dim, E));
+            OK(G->rmsnorm(gbe, xs, w.g, dim, 1e-5f, os, E));
+            /* fused, out apart (poisoned with NaN: every element must be written) */
+            struct engine_buf *xf = gbuf(xv, n, 0), *yf = gbuf(yv, n, 0);
+            struct engine_buf *of = gbuf(NULL, n, NAN);
+            OK(G->add_rmsnorm(gbe, xf, yf, w.g, dim, 1e-5f, of, E));
+            assert_gpu_equal(xf, xs, n);
+            assert_gpu_equal(of, os, n);
+            assert_gpu_equal(yf, ys, n); /* y untouched */
+            /* fused, out = y */
+            OK(G->buf_write(gbe, xf, 0, xv, n, E));
+            OK(G->add_rmsnorm(gbe, xf, yf, w.g, dim, 1e-5f, yf, E));
+            assert_gpu_equal(xf, xs, n);
+            assert_gpu_equal(yf, os, n);
+            G->buf_free(gbe, xs), G->buf_free(gbe, ys), G->buf_free(gbe, os);
+            G->buf_free(gbe, xf), G->buf_free(gbe, yf), G->buf_free(gbe, of);
+            wfree(w);
+            free(xv), free(yv), free(wv);
+        }
+    /* x aliasing out is refused */
+    struct ny_err e;
+    ny_err_init(&e);
+    float wv1[70];
+    for (int i = 0; i < 70; i++)
+        wv1[i] = 1.0f;
+    struct wpair w = weight(ENGINE_DTYPE_F32, wv1, 1, 70);
+    struct engine_buf *x = gbuf(NULL, (size_t)nr * 70, 1.0f);
+    struct engine_buf *y = gbuf(NULL, (size_t)nr * 70, 1.0f);
+    assert_int_equal(G->add_rmsnorm(gbe, x, y, w.g, 70, 1e-5f, x, &e), NY_E_INVALID);
+    assert_true(e.msg[0] != '\0');
+    G->buf_free(gbe, x), G->buf_free(gbe, y);
+    wfree(w);
+}
+
+/* rope_qk gives q and k bit-identical to one rope call each (head_dim 128 with 32/8 heads, 64
+ * with 16/2; rows at nonzero positions), and matches the CPU. */
+static void test_rope_qk(void **state)
+{
+    (void)state;
+    assert_non_null(G->rope_qk);
+    int shapes[2][3] = {{128, 32, 8}, {64, 16, 2}};
+    int rows[4] = {4, 1, 1, 3}, pos0[4] = {0, 17, 300, 9};
+    struct tbatch t;
+    make_batch(&t, 4, rows, pos0, NULL);
+    both_step(&t);
+    int nr = t.b.n_rows;
+    for (int si = 0; si < 2; si++) {
+        int hd = shapes[si][0], nq = shapes[si][1], nk = shapes[si][2];
+        float inv[64];
+        for (int i = 0; i < hd / 2; i++)
+            inv[i] = powf(500000.0f, -2.0f * (float)i / (float)hd);
+        size_t qn = (size_t)nr * nq * hd, kn = (size_t)nr * nk * hd;
+        float *qv = rand_vec(qn, 2.0f), *kv = rand_vec(kn, 2.0f);
+        struct engine_buf *qs = gbuf(qv, qn, 0), *ks = gbuf(kv, kn, 0);
+        struct engine_buf *qf = gbuf(qv, qn, 0), *kf = gbuf(kv, kn, 0);
+        OK(G->rope(gbe, qs, nq, hd, inv, 1.0f, E));
+        OK(G->rope(gbe, ks, nk, hd, inv, 1.0f, E));
+        OK(G->rope_qk(gbe, qf, nq, kf, nk, hd, inv, 1.0f, E));
+        assert_gpu_equal(qf, qs, qn);
+        assert_gpu_equal(kf, ks, kn);
+        struct wpair kc = {kf, NULL}; /* k against the CPU's rope */
+        OK(C->buf_alloc(cbe, kn, &kc.c, E));
+        OK(C->buf_write(cbe, kc.c, 0, kv, kn, E));
+        OK(C->rope(cbe, kc.c, nk, hd, inv, 1.0f, E));
+        assert_true(compare(kc, kn) < 1e-6);
+        C->buf_free(cbe, kc.c);
+        G->buf_free(gbe, qs), G->buf_free(gbe, ks), G->buf_free(gbe, qf), G->buf_free(gbe, kf);
+        free(qv), free(kv);
+    }
+}
+
 /* Attention: prefill of two requests, then a decode step of three, against the CPU. */
 static void run_attention(int nh, int nkv, int hd, int plen, enum engine_dtype dt)
 {
@@ -581,6 +702,8 @@ int main(void)
         cmocka_unit_test(test_argmax),
         cmocka_unit_test(test_matmul),
         cmocka_unit_test(test_matmul_multi),
+        cmocka_unit_test(test_add_rmsnorm),
+        cmocka_unit_test(test_rope_qk),
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_matmul_invariance),
         cmocka_unit_test(test_attention_invariance),
