@@ -363,17 +363,48 @@ __device__ __forceinline__ static void fa_mma(float *d, uint32_t a0, uint32_t a1
                  : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
+/* Copy key tile kt (positions past max_pos zero-filled) of kv head hk into kb/vb [FA_KEYS][D + 8]
+ * by cp.async (16 bytes a thread at a time; the caller commits and waits). */
+template <int D>
+__device__ __forceinline__ static void fa_load_tile(__nv_bfloat16 (*kb)[D + 8],
+                                                    __nv_bfloat16 (*vb)[D + 8],
+                                                    const __nv_bfloat16 *K,
+                                                    const __nv_bfloat16 *V, size_t base,
+                                                    size_t tok, int key0, int max_pos)
+{
+#pragma unroll
+    for (int it = 0; it < FA_KEYS * D / 8 / 128; it++) {
+        int idx = threadIdx.x + it * 128, key = idx / (D / 8), c = idx % (D / 8);
+        bool ok = key0 + key <= max_pos;
+        size_t off = ok ? base + key * tok + c * 8 : 0;
+        unsigned dk = (unsigned)__cvta_generic_to_shared(&kb[key][c * 8]);
+        unsigned dv = (unsigned)__cvta_generic_to_shared(&vb[key][c * 8]);
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dk), "l"(K + off),
+                     "r"(ok ? 16 : 0)
+                     : "memory");
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dv), "l"(V + off),
+                     "r"(ok ? 16 : 0)
+                     : "memory");
+    }
+}
+
+/* Dynamic shared memory of k_flash_prefill<D>: two stages of K and V tiles. */
+#define FA_SMEM(D) ((size_t)2 * 2 * FA_KEYS * ((D) + 8) * sizeof(__nv_bfloat16))
+
 template <int D>
 __global__ __launch_bounds__(128) static void k_flash_prefill(
     const float *q, const int *units, const int *table, int pps, int n_pages, int layer,
     int n_heads, int nkv, float scale, const __nv_bfloat16 *K, const __nv_bfloat16 *V,
     float *out)
 {
-    __shared__ __align__(16) __nv_bfloat16 ks[FA_KEYS][D + 8];
-    __shared__ __align__(16) __nv_bfloat16 vt[D][FA_KEYS + 8];
+    /* [stage][K: 0, V: 1][key][d]: tile kt + 1 loads (cp.async) while tile kt is multiplied */
+    extern __shared__ __align__(16) unsigned char fa_smem[];
+    typedef __nv_bfloat16 fa_row[D + 8];
+    fa_row *tiles = reinterpret_cast<fa_row *>(fa_smem);
     const int *u = units + 4 * blockIdx.z;
     const int row0 = u[0], len = u[1], slot = u[2], pos0 = u[3];
-    const int qt = blockIdx.x, hq = blockIdx.y, hk = hq / (n_heads / nkv);
+    /* the longest q tiles (most key tiles) first, so that they do not trail the grid */
+    const int qt = gridDim.x - 1 - blockIdx.x, hq = blockIdx.y, hk = hq / (n_heads / nkv);
     if (qt * FA_ROWS >= len)
         return;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
@@ -401,24 +432,19 @@ __global__ __launch_bounds__(128) static void k_flash_prefill(
     const int n_tiles = (pos0 + last_row) / FA_KEYS + 1;
     const int qpos_a = pos0 + ra, qpos_b = pos0 + rb;
     const size_t tok = (size_t)nkv * D;
+    const size_t lbase = (size_t)layer * n_pages * CUDA_KV_PAGE * tok + (size_t)hk * D;
+    fa_load_tile<D>(tiles, tiles + FA_KEYS, K, V,
+                    lbase + (size_t)table[slot * pps] * CUDA_KV_PAGE * tok, tok, 0, max_pos);
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
     for (int kt = 0; kt < n_tiles; kt++) {
-        __syncthreads();
-        int page = table[slot * pps + kt];
-        size_t base = (((size_t)layer * n_pages + page) * CUDA_KV_PAGE) * tok + (size_t)hk * D;
-#pragma unroll
-        for (int it = 0; it < FA_KEYS * D / 8 / 128; it++) {
-            int idx = threadIdx.x + it * 128, key = idx / (D / 8), c = idx % (D / 8);
-            uint4 kv4 = make_uint4(0, 0, 0, 0), vv4 = make_uint4(0, 0, 0, 0);
-            if (kt * FA_KEYS + key <= max_pos) {
-                kv4 = *reinterpret_cast<const uint4 *>(K + base + key * tok + c * 8);
-                vv4 = *reinterpret_cast<const uint4 *>(V + base + key * tok + c * 8);
-            }
-            *reinterpret_cast<uint4 *>(&ks[key][c * 8]) = kv4;
-            const __nv_bfloat16 *vb = reinterpret_cast<const __nv_bfloat16 *>(&vv4);
-#pragma unroll
-            for (int e = 0; e < 8; e++)
-                vt[c * 8 + e][key] = vb[e];
+        const int cur = kt & 1;
+        fa_row *ks = tiles + (size_t)cur * 2 * FA_KEYS, *vs = ks + FA_KEYS;
+        if (kt + 1 < n_tiles) {
+            fa_row *kn = tiles + (size_t)(cur ^ 1) * 2 * FA_KEYS;
+            size_t base = lbase + (size_t)table[slot * pps + kt + 1] * CUDA_KV_PAGE * tok;
+            fa_load_tile<D>(kn, kn + FA_KEYS, K, V, base, tok, (kt + 1) * FA_KEYS, max_pos);
         }
+        asm volatile("cp.async.commit_group;\ncp.async.wait_group 1;\n" ::: "memory");
         __syncthreads();
         /* S = Q Kᵀ for 8 groups of 8 keys */
         float sc[FA_KEYS / 8][4];
@@ -492,13 +518,21 @@ __global__ __launch_bounds__(128) static void k_flash_prefill(
             uint32_t a2 = fa_pack(sc[2 * kk + 1][0], sc[2 * kk + 1][1]);
             uint32_t a3 = fa_pack(sc[2 * kk + 1][2], sc[2 * kk + 1][3]);
 #pragma unroll
-            for (int dt = 0; dt < D / 8; dt++) {
-                uint32_t b0 = *reinterpret_cast<const uint32_t *>(&vt[dt * 8 + g][kk * 16 + 2 * t]);
-                uint32_t b1 =
-                    *reinterpret_cast<const uint32_t *>(&vt[dt * 8 + g][kk * 16 + 2 * t + 8]);
+            for (int dt = 0; dt < D / 8; dt += 2) {
+                /* B fragments of V[16 keys][d: dt·8 .. dt·8 + 15], transposed by ldmatrix:
+                 * b0 = V[kk·16 + 2t, +1][dt·8 + g], b1 = the same 8 keys further */
+                uint32_t b0, b1, b2, b3;
+                int key = kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
+                unsigned addr =
+                    (unsigned)__cvta_generic_to_shared(&vs[key][(dt + (lane >> 4)) * 8]);
+                asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                             : "=r"(b0), "=r"(b1), "=r"(b2), "=r"(b3)
+                             : "r"(addr));
                 fa_mma(o[dt], a0, a1, a2, a3, b0, b1);
+                fa_mma(o[dt + 1], a0, a1, a2, a3, b2, b3);
             }
         }
+        __syncthreads(); /* every warp is done with this stage before it is refilled */
     }
 #pragma unroll
     for (int dt = 0; dt < D / 8; dt++) {
@@ -617,12 +651,21 @@ int cuda_op_attention(struct engine_backend *be, struct engine_kv *kv, int layer
             dim3 gf((unsigned)((ss->units_max_len + FA_ROWS - 1) / FA_ROWS), (unsigned)n_heads,
                     (unsigned)ss->units_n);
             const int *units = be->sets_d + ss->units_off;
+            static int attr_done[64]; /* per device: 128-dim stages exceed 48 KB */
+            if (be->device >= 0 && be->device < 64 &&
+                !__atomic_load_n(&attr_done[be->device], __ATOMIC_ACQUIRE)) {
+                CU_CHECK(be, cudaFuncSetAttribute(k_flash_prefill<128>,
+                                                  cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                  (int)FA_SMEM(128)),
+                         "flash prefill shared memory");
+                __atomic_store_n(&attr_done[be->device], 1, __ATOMIC_RELEASE);
+            }
             if (D == 128)
-                k_flash_prefill<128><<<gf, 128, 0, be->stream>>>(
+                k_flash_prefill<128><<<gf, 128, FA_SMEM(128), be->stream>>>(
                     qd, units, kv->table_d, kv->pages_per_slot, kv->n_pages, layer, n_heads, nkv,
                     scale, Kc, Vc, od);
             else
-                k_flash_prefill<64><<<gf, 128, 0, be->stream>>>(
+                k_flash_prefill<64><<<gf, 128, FA_SMEM(64), be->stream>>>(
                     qd, units, kv->table_d, kv->pages_per_slot, kv->n_pages, layer, n_heads, nkv,
                     scale, Kc, Vc, od);
             CU_LAUNCHED(be, "flash prefill kernel");

@@ -466,11 +466,14 @@ void cuda_gemm_plans_free(struct engine_backend *be)
     be->n_plans = 0;
 }
 
-static int plan_get(struct engine_backend *be, int m, int n, int k, struct cuda_gemm_plan **out,
-                    struct ny_err *err)
+/* The plan of D[m, n] = X[m, k] · W[n, k]ᵀ (bf16 in, fp32 out); batch > 1: batch independent
+ * products over consecutive k-slices of rows of length ld (X and W), D slices [batch][m][n]. */
+static int plan_get(struct engine_backend *be, int m, int n, int k, int batch, int ld,
+                    struct cuda_gemm_plan **out, struct ny_err *err)
 {
     for (int i = 0; i < be->n_plans; i++)
-        if (be->plans[i].m == m && be->plans[i].n == n && be->plans[i].k == k) {
+        if (be->plans[i].m == m && be->plans[i].n == n && be->plans[i].k == k &&
+            be->plans[i].batch == batch && be->plans[i].ld == ld) {
             *out = &be->plans[i];
             return NY_OK;
         }
@@ -485,9 +488,24 @@ static int plan_get(struct engine_backend *be, int m, int n, int k, struct cuda_
                                                     sizeof ta), "transa");
     CUBLAS_CHECK(be, cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb,
                                                     sizeof tb), "transb");
-    CUBLAS_CHECK(be, cublasLtMatrixLayoutCreate(&p->la, CUDA_R_16BF, k, n, k), "layout A");
-    CUBLAS_CHECK(be, cublasLtMatrixLayoutCreate(&p->lb, CUDA_R_16BF, k, m, k), "layout B");
+    CUBLAS_CHECK(be, cublasLtMatrixLayoutCreate(&p->la, CUDA_R_16BF, k, n, ld), "layout A");
+    CUBLAS_CHECK(be, cublasLtMatrixLayoutCreate(&p->lb, CUDA_R_16BF, k, m, ld), "layout B");
     CUBLAS_CHECK(be, cublasLtMatrixLayoutCreate(&p->lc, CUDA_R_32F, n, m, n), "layout C");
+    if (batch > 1) {
+        int32_t bc = batch;
+        int64_t sa = k, sc = (int64_t)m * n;
+        cublasLtMatrixLayout_t ls[3] = {p->la, p->lb, p->lc};
+        int64_t st[3] = {sa, sa, sc};
+        for (int i = 0; i < 3; i++) {
+            CUBLAS_CHECK(be, cublasLtMatrixLayoutSetAttribute(
+                                 ls[i], CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &bc, sizeof bc),
+                         "batch count");
+            CUBLAS_CHECK(be, cublasLtMatrixLayoutSetAttribute(
+                                 ls[i], CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &st[i],
+                                 sizeof st[i]),
+                         "batch stride");
+        }
+    }
     cublasLtMatmulPreference_t pref;
     CUBLAS_CHECK(be, cublasLtMatmulPreferenceCreate(&pref), "preference");
     uint32_t red = CUBLASLT_REDUCTION_SCHEME_NONE, al = 16;
@@ -522,6 +540,8 @@ static int plan_get(struct engine_backend *be, int m, int n, int k, struct cuda_
     p->m = m;
     p->n = n;
     p->k = k;
+    p->batch = batch;
+    p->ld = ld;
     be->n_plans++;
     *out = p;
     return NY_OK;
@@ -534,7 +554,7 @@ static int gemm_unit(struct engine_backend *be, const __nv_bfloat16 *xb, int m, 
                      struct ny_err *err)
 {
     struct cuda_gemm_plan *p = NULL;
-    int rc = plan_get(be, m, N, K, &p, err);
+    int rc = plan_get(be, m, N, K, 1, K, &p, err);
     if (rc)
         return rc;
     float *D = Y;
@@ -555,6 +575,56 @@ static int gemm_unit(struct engine_backend *be, const __nv_bfloat16 *xb, int m, 
     if (D != Y)
         CU_CHECK(be, cudaMemcpyAsync(Y, D, bytes, cudaMemcpyDeviceToDevice, be->stream),
                  "unstage D");
+    return NY_OK;
+}
+
+/* ---- split-K for long, narrow products (a LoRA A matrix of down: K = 14,336, N = rank) -------
+ * cuBLASLt without a split-K reduction gives such a product only a few tiles (m/64 · 1) to run
+ * on. So K is cut in fixed slices (the slice length a function of K alone), the slices' products
+ * run as one strided batch, and a kernel sums them in slice order: a row's arithmetic still
+ * depends only on its own values and the shapes. */
+static int splitk_slice(int K, int N)
+{
+    if (K <= 4096 || N > 256)
+        return 0;
+    for (int s = 2048; s >= 256; s /= 2)
+        if (K % s == 0 && K / s >= 2)
+            return s;
+    return 0;
+}
+
+__global__ static void k_sum_slices(const float *c, int slices, size_t n, float *y)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        float s = c[i];
+        for (int j = 1; j < slices; j++)
+            s += c[(size_t)j * n + i];
+        y[i] = s;
+    }
+}
+
+/* Y[m, N] = Xb[m, K] · Wᵀ (beta 0) through split_k slices of length slice. */
+static int gemm_unit_splitk(struct engine_backend *be, const __nv_bfloat16 *xb, int m, int K,
+                            const struct engine_buf *w, int N, int slice, float *Y,
+                            struct ny_err *err)
+{
+    int S = K / slice;
+    struct cuda_gemm_plan *p = NULL;
+    int rc = plan_get(be, m, N, slice, S, K, &p, err);
+    void *c;
+    if (!rc)
+        rc = cuda_scratch(be, 3, (size_t)S * m * N * sizeof(float), &c, err);
+    if (rc)
+        return rc;
+    float one = 1.0f, zero = 0.0f;
+    CUBLAS_CHECK(be, cublasLtMatmul(be->lt, p->op, &one, w->d, p->la, xb, p->lb, &zero, c, p->lc,
+                                    c, p->lc, &p->algo, be->lt_ws, be->lt_ws_size, be->stream),
+                 "cublasLtMatmul (split K)");
+    size_t n = (size_t)m * N;
+    unsigned blocks = (unsigned)((n + 255) / 256 < 1024 ? (n + 255) / 256 : 1024);
+    k_sum_slices<<<blocks, 256, 0, be->stream>>>((const float *)c, S, n, Y);
+    CU_LAUNCHED(be, "split-K sum kernel");
     return NY_OK;
 }
 
@@ -580,7 +650,10 @@ static int matmul_unit(struct engine_backend *be, const float *X, const __nv_bfl
     void *u, *ub;
     int R = lt->rank;
     rc = cuda_scratch(be, 1, (size_t)m * R * sizeof(float), &u, err);
-    if (!rc && unit_ok(lt->a))
+    int slice = splitk_slice(K, R);
+    if (!rc && unit_ok(lt->a) && slice)
+        rc = gemm_unit_splitk(be, xb, m, K, lt->a, R, slice, (float *)u, err);
+    else if (!rc && unit_ok(lt->a))
         rc = gemm_unit(be, xb, m, K, lt->a, R, (float *)u, 1.0f, 0.0f, err);
     else if (!rc)
         rc = gemm_rows(be, X + (size_t)r0 * K, NULL, m, K, lt->a, R, NULL, (float *)u, R, 1.0f,

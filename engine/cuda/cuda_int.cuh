@@ -56,6 +56,7 @@ struct engine_kv {
 /* Cached cuBLASLt plan for one GEMM shape (bf16 x bf16 -> fp32, no split-K). */
 struct cuda_gemm_plan {
     int m, n, k, accumulate;
+    int batch, ld; /* split-K plans: batch slices of k along rows of length ld; else 1 and k */
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t la, lb, lc;
     cublasLtMatmulAlgo_t algo;

@@ -234,7 +234,8 @@ static void test_argmax(void **state)
 static void test_matmul(void **state)
 {
     (void)state;
-    int shapes[][2] = {{64, 48}, {256, 136}, {4096, 1024}, {136, 256}, {72, 40}};
+    /* 7168 x 72: the LoRA A product of a prefill unit takes the split-K path */
+    int shapes[][2] = {{64, 48}, {256, 136}, {4096, 1024}, {136, 256}, {72, 40}, {7168, 72}};
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
         for (int dt = 0; dt < 2; dt++) {
             int K = shapes[si][0], N = shapes[si][1], R = 8;
