@@ -638,18 +638,20 @@ int cuda_gemm_bf16(struct engine_backend *be, const __nv_bfloat16 *xb, int m, in
 static int unit_ok(const struct engine_buf *w) { return skinny_ok(w); }
 
 /* One request's rows [r0, r0 + m) through the prefill path (base + its adapter); xb holds those
- * rows of X in bf16 (staged once for all the products of one input). */
+ * rows of X in bf16 (staged once for all the products of one input). With an adapter the LoRA
+ * term goes first, Y = scale · bf16(X · Aᵀ) · Bᵀ (a write-only product of K = rank), and the base
+ * product adds itself, Y = X · Wᵀ + Y: the fp32 Y is read back inside a compute-bound GEMM
+ * instead of a bandwidth-bound one. */
 static int matmul_unit(struct engine_backend *be, const float *X, const __nv_bfloat16 *xb,
                        int r0, int m, int K, const struct engine_buf *w, int N,
                        const struct engine_lora_term *lt, float *Y, struct ny_err *err)
 {
-    int rc = gemm_unit(be, xb, m, K, w, N, Y + (size_t)r0 * N, 1.0f, 0.0f, err);
-    if (rc || !lt)
-        return rc;
-    /* u = X · Aᵀ (fp32), then Y += scale · bf16(u) · Bᵀ */
+    float *Yr = Y + (size_t)r0 * N;
+    if (!lt)
+        return gemm_unit(be, xb, m, K, w, N, Yr, 1.0f, 0.0f, err);
+    /* u = X · Aᵀ (fp32), then Y = scale · bf16(u) · Bᵀ */
     void *u, *ub;
-    int R = lt->rank;
-    rc = cuda_scratch(be, 1, (size_t)m * R * sizeof(float), &u, err);
+    int R = lt->rank, rc = cuda_scratch(be, 1, (size_t)m * R * sizeof(float), &u, err);
     int slice = splitk_slice(K, R);
     if (!rc && unit_ok(lt->a) && slice)
         rc = gemm_unit_splitk(be, xb, m, K, lt->a, R, slice, (float *)u, err);
@@ -665,12 +667,13 @@ static int matmul_unit(struct engine_backend *be, const float *X, const __nv_bfl
         if (!rc)
             rc = cuda_rows_to_bf16(be, (const float *)u, NULL, m, R, (__nv_bfloat16 *)ub, err);
         if (!rc)
-            rc = gemm_unit(be, (const __nv_bfloat16 *)ub, m, R, lt->b, N, Y + (size_t)r0 * N,
-                           lt->scale, 1.0f, err);
-        return rc;
+            rc = gemm_unit(be, (const __nv_bfloat16 *)ub, m, R, lt->b, N, Yr, lt->scale, 0.0f,
+                           err);
+    } else {
+        rc = gemm_rows(be, (const float *)u, NULL, m, R, lt->b, N, NULL, Yr, N, lt->scale, 0.0f,
+                       err);
     }
-    return gemm_rows(be, (const float *)u, NULL, m, R, lt->b, N, NULL, Y + (size_t)r0 * N, N,
-                     lt->scale, 1.0f, err);
+    return rc ? rc : gemm_unit(be, xb, m, K, w, N, Yr, 1.0f, 1.0f, err);
 }
 
 /* The products of one matmul call (a single projection, or the parts of matmul_multi). */
