@@ -258,6 +258,20 @@ struct engine_backend_ops {
     int (*rope_qk)(struct engine_backend *be, struct engine_buf *q, int n_q_heads,
                    struct engine_buf *k, int n_k_heads, int head_dim, const float *inv_freq,
                    float attn_factor, struct ny_err *err);
+
+    /* ---- fused MLP tail (optional) ---- */
+    /* y = exactly what swiglu(gate, up, ff, gate) followed by matmul(gate, ff, w, out, lora,
+     * n_lora, NULL, 0, y) gives, all rows: the down projection of silu(gate)·up, which a backend
+     * may compute without writing the fp32 product (e.g. straight into its GEMM's bf16 input
+     * staging). y is bit-identical to the separate calls'. gate afterwards: rows of one-row
+     * requests (decode rows) hold silu(gate)·up bit-identical to swiglu's; rows of requests
+     * with >= 2 rows are unspecified (CUDA leaves either the gate input or swiglu's output
+     * there): the caller must not read them. up is unchanged. y may not alias gate or up.
+     * NULL: the caller makes the two calls. */
+    int (*swiglu_matmul)(struct engine_backend *be, struct engine_buf *gate,
+                         const struct engine_buf *up, int ff, const struct engine_buf *w, int out,
+                         const struct engine_lora_term *lora, int n_lora, struct engine_buf *y,
+                         struct ny_err *err);
 };
 
 /* The CPU reference backend (engine/cpu/). Always built. */

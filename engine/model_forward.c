@@ -148,6 +148,25 @@ static int fwd_rope(struct engine_fwd *f, struct ny_err *err)
     return rc ? rc : m->ops->rope(m->be, f->k, m->l_kv_heads, hd, m->inv_freq, 1.0f, err);
 }
 
+/* h = (silu(g) ⊙ u)·Wdᵀ (+ down's LoRA terms), this rank's partial under tensor parallelism: one
+ * swiglu_matmul call when the backend has it (bit-identical; g's prefill rows are left
+ * unspecified, and nothing reads g again before the next layer's gate projection rewrites it),
+ * else swiglu into g then the down projection. */
+static int mlp_down(struct engine_fwd *f, int l, struct ny_err *err)
+{
+    struct engine_model *m = f->m;
+    const struct engine_layer *L = &m->layers[l];
+    if (!m->ops->swiglu_matmul) {
+        int rc = m->ops->swiglu(m->be, f->g, f->u, m->l_ff, f->g, err);
+        return rc ? rc : proj(f, l, ENGINE_DOWN, f->g, f->h, err);
+    }
+    int out, in;
+    engine_proj_shape_local(m, ENGINE_DOWN, &out, &in);
+    return m->ops->swiglu_matmul(m->be, f->g, f->u, in, L->w[ENGINE_DOWN], out,
+                                 L->lora[ENGINE_DOWN],
+                                 L->lora[ENGINE_DOWN] ? m->n_adapters : 0, f->h, err);
+}
+
 /* One decoder layer on f->x [R, H], in place (this rank's heads and MLP columns). On entry f->h
  * holds norm(x) with this layer's input norm; on return it holds norm(x) with next_norm (the next
  * layer's input norm, or the final norm after the last layer): each residual add is fused with
@@ -173,10 +192,8 @@ static int fwd_layer(struct engine_fwd *f, int l, const struct engine_buf *next_
         (rc = add_norm(f, L->post_norm, err)))
         return rc;
     /* MLP block: x += (silu(h·Wgᵀ) ⊙ h·Wuᵀ)·Wdᵀ; h = next_norm(x) */
-    if ((rc = proj_multi(f, l, gu, 2, f->h, gu_out, err)) ||
-        (rc = ops->swiglu(be, f->g, f->u, m->l_ff, f->g, err)) ||
-        (rc = proj(f, l, ENGINE_DOWN, f->g, f->h, err)) || (rc = tp_sum(f, f->h, err)) ||
-        (rc = add_norm(f, next_norm, err)))
+    if ((rc = proj_multi(f, l, gu, 2, f->h, gu_out, err)) || (rc = mlp_down(f, l, err)) ||
+        (rc = tp_sum(f, f->h, err)) || (rc = add_norm(f, next_norm, err)))
         return rc;
     return NY_OK;
 }

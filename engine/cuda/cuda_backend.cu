@@ -570,6 +570,10 @@ WRAP(add_rmsnorm, (struct engine_backend * be, struct engine_buf *x, const struc
 WRAP(rope_qk, (struct engine_backend * be, struct engine_buf *q, int nq, struct engine_buf *k,
                int nk, int hd, const float *f, float af, struct ny_err *err),
      (be, q, nq, k, nk, hd, f, af, err))
+WRAP(swiglu_matmul, (struct engine_backend * be, struct engine_buf *g, const struct engine_buf *u,
+                     int ff, const struct engine_buf *w, int out,
+                     const struct engine_lora_term *lora, int nl, struct engine_buf *y,
+                     struct ny_err *err), (be, g, u, ff, w, out, lora, nl, y, err))
 
 #if NY_HAVE_NCCL
 /* cuda_tp.cu */
@@ -612,4 +616,5 @@ extern "C" const struct engine_backend_ops engine_cuda_ops = {
     cuda_matmul_multi,
     cuda_add_rmsnorm,
     cuda_rope_qk,
+    cuda_swiglu_matmul,
 };

@@ -1,5 +1,6 @@
-/* cuda_elementwise.cu — the row-wise element ops: embedding gather, SwiGLU, residual add, the
- * fp32 -> bf16 row staging used by the GEMMs, and random bf16 weights for `nyxaudit bench`.
+/* cuda_elementwise.cu — the row-wise element ops: embedding gather, SwiGLU (also fused with the
+ * bf16 staging of its output), residual add, the fp32 -> bf16 row staging used by the GEMMs, and
+ * random bf16 weights for `nyxaudit bench`.
  * Each output element is computed from its own inputs only (no reductions). */
 #include <stdint.h>
 #include <string.h>
@@ -52,12 +53,21 @@ int cuda_op_embed(struct engine_backend *be, const struct engine_buf *table, con
     return NY_OK;
 }
 
-__global__ static void k_swiglu(const float *g, const float *u, size_t n, float *out)
+/* v = silu(g[i]) · u[i] in fp32, stored to out[i] (fp32) and/or outb[i] (bf16, round to nearest
+ * even as k_rows_to_bf16 rounds); NULL: not stored. One kernel for the swiglu op and for the
+ * fused staging of swiglu_matmul, so v is the same machine arithmetic in both: the bf16 value is
+ * exactly what staging the swiglu op's output gives. out may alias g. */
+__global__ static void k_swiglu(const float *g, const float *u, size_t n, float *out,
+                                __nv_bfloat16 *outb)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
         float x = g[i];
-        out[i] = x / (1.0f + expf(-x)) * u[i];
+        float v = x / (1.0f + expf(-x)) * u[i];
+        if (out)
+            out[i] = v;
+        if (outb)
+            outb[i] = __float2bfloat16_rn(v);
     }
 }
 
@@ -77,9 +87,18 @@ int cuda_op_swiglu(struct engine_backend *be, const struct engine_buf *gate,
                       be->n_rows, ff);
     if (n == 0)
         return NY_OK;
-    k_swiglu<<<grid_for(n), 256, 0, be->stream>>>((const float *)gate->d, (const float *)up->d,
-                                                  n, (float *)out->d);
-    CU_LAUNCHED(be, "swiglu kernel");
+    return cuda_swiglu_rows(be, (const float *)gate->d, (const float *)up->d, be->n_rows, ff,
+                            (float *)out->d, NULL, err);
+}
+
+int cuda_swiglu_rows(struct engine_backend *be, const float *g, const float *u, int n, int cols,
+                     float *out, __nv_bfloat16 *outb, struct ny_err *err)
+{
+    size_t e = (size_t)(n > 0 ? n : 0) * (size_t)(cols > 0 ? cols : 0);
+    if (e == 0 || (!out && !outb))
+        return NY_OK;
+    k_swiglu<<<grid_for(e), 256, 0, be->stream>>>(g, u, e, out, outb);
+    CU_LAUNCHED(be, outb ? "swiglu staging kernel" : "swiglu kernel");
     return NY_OK;
 }
 

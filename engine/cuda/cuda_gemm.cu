@@ -684,6 +684,9 @@ struct mm_job {
     int N[ENGINE_MATMUL_MAX_PARTS];
     int n_parts, n_lora, K;
     const float *X;
+    /* swiglu_matmul: X (a writable buffer) holds the gate and U the up rows; the job's input is
+     * silu(X)·U, each row computed where a path reads it (see matmul_all). NULL: X is the input. */
+    const float *U;
 };
 
 /* Row groups by adapter (device lists; group a: in_d[a], out_d[a], n[a] rows). */
@@ -785,8 +788,52 @@ static int matmul_selected(struct engine_backend *be, const struct mm_job *j, co
     return rc;
 }
 
+/* Rows [r0, r0 + m) of request s (adapter a), a prefill unit, staged in bf16 in scratch 0 (*xb)
+ * for all the parts' products. A swiglu_matmul job (j->U) stages bf16(silu(X)·U) straight from
+ * the gate and up rows, the bits staging the swiglu op's fp32 output would give (same kernel), and
+ * writes no fp32 product, unless a LoRA A of adapter a is off the unit path: that product reads
+ * the fp32 X rows (matmul_unit), so they get silu(X)·U in place as the swiglu op writes it. */
+static int unit_stage(struct engine_backend *be, const struct mm_job *j, int r0, int m, int a,
+                      void **xb, struct ny_err *err)
+{
+    int rc = cuda_scratch(be, 0, (size_t)m * j->K * 2, xb, err);
+    const float *x = j->X + (size_t)r0 * j->K;
+    if (rc)
+        return rc;
+    if (!j->U)
+        return cuda_rows_to_bf16(be, x, NULL, m, j->K, (__nv_bfloat16 *)*xb, err);
+    int f32 = 0;
+    for (int p = 0; p < j->n_parts; p++)
+        if (a >= 0 && a < j->n_lora && j->lora[p] && j->lora[p][a].a)
+            f32 |= !unit_ok(j->lora[p][a].a);
+    return cuda_swiglu_rows(be, x, j->U + (size_t)r0 * j->K, m, j->K, f32 ? (float *)x : NULL,
+                            (__nv_bfloat16 *)*xb, err);
+}
+
+/* A swiglu_matmul job: X = silu(X)·U in place (fp32, the swiglu op's kernel) on the rows of the
+ * one-row requests (decode rows), each maximal run of consecutive such rows in one launch. */
+static int swiglu_singles(struct engine_backend *be, const struct mm_job *j, struct ny_err *err)
+{
+    int rc = NY_OK, run0 = 0;
+    for (int s = 0; s <= be->n_seqs && !rc; s++) {
+        int r0 = be->seq_start_h[s];
+        if (s < be->n_seqs && be->seq_start_h[s + 1] - r0 < 2)
+            continue; /* a one-row request: extends the run */
+        if (r0 > run0) {
+            float *g = (float *)j->X + (size_t)run0 * j->K;
+            rc = cuda_swiglu_rows(be, g, j->U + (size_t)run0 * j->K, r0 - run0, j->K, g, NULL,
+                                  err);
+        }
+        if (s < be->n_seqs)
+            run0 = be->seq_start_h[s + 1];
+    }
+    return rc;
+}
+
 /* Every row of the step: prefill units by cuBLASLt (the unit's rows staged in bf16 once for all
- * parts), decode rows by the skinny kernel, all parts in one launch. */
+ * parts), decode rows by the skinny kernel, all parts in one launch. A swiglu_matmul job (j->U)
+ * makes its input where it is read: staged units from the gate and up rows (unit_stage), decode
+ * rows in place (swiglu_singles); a part off the unit path reads every row: all rows in place. */
 static int matmul_all(struct engine_backend *be, const struct mm_job *j, struct ny_err *err)
 {
     const struct cuda_step_sets *ss = &be->sets;
@@ -795,6 +842,12 @@ static int matmul_all(struct engine_backend *be, const struct mm_job *j, struct 
     int units = 0;
     for (int p = 0; p < j->n_parts; p++)
         units += unit_ok(j->w[p]);
+    if (j->U && units < j->n_parts) { /* the swiglu op on all rows, then a plain job */
+        struct mm_job plain = *j;
+        plain.U = NULL;
+        int rc = cuda_swiglu_rows(be, j->X, j->U, be->n_rows, j->K, (float *)j->X, NULL, err);
+        return rc ? rc : matmul_all(be, &plain, err);
+    }
     if (units > 0 && units < j->n_parts) { /* each kind of part on its own paths */
         struct mm_job sub[2];
         memset(sub, 0, sizeof sub);
@@ -829,10 +882,7 @@ static int matmul_all(struct engine_backend *be, const struct mm_job *j, struct 
         if (m < 2) /* a decode row: below */
             continue;
         void *xb;
-        rc = cuda_scratch(be, 0, (size_t)m * j->K * 2, &xb, err);
-        if (!rc)
-            rc = cuda_rows_to_bf16(be, j->X + (size_t)r0 * j->K, NULL, m, j->K,
-                                   (__nv_bfloat16 *)xb, err);
+        rc = unit_stage(be, j, r0, m, a, &xb, err);
         for (int p = 0; p < j->n_parts && !rc; p++) {
             const struct engine_lora_term *lt =
                 a >= 0 && a < j->n_lora && j->lora[p] && j->lora[p][a].a ? &j->lora[p][a] : NULL;
@@ -841,6 +891,8 @@ static int matmul_all(struct engine_backend *be, const struct mm_job *j, struct 
         }
     }
     if (rc || ss->single_all_n == 0)
+        return rc;
+    if (j->U && (rc = swiglu_singles(be, j, err)))
         return rc;
     for (int a = 0; a < j->n_lora && a < ss->n_adapters; a++) {
         lg.in_d[a] = lg.out_d[a] = be->sets_d + ss->single_off[a];
@@ -920,5 +972,32 @@ int cuda_op_matmul_multi(struct engine_backend *be, const struct engine_buf *x, 
     j.n_lora = n_lora > 0 ? n_lora : 0;
     j.K = in;
     j.X = (const float *)x->d;
+    return be->n_rows ? matmul_all(be, &j, err) : NY_OK;
+}
+
+int cuda_op_swiglu_matmul(struct engine_backend *be, struct engine_buf *gate,
+                          const struct engine_buf *up, int ff, const struct engine_buf *w, int out,
+                          const struct engine_lora_term *lora, int n_lora, struct engine_buf *y,
+                          struct ny_err *err)
+{
+    int rc = matmul_check(be, gate, ff, w, out, lora, n_lora, NULL, 0, y, err);
+    if (rc)
+        return rc;
+    if (!up || (size_t)be->n_rows * ff > up->n)
+        return NY_ERR(err, NY_E_RANGE, "cuda swiglu_matmul: %d rows x %d outside the up buffer",
+                      be->n_rows, ff);
+    if (y == gate || y == up || y->d == gate->d || y->d == up->d)
+        return NY_ERR(err, NY_E_INVALID, "cuda swiglu_matmul: y may not alias gate or up");
+    struct mm_job j;
+    memset(&j, 0, sizeof j);
+    j.w[0] = w;
+    j.lora[0] = n_lora > 0 ? lora : NULL;
+    j.Y[0] = (float *)y->d;
+    j.N[0] = out;
+    j.n_parts = 1;
+    j.n_lora = j.lora[0] ? n_lora : 0;
+    j.K = ff;
+    j.X = (const float *)gate->d;
+    j.U = (const float *)up->d;
     return be->n_rows ? matmul_all(be, &j, err) : NY_OK;
 }

@@ -203,6 +203,10 @@ int cuda_op_matmul(struct engine_backend *be, const struct engine_buf *x, int in
 int cuda_op_matmul_multi(struct engine_backend *be, const struct engine_buf *x, int in,
                          const struct engine_matmul_part *parts, int n_parts, int n_lora,
                          struct ny_err *err);
+int cuda_op_swiglu_matmul(struct engine_backend *be, struct engine_buf *gate,
+                          const struct engine_buf *up, int ff, const struct engine_buf *w, int out,
+                          const struct engine_lora_term *lora, int n_lora, struct engine_buf *y,
+                          struct ny_err *err);
 int cuda_op_attention(struct engine_backend *be, struct engine_kv *kv, int layer,
                       const struct engine_buf *q, const struct engine_buf *k,
                       const struct engine_buf *v, int n_heads, float scale,
@@ -219,5 +223,11 @@ int cuda_gemm_bf16(struct engine_backend *be, const __nv_bfloat16 *xb, int m, in
 /* fp32 -> bf16 copy of rows: dst[i, :] = src[idx ? idx[i] : i, :] (width cols), i < n. */
 int cuda_rows_to_bf16(struct engine_backend *be, const float *src, const int *idx_d, int n,
                       int cols, __nv_bfloat16 *dst, struct ny_err *err);
+
+/* SwiGLU of n contiguous rows of width cols (cuda_elementwise.cu, the swiglu op's own kernel):
+ * v = silu(g) · u per element in fp32, stored to out (fp32, may alias g) and/or outb (bf16,
+ * rounded as cuda_rows_to_bf16 rounds: the same bits as staging the fp32 out); NULL: not stored. */
+int cuda_swiglu_rows(struct engine_backend *be, const float *g, const float *u, int n, int cols,
+                     float *out, __nv_bfloat16 *outb, struct ny_err *err);
 
 #endif

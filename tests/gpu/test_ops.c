@@ -413,6 +413,89 @@ static void test_add_rmsnorm(void **state)
     wfree(w);
 }
 
+/* swiglu_matmul against swiglu then matmul on a copy of gate, ff -> out (down-like): y
+ * bit-identical, up untouched, and gate's rows of one-row requests bit-identical to swiglu's.
+ * One step of prefill units (37 and 5 rows) and 70+ decode rows, two adapters and base requests.
+ * wf32 / lf32: the weight / its LoRA matrices fp32 (else bf16). */
+static void run_swiglu_matmul(int ff, int wf32, int lf32)
+{
+    int out = 264, R = 16, rows[80], ad[80];
+    for (int i = 0; i < 80; i++)
+        rows[i] = i % 9 == 0 ? 5 : 1, ad[i] = (i + i / 9) % 3 - 1;
+    rows[0] = 37;
+    struct tbatch t;
+    make_batch(&t, 80, rows, NULL, ad);
+    OK(G->step_begin(gbe, &t.b, E));
+    int nr = t.b.n_rows;
+    size_t ng = (size_t)nr * ff, ny = (size_t)nr * out;
+    float *gv = rand_vec(ng, 3.0f), *uv = rand_vec(ng, 2.0f);
+    float *wv = rand_vec((size_t)out * ff, 0.05f);
+    struct wpair w = weight(wf32 ? ENGINE_DTYPE_F32 : ENGINE_DTYPE_BF16, wv, out, ff), la[2], lb[2];
+    struct engine_lora_term lt[2];
+    for (int a = 0; a < 2; a++) {
+        float *av = rand_vec((size_t)R * ff, 0.05f), *bv = rand_vec((size_t)out * R, 0.05f);
+        enum engine_dtype d = lf32 ? ENGINE_DTYPE_F32 : ENGINE_DTYPE_BF16;
+        la[a] = weight(d, av, R, ff);
+        lb[a] = weight(d, bv, out, R);
+        lt[a] = (struct engine_lora_term){la[a].g, lb[a].g, R, 0.5f + 1.5f * a};
+        free(av), free(bv);
+    }
+    /* separate calls: gs = swiglu(gs, us); ys = gs · Wᵀ (+ LoRA) */
+    struct engine_buf *gs = gbuf(gv, ng, 0), *us = gbuf(uv, ng, 0), *ys = gbuf(NULL, ny, 0);
+    OK(G->swiglu(gbe, gs, us, ff, gs, E));
+    OK(G->matmul(gbe, gs, ff, w.g, out, lt, 2, NULL, 0, ys, E));
+    /* fused, y poisoned with NaN: every element must be written */
+    struct engine_buf *gf = gbuf(gv, ng, 0), *uf = gbuf(uv, ng, 0), *yf = gbuf(NULL, ny, NAN);
+    OK(G->swiglu_matmul(gbe, gf, uf, ff, w.g, out, lt, 2, yf, E));
+    assert_gpu_equal(yf, ys, ny);
+    assert_gpu_equal(uf, us, ng);
+    float *a = malloc(ng * 4), *b = malloc(ng * 4);
+    assert_non_null(a);
+    assert_non_null(b);
+    OK(G->buf_read(gbe, gf, 0, a, ng, E));
+    OK(G->buf_read(gbe, gs, 0, b, ng, E));
+    for (int s = 0; s < 80; s++)
+        if (rows[s] == 1)
+            assert_memory_equal(a + (size_t)t.start[s] * ff, b + (size_t)t.start[s] * ff,
+                                (size_t)ff * 4);
+    free(a), free(b);
+    G->buf_free(gbe, gs), G->buf_free(gbe, us), G->buf_free(gbe, ys);
+    G->buf_free(gbe, gf), G->buf_free(gbe, uf), G->buf_free(gbe, yf);
+    wfree(w);
+    for (int q = 0; q < 2; q++)
+        wfree(la[q]), wfree(lb[q]);
+    free(gv), free(uv), free(wv);
+}
+
+static void test_swiglu_matmul(void **state)
+{
+    (void)state;
+    assert_non_null(G->swiglu_matmul);
+    run_swiglu_matmul(1024, 0, 0);
+    run_swiglu_matmul(136, 0, 0);
+    run_swiglu_matmul(5120, 0, 0); /* the units' LoRA A by split-K */
+    run_swiglu_matmul(130, 0, 0);  /* in % 8 != 0: no unit path, all rows through swiglu */
+    run_swiglu_matmul(1024, 0, 1); /* fp32 LoRA A of a unit reads the fp32 gate rows */
+    run_swiglu_matmul(1024, 1, 1); /* fp32 weight */
+    /* y aliasing gate or up is refused */
+    int rows[2] = {3, 1};
+    struct tbatch t;
+    make_batch(&t, 2, rows, NULL, NULL);
+    OK(G->step_begin(gbe, &t.b, E));
+    float *wv = rand_vec(64 * 64, 0.1f);
+    struct wpair w = weight(ENGINE_DTYPE_BF16, wv, 64, 64);
+    struct engine_buf *g = gbuf(NULL, 4 * 64, 1.0f), *u = gbuf(NULL, 4 * 64, 1.0f);
+    struct ny_err e;
+    ny_err_init(&e);
+    assert_int_equal(G->swiglu_matmul(gbe, g, u, 64, w.g, 64, NULL, 0, g, &e), NY_E_INVALID);
+    assert_true(e.msg[0] != '\0');
+    ny_err_init(&e);
+    assert_int_equal(G->swiglu_matmul(gbe, g, u, 64, w.g, 64, NULL, 0, u, &e), NY_E_INVALID);
+    G->buf_free(gbe, g), G->buf_free(gbe, u);
+    wfree(w);
+    free(wv);
+}
+
 /* rope_qk gives q and k bit-identical to one rope call each (head_dim 128 with 32/8 heads, 64
  * with 16/2; rows at nonzero positions), and matches the CPU. */
 static void test_rope_qk(void **state)
@@ -529,10 +612,9 @@ static void inv_matmul_once(int K, int N, int pos_a, const int *rows, const int 
     free(x);
 }
 
-static void test_matmul_invariance(void **state)
+static void run_matmul_invariance(int K)
 {
-    (void)state;
-    int K = 1024, N = 1002, R = 16;
+    int N = 1002, R = 16;
     float *wv = rand_vec((size_t)N * K, 0.05f), *av = rand_vec((size_t)R * K, 0.05f);
     float *bv = rand_vec((size_t)N * R, 0.05f);
     struct wpair w = weight(ENGINE_DTYPE_BF16, wv, N, K), la = weight(ENGINE_DTYPE_BF16, av, R, K);
@@ -570,6 +652,14 @@ static void test_matmul_invariance(void **state)
     assert_memory_equal(yb, yb0, (size_t)N * 4);
     wfree(w), wfree(la), wfree(lb);
     free(wv), free(av), free(bv), free(xa), free(xb), free(ya0), free(yb0), free(ya), free(yb);
+}
+
+/* K 1024: LoRA A by the one-block skinny scheme; K 4096: by the split-K scheme (narrow, long). */
+static void test_matmul_invariance(void **state)
+{
+    (void)state;
+    run_matmul_invariance(1024);
+    run_matmul_invariance(4096);
 }
 
 /* Attention of request A (prefill 300 rows, then decode) is bit-identical whether it runs alone
@@ -705,6 +795,7 @@ int main(void)
         cmocka_unit_test(test_matmul_multi),
         cmocka_unit_test(test_add_rmsnorm),
         cmocka_unit_test(test_rope_qk),
+        cmocka_unit_test(test_swiglu_matmul),
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_matmul_invariance),
         cmocka_unit_test(test_attention_invariance),
