@@ -104,6 +104,11 @@ __global__ __launch_bounds__(SK_WARPS * 32, MINB) static void k_skinny(
     const int nb = (K + 31) / 32;
     const bool wrow_ok = n0 + g < N;
     const __nv_bfloat16 *wp = pt.W + (size_t)(wrow_ok ? n0 + g : 0) * K + t * 8;
+    const int step = SK_WARPS * U;
+    uint4 wv[U], wn[PF ? U : 1];
+    if (PF) /* weights only: before the previous kernel's results are waited for */
+        load_w<U>(wv, wp, warp, nb, K, t, wrow_ok);
+    pdl_wait();
     const float *xr[MT][2];
 #pragma unroll
     for (int mt = 0; mt < MT; mt++)
@@ -116,10 +121,6 @@ __global__ __launch_bounds__(SK_WARPS * 32, MINB) static void k_skinny(
 #pragma unroll
     for (int i = 0; i < MT; i++)
         acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
-    const int step = SK_WARPS * U;
-    uint4 wv[U], wn[PF ? U : 1];
-    if (PF)
-        load_w<U>(wv, wp, warp, nb, K, t, wrow_ok);
     for (int b0 = warp; b0 < nb; b0 += step) {
         if (PF)
             load_w<PF ? U : 1>(wn, wp, b0 + step, nb, K, t, wrow_ok);
@@ -146,6 +147,7 @@ __global__ __launch_bounds__(SK_WARPS * 32, MINB) static void k_skinny(
             for (int u = 0; u < U; u++)
                 wv[u] = wn[PF ? u : 0];
     }
+    pdl_trigger();
 #pragma unroll
     for (int mt = 0; mt < MT; mt++)
 #pragma unroll
@@ -200,12 +202,6 @@ __global__ __launch_bounds__(SK_WARPS * 32) static void k_skinny_ring(
     const int jn = nb > warp ? (nb - warp + SK_WARPS - 1) / SK_WARPS : 0;
     const bool wrow_ok = n0 + g < N;
     const __nv_bfloat16 *wp = pt.W + (size_t)(wrow_ok ? n0 + g : 0) * K + t * 8;
-    const float *xr[2];
-#pragma unroll
-    for (int h = 0; h < 2; h++) {
-        int r = m0 + g + 8 * h;
-        xr[h] = r < M ? pt.X + (size_t)(in_idx ? in_idx[r] : r) * K + t * 8 : NULL;
-    }
     uint4 *ring = sk_ring + (size_t)warp * S * 32 + lane;
     const unsigned ring_s = (unsigned)__cvta_generic_to_shared(ring);
 #pragma unroll
@@ -215,6 +211,14 @@ __global__ __launch_bounds__(SK_WARPS * 32) static void k_skinny_ring(
         sk_cp16(ring_s + j * 32 * 16, ok ? (const void *)(wp + (size_t)b * 32) : (const void *)wp,
                 ok);
         asm volatile("cp.async.commit_group;\n" ::: "memory");
+    }
+    /* the ring's first S weight pieces are in flight: now wait for the previous kernel */
+    pdl_wait();
+    const float *xr[2];
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        int r = m0 + g + 8 * h;
+        xr[h] = r < M ? pt.X + (size_t)(in_idx ? in_idx[r] : r) * K + t * 8 : NULL;
     }
     float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int j = 0; j < jn; j++) {
@@ -235,6 +239,7 @@ __global__ __launch_bounds__(SK_WARPS * 32) static void k_skinny_ring(
         asm volatile("cp.async.commit_group;\n" ::: "memory");
     }
     asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+    pdl_trigger();
 #pragma unroll
     for (int j = 0; j < 4; j++)
         red[warp][lane][j] = acc[j];
@@ -334,14 +339,14 @@ static void skinny_launch(struct engine_backend *be, int mt, const struct sk_par
     dim3 grid((unsigned)tiles, (unsigned)passes), tb(SK_WARPS * 32);
     cudaStream_t st = be->stream;
 #define SK_GO(MT_, U_, PF_, MINB_)                                                                \
-    k_skinny<MT_, U_, PF_, MINB_><<<grid, tb, 0, st>>>(P, in_idx, row0, M, out_idx, beta)
+    cuda_launch(k_skinny<MT_, U_, PF_, MINB_>, grid, tb, 0, st, P, in_idx, row0, M, out_idx, beta)
     if (mt == 1 && v >= 4) {
         size_t shm = (size_t)SK_WARPS * 32 * 16 * (v == 4 ? 8 : 16);
         if (v == 4) {
-            k_skinny_ring<8><<<grid, tb, shm, st>>>(P, in_idx, row0, M, out_idx, beta);
+            cuda_launch(k_skinny_ring<8>, grid, tb, shm, st, P, in_idx, row0, M, out_idx, beta);
         } else {
             sk_ring_attr(be, (const void *)k_skinny_ring<16>, shm);
-            k_skinny_ring<16><<<grid, tb, shm, st>>>(P, in_idx, row0, M, out_idx, beta);
+            cuda_launch(k_skinny_ring<16>, grid, tb, shm, st, P, in_idx, row0, M, out_idx, beta);
         }
     } else if (mt == 1) {
         if (v == 0)
@@ -414,6 +419,15 @@ static int gemm_rows_multi(struct engine_backend *be, const struct gemm_part *gp
             CU_LAUNCHED(be, "generic GEMM kernel");
         }
         return NY_OK;
+    }
+    int split = n_parts <= CUDA_SPLIT_PARTS;
+    for (int i = 0; i < n_parts; i++)
+        split = split && gp[i].K == gp[0].K && cuda_split_wanted(gp[i].K, gp[i].N);
+    if (split) { /* narrow, long weights (LoRA A): K split over blocks, by shape alone */
+        struct cuda_split_part sp[CUDA_SPLIT_PARTS];
+        for (int i = 0; i < n_parts; i++)
+            sp[i] = {gp[i].X, gp[i].w, gp[i].Y, gp[i].N, gp[i].ldy, gp[i].alpha};
+        return cuda_gemm_split(be, sp, n_parts, gp[0].K, in_idx, n, out_idx, beta, err);
     }
     struct sk_parts P;
     memset(&P, 0, sizeof P);

@@ -19,6 +19,47 @@
             return cuda_fail((be), err, __FILE__, __LINE__, what, cudaGetErrorString(e_));        \
     } while (0)
 #define CU_LAUNCHED(be, what) CU_CHECK(be, cudaGetLastError(), what)
+
+/* Programmatic dependent launch (sm_90). A kernel started by cuda_launch may begin while the
+ * kernel before it on the stream is finishing: it must call pdl_wait() before it reads or writes
+ * anything an earlier kernel touches (reading weights before it is allowed: that is the point —
+ * the decode GEMMs start streaming their weights during the previous kernel's tail), and calls
+ * pdl_trigger() once it no longer needs its SM slots to itself so the next kernel can start.
+ * pdl_wait() returns once every earlier kernel has completed and its writes are visible, so no
+ * result depends on the overlap. Both are no-ops for a kernel launched without the attribute.
+ * NY_PDL=0 launches without it (for A/B timing). */
+__device__ __forceinline__ static void pdl_wait(void)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ static void pdl_trigger(void)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+int cuda_pdl_enabled(void);
+template <typename... KArgs, typename... Args>
+static inline cudaError_t cuda_launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t shm,
+                                      cudaStream_t st, Args... args)
+{
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = cuda_pdl_enabled();
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = shm;
+    cfg.stream = st;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    return cudaLaunchKernelEx(&cfg, kernel, static_cast<KArgs>(args)...);
+}
+/* Launch through cuda_launch and return NY_E_DEVICE (poisoning be) if the launch fails. */
+#define CU_LAUNCH(be, what, kernel, grid, block, shm, ...)                                         \
+    CU_CHECK(be, cuda_launch(kernel, grid, block, shm, (be)->stream, __VA_ARGS__), what)
 #define CUBLAS_CHECK(be, call, what)                                                              \
     do {                                                                                          \
         cublasStatus_t s_ = (call);                                                               \
@@ -88,7 +129,8 @@ struct engine_tp {
  * tensor-parallel collectives, CUDA_SCRATCH_ARGMAX to argmax's chunk candidates. */
 #define CUDA_SCRATCH_TP 4
 #define CUDA_SCRATCH_ARGMAX 5
-#define CUDA_N_SCRATCH 6
+#define CUDA_SCRATCH_SPLIT 6
+#define CUDA_N_SCRATCH 7
 
 struct engine_backend {
     int device;
@@ -223,6 +265,23 @@ int cuda_gemm_bf16(struct engine_backend *be, const __nv_bfloat16 *xb, int m, in
 /* fp32 -> bf16 copy of rows: dst[i, :] = src[idx ? idx[i] : i, :] (width cols), i < n. */
 int cuda_rows_to_bf16(struct engine_backend *be, const float *src, const int *idx_d, int n,
                       int cols, __nv_bfloat16 *dst, struct ny_err *err);
+
+/* Decode rows through narrow, long bf16 weights by a fixed split of K (cuda_gemm_split.cu): for
+ * each part, Y[out_idx[i], :] = alpha · X[in_idx[i], :] · Wᵀ (+ beta · Y), i < n (device lists,
+ * NULL = identity). cuda_split_wanted(K, N): whether a weight of that shape takes this scheme
+ * (a function of the shape alone, as the determinism contract needs). */
+#define CUDA_SPLIT_PARTS 3
+struct cuda_split_part {
+    const float *X;
+    const struct engine_buf *w;
+    float *Y;
+    int N, ldy;
+    float alpha;
+};
+int cuda_split_wanted(int K, int N);
+int cuda_gemm_split(struct engine_backend *be, const struct cuda_split_part *parts, int n_parts,
+                    int K, const int *in_idx, int n, const int *out_idx, float beta,
+                    struct ny_err *err);
 
 /* SwiGLU of n contiguous rows of width cols (cuda_elementwise.cu, the swiglu op's own kernel):
  * v = silu(g) · u per element in fp32, stored to out (fp32, may alias g) and/or outb (bf16,
