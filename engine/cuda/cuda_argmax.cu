@@ -30,6 +30,8 @@ __device__ static void am_tree(float *sv, int *sj)
 __global__ static void k_argmax_chunk(const float *logits, int vocab, int id_off,
                                       struct cuda_am_pair *part)
 {
+    pdl_trigger();
+    pdl_wait();
     __shared__ float sv[AM_THREADS];
     __shared__ int sj[AM_THREADS];
     const float *l = logits + (size_t)blockIdx.y * vocab;
@@ -57,6 +59,8 @@ __global__ static void k_argmax_chunk(const float *logits, int vocab, int id_off
 __global__ static void k_argmax_final(const struct cuda_am_pair *part, int n_chunks, int32_t *ids,
                                       struct cuda_am_pair *pairs)
 {
+    pdl_trigger();
+    pdl_wait();
     __shared__ float sv[AM_THREADS];
     __shared__ int sj[AM_THREADS];
     const struct cuda_am_pair *p = part + (size_t)blockIdx.x * n_chunks;
@@ -91,12 +95,10 @@ static int argmax_launch(struct engine_backend *be, const float *logits, int n, 
                           (size_t)n * chunks * sizeof(struct cuda_am_pair), &part, err);
     if (rc)
         return rc;
-    k_argmax_chunk<<<dim3((unsigned)chunks, (unsigned)n), AM_THREADS, 0, be->stream>>>(
-        logits, vocab, id_off, (struct cuda_am_pair *)part);
-    CU_LAUNCHED(be, "argmax kernel");
-    k_argmax_final<<<n, AM_THREADS, 0, be->stream>>>((const struct cuda_am_pair *)part, chunks,
-                                                     ids_d, pairs_d);
-    CU_LAUNCHED(be, "argmax combine kernel");
+    CU_LAUNCH(be, "argmax kernel", k_argmax_chunk, dim3((unsigned)chunks, (unsigned)n),
+              dim3(AM_THREADS), 0, logits, vocab, id_off, (struct cuda_am_pair *)part);
+    CU_LAUNCH(be, "argmax combine kernel", k_argmax_final, dim3((unsigned)n), dim3(AM_THREADS), 0,
+              (const struct cuda_am_pair *)part, chunks, ids_d, pairs_d);
     return NY_OK;
 }
 

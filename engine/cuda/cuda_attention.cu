@@ -32,6 +32,8 @@ __global__ static void k_kv_store(const float *k, const float *v, const int *row
                                   const int *row_pos, const int *table, int pps, int n_pages,
                                   int layer, int nkv, int D, T *K, T *V)
 {
+    pdl_trigger();
+    pdl_wait();
     int r = blockIdx.x, h = blockIdx.y;
     size_t o = kv_off(table, pps, n_pages, layer, row_slot[r], row_pos[r], nkv, D, h);
     for (int d = threadIdx.x; d < D; d += blockDim.x) {
@@ -250,6 +252,8 @@ __global__ __launch_bounds__(ATT_THREADS) static void k_att_partial(
     int pps, int n_pages, int layer, int n_heads, int nkv, int D, float scale, const T *K,
     const T *V, int max_splits, float *ws_acc, float *ws_ml)
 {
+    pdl_trigger();
+    pdl_wait();
     extern __shared__ __align__(16) unsigned char att_smem[];
     constexpr int VEC = att_vec<T>::n;
     const int split = blockIdx.x, h = blockIdx.y, z = blockIdx.z, r = rows ? rows[z] : z;
@@ -295,6 +299,8 @@ __global__ static void k_att_combine(const float *ws_acc, const float *ws_ml, co
                                      const int *row_pos, int n_heads, int D, int max_splits,
                                      float *out)
 {
+    pdl_trigger();
+    pdl_wait();
     extern __shared__ float wsh[]; /* [0, ns): split maxima, then weights; [ns, 2 ns): sums */
     const int head = blockIdx.x, z = blockIdx.y, r = rows ? rows[z] : z;
     const int d = blockIdx.z * blockDim.x + threadIdx.x, dd = d < D ? d : D - 1;
@@ -461,13 +467,15 @@ __global__ __launch_bounds__(128) static void k_flash_prefill(
         }
         /* scale, causal mask, tile max per row */
         float mxa = -INFINITY, mxb = -INFINITY;
+        /* a tile wholly at or before the warp's first row needs no mask (the same values) */
+        const bool unmasked = kt * FA_KEYS + FA_KEYS - 1 <= pos0 + i0;
 #pragma unroll
         for (int nt = 0; nt < FA_KEYS / 8; nt++)
 #pragma unroll
             for (int j = 0; j < 4; j++) {
                 int kp = kt * FA_KEYS + nt * 8 + 2 * t + (j & 1);
                 int qp = j < 2 ? qpos_a : qpos_b;
-                float v = kp <= qp ? sc[nt][j] * scale : -INFINITY;
+                float v = unmasked || kp <= qp ? sc[nt][j] * scale : -INFINITY;
                 sc[nt][j] = v;
                 if (j < 2)
                     mxa = fmaxf(mxa, v);
@@ -588,19 +596,18 @@ static int att_split(struct engine_backend *be, const struct engine_kv *kv, int 
                                           cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shm),
                  "attention shared memory");
     dim3 gp((unsigned)max_splits, (unsigned)nkv, (unsigned)n);
-    k_att_partial<T><<<gp, ATT_THREADS, shm, be->stream>>>(
-        q, list, be->row_slot_d, be->row_pos_d, kv->table_d, kv->pages_per_slot, kv->n_pages,
-        layer, n_heads, nkv, D, scale, (const T *)kv->k, (const T *)kv->v, max_splits, acc, ml);
-    CU_LAUNCHED(be, "attention kernel");
+    CU_LAUNCH(be, "attention kernel", k_att_partial<T>, gp, dim3(ATT_THREADS), shm, q, list,
+              be->row_slot_d, be->row_pos_d, kv->table_d, kv->pages_per_slot, kv->n_pages, layer,
+              n_heads, nkv, D, scale, (const T *)kv->k, (const T *)kv->v, max_splits, acc, ml);
     size_t cshm = (size_t)max_splits * 2 * sizeof(float);
     if (cshm > 48 * 1024)
         CU_CHECK(be, cudaFuncSetAttribute(k_att_combine,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize, (int)cshm),
                  "attention combine shared memory");
     const int tb = D < 128 ? 64 : 128;
-    k_att_combine<<<dim3((unsigned)n_heads, (unsigned)n, (unsigned)((D + tb - 1) / tb)), tb, cshm,
-                    be->stream>>>(acc, ml, list, be->row_pos_d, n_heads, D, max_splits, out);
-    CU_LAUNCHED(be, "attention combine kernel");
+    CU_LAUNCH(be, "attention combine kernel", k_att_combine,
+              dim3((unsigned)n_heads, (unsigned)n, (unsigned)((D + tb - 1) / tb)), dim3(tb), cshm,
+              acc, ml, list, be->row_pos_d, n_heads, D, max_splits, out);
     return NY_OK;
 }
 
@@ -642,11 +649,10 @@ int cuda_op_attention(struct engine_backend *be, struct engine_kv *kv, int layer
     float *od = (float *)out->d;
     if (kv->bf16) {
         const __nv_bfloat16 *Kc = (const __nv_bfloat16 *)kv->k, *Vc = (const __nv_bfloat16 *)kv->v;
-        k_kv_store<__nv_bfloat16><<<gs, tb, 0, be->stream>>>(
-            (const float *)k->d, (const float *)v->d, be->row_slot_d, be->row_pos_d, kv->table_d,
-            kv->pages_per_slot, kv->n_pages, layer, nkv, D, (__nv_bfloat16 *)kv->k,
-            (__nv_bfloat16 *)kv->v);
-        CU_LAUNCHED(be, "kv store kernel");
+        CU_LAUNCH(be, "kv store kernel", k_kv_store<__nv_bfloat16>, gs, dim3(tb), 0,
+                  (const float *)k->d, (const float *)v->d, be->row_slot_d, be->row_pos_d,
+                  kv->table_d, kv->pages_per_slot, kv->n_pages, layer, nkv, D,
+                  (__nv_bfloat16 *)kv->k, (__nv_bfloat16 *)kv->v);
         if (flash) {
             dim3 gf((unsigned)((ss->units_max_len + FA_ROWS - 1) / FA_ROWS), (unsigned)n_heads,
                     (unsigned)ss->units_n);

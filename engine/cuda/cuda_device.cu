@@ -2,6 +2,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "engine_cuda.h" /* first: brings ny_config.h (NY_HAVE_NCCL) */
@@ -15,6 +16,20 @@
 struct engine_backend_ops;
 extern "C" const struct engine_backend_ops engine_cuda_ops;
 extern "C" const void *const engine_cuda_ops_anchor = &engine_cuda_ops;
+
+/* Whether kernels launch with programmatic dependent launch (cuda_int.cuh: cuda_launch): on
+ * unless NY_PDL=0. Ranks' threads may race on the first call: they all store the same value. */
+int cuda_pdl_enabled(void)
+{
+    static int v = -1;
+    int r = __atomic_load_n(&v, __ATOMIC_RELAXED);
+    if (r < 0) {
+        const char *e = getenv("NY_PDL");
+        r = !(e && e[0] == '0' && !e[1]);
+        __atomic_store_n(&v, r, __ATOMIC_RELAXED);
+    }
+    return r;
+}
 
 #define CUDA_TRY(call, what)                                                                    \
     do {                                                                                        \

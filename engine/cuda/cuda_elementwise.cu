@@ -60,6 +60,8 @@ int cuda_op_embed(struct engine_backend *be, const struct engine_buf *table, con
 __global__ static void k_swiglu(const float *g, const float *u, size_t n, float *out,
                                 __nv_bfloat16 *outb)
 {
+    pdl_trigger();
+    pdl_wait();
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
         float x = g[i];
@@ -97,13 +99,15 @@ int cuda_swiglu_rows(struct engine_backend *be, const float *g, const float *u, 
     size_t e = (size_t)(n > 0 ? n : 0) * (size_t)(cols > 0 ? cols : 0);
     if (e == 0 || (!out && !outb))
         return NY_OK;
-    k_swiglu<<<grid_for(e), 256, 0, be->stream>>>(g, u, e, out, outb);
-    CU_LAUNCHED(be, outb ? "swiglu staging kernel" : "swiglu kernel");
+    CU_LAUNCH(be, outb ? "swiglu staging kernel" : "swiglu kernel", k_swiglu, grid_for(e),
+              dim3(256), 0, g, u, e, out, outb);
     return NY_OK;
 }
 
 __global__ static void k_add(float *x, const float *y, size_t n)
 {
+    pdl_trigger();
+    pdl_wait();
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x)
         x[i] += y[i];
@@ -118,14 +122,16 @@ int cuda_op_add(struct engine_backend *be, struct engine_buf *x, const struct en
                       dim);
     if (n == 0)
         return NY_OK;
-    k_add<<<grid_for(n), 256, 0, be->stream>>>((float *)x->d, (const float *)y->d, n);
-    CU_LAUNCHED(be, "add kernel");
+    CU_LAUNCH(be, "add kernel", k_add, grid_for(n), dim3(256), 0, (float *)x->d,
+              (const float *)y->d, n);
     return NY_OK;
 }
 
 __global__ static void k_rows_to_bf16(const float *src, const int *idx, int n, int cols,
                                       __nv_bfloat16 *dst)
 {
+    pdl_trigger();
+    pdl_wait();
     int i = blockIdx.y;
     const float *s = src + (size_t)(idx ? idx[i] : i) * cols;
     for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < cols; c += gridDim.x * blockDim.x)
@@ -140,8 +146,8 @@ int cuda_rows_to_bf16(struct engine_backend *be, const float *src, const int *id
         return NY_OK;
     int bx = (cols + 255) / 256;
     dim3 grid((unsigned)(bx < 16 ? bx : 16), (unsigned)n);
-    k_rows_to_bf16<<<grid, 256, 0, be->stream>>>(src, idx_d, n, cols, dst);
-    CU_LAUNCHED(be, "bf16 staging kernel");
+    CU_LAUNCH(be, "bf16 staging kernel", k_rows_to_bf16, grid, dim3(256), 0, src, idx_d, n, cols,
+              dst);
     return NY_OK;
 }
 

@@ -31,6 +31,8 @@ template <typename W>
 __global__ static void k_rmsnorm(float *x, const float *y, const W *w, int dim, float eps,
                                  float *out)
 {
+    pdl_trigger();
+    pdl_wait();
     __shared__ float sh[NORM_THREADS / 32];
     float *xr = x + (size_t)blockIdx.x * dim;
     float *outr = out + (size_t)blockIdx.x * dim;
@@ -56,6 +58,8 @@ template <typename W>
 __global__ static void k_rmsnorm_v(float *x, const float *y, const W *w, int dim, float eps,
                                    float *out)
 {
+    pdl_trigger();
+    pdl_wait();
     __shared__ float sh[NORM_THREADS / 32];
     float4 *xr = reinterpret_cast<float4 *>(x + (size_t)blockIdx.x * dim);
     const float4 *yr =
@@ -113,19 +117,18 @@ static int norm_launch(struct engine_backend *be, float *x, const float *y,
     const __nv_bfloat16 *wb = (const __nv_bfloat16 *)w->d;
     const float *wf = (const float *)w->d;
     bool bf = w->wtype == CUDA_W_BF16;
+    const char *what = y ? "add_rmsnorm kernel" : "rmsnorm kernel";
+    dim3 grid((unsigned)be->n_rows), tb(NORM_THREADS);
     if (dim % 4 == 0 && dim <= NORM_THREADS * 4 * NORM_V) {
         if (bf)
-            k_rmsnorm_v<__nv_bfloat16>
-                <<<be->n_rows, NORM_THREADS, 0, be->stream>>>(x, y, wb, dim, eps, out);
+            CU_LAUNCH(be, what, k_rmsnorm_v<__nv_bfloat16>, grid, tb, 0, x, y, wb, dim, eps, out);
         else
-            k_rmsnorm_v<float><<<be->n_rows, NORM_THREADS, 0, be->stream>>>(x, y, wf, dim, eps,
-                                                                             out);
-    } else if (bf)
-        k_rmsnorm<__nv_bfloat16><<<be->n_rows, NORM_THREADS, 0, be->stream>>>(x, y, wb, dim, eps,
-                                                                              out);
-    else
-        k_rmsnorm<float><<<be->n_rows, NORM_THREADS, 0, be->stream>>>(x, y, wf, dim, eps, out);
-    CU_LAUNCHED(be, y ? "add_rmsnorm kernel" : "rmsnorm kernel");
+            CU_LAUNCH(be, what, k_rmsnorm_v<float>, grid, tb, 0, x, y, wf, dim, eps, out);
+    } else if (bf) {
+        CU_LAUNCH(be, what, k_rmsnorm<__nv_bfloat16>, grid, tb, 0, x, y, wb, dim, eps, out);
+    } else {
+        CU_LAUNCH(be, what, k_rmsnorm<float>, grid, tb, 0, x, y, wf, dim, eps, out);
+    }
     return NY_OK;
 }
 

@@ -11,6 +11,8 @@
 __global__ static void k_rope(float *a, int n_a, float *b, int n_b, const int *pos, int head_dim,
                               const float *inv_freq, float af)
 {
+    pdl_trigger();
+    pdl_wait();
     int r = blockIdx.x, h = blockIdx.y, half = head_dim / 2;
     float *v = h < n_a ? a + ((size_t)r * n_a + h) * head_dim
                        : b + ((size_t)r * n_b + (h - n_a)) * head_dim;
@@ -52,9 +54,8 @@ static int rope_launch(struct engine_backend *be, float *a, int n_a, float *b, i
                                      cudaMemcpyHostToDevice, be->stream), "upload inv_freq");
     }
     dim3 grid((unsigned)be->n_rows, (unsigned)(n_a + n_b));
-    k_rope<<<grid, half < 128 ? 64 : 128, 0, be->stream>>>(a, n_a, b, n_b, be->row_pos_d,
-                                                           head_dim, be->inv_freq_d, attn_factor);
-    CU_LAUNCHED(be, what);
+    CU_LAUNCH(be, what, k_rope, grid, dim3(half < 128 ? 64 : 128), 0, a, n_a, b, n_b,
+              be->row_pos_d, head_dim, be->inv_freq_d, attn_factor);
     return NY_OK;
 }
 
