@@ -34,9 +34,13 @@ __global__ static void k_kv_store(const float *k, const float *v, const int *row
 {
     pdl_trigger();
     pdl_wait();
-    int r = blockIdx.x, h = blockIdx.y;
-    size_t o = kv_off(table, pps, n_pages, layer, row_slot[r], row_pos[r], nkv, D, h);
-    for (int d = threadIdx.x; d < D; d += blockDim.x) {
+    /* block (r, y): heads [y·hpb, (y + 1)·hpb) of row r (decode: a head a block; prefill: a row
+     * a block, so that 2,048 rows are not 16,384 tiny blocks) */
+    const int r = blockIdx.x, hpb = (nkv + gridDim.y - 1) / gridDim.y, h0 = blockIdx.y * hpb;
+    const int nh = min(hpb, nkv - h0);
+    for (int e = threadIdx.x; e < nh * D; e += blockDim.x) {
+        int h = h0 + e / D, d = e % D;
+        size_t o = kv_off(table, pps, n_pages, layer, row_slot[r], row_pos[r], nkv, D, h);
         kv_store(K + o + d, k[((size_t)r * nkv + h) * D + d]);
         kv_store(V + o + d, v[((size_t)r * nkv + h) * D + d]);
     }
@@ -643,8 +647,8 @@ int cuda_op_attention(struct engine_backend *be, struct engine_kv *kv, int layer
         if (len > 0 && (!flash || len == 1) && ns > max_splits)
             max_splits = ns;
     }
-    dim3 gs((unsigned)nr, (unsigned)nkv);
-    int tb = D < 128 ? 64 : 128;
+    dim3 gs((unsigned)nr, (unsigned)(nr <= 64 ? nkv : 1));
+    int tb = nr <= 64 ? (D < 128 ? 64 : 128) : 256;
     const float *qd = (const float *)q->d;
     float *od = (float *)out->d;
     if (kv->bf16) {

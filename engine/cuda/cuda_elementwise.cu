@@ -144,8 +144,8 @@ int cuda_rows_to_bf16(struct engine_backend *be, const float *src, const int *id
 {
     if (n <= 0)
         return NY_OK;
-    int bx = (cols + 255) / 256;
-    dim3 grid((unsigned)(bx < 16 ? bx : 16), (unsigned)n);
+    int bx = (cols + 1023) / 1024; /* a few blocks a row, each a grid-stride share of it */
+    dim3 grid((unsigned)(bx < 4 ? bx : 4), (unsigned)n);
     CU_LAUNCH(be, "bf16 staging kernel", k_rows_to_bf16, grid, dim3(256), 0, src, idx_d, n, cols,
               dst);
     return NY_OK;

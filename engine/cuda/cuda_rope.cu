@@ -6,21 +6,31 @@
 
 #include "cuda_int.cuh"
 
-/* Block (r, h): head h of row r — of a [n_rows, n_a heads] when h < n_a, else head h - n_a of
- * b [n_rows, n_b heads]. */
+/* Block (r, y): row r's angles (float)pos * inv_freq[i] and their cos/sin once, into shared
+ * memory, then every pair (i, i + half) of its share of the row's heads: heads [y·hpb, +hpb) of
+ * the n_a heads of a followed by the n_b heads of b (each value as computed per head: the same
+ * cosf/sinf of the same angle, the same products; the grid only shares out the work). */
 __global__ static void k_rope(float *a, int n_a, float *b, int n_b, const int *pos, int head_dim,
                               const float *inv_freq, float af)
 {
+    __shared__ float cs[512], sn[512];
     pdl_trigger();
     pdl_wait();
-    int r = blockIdx.x, h = blockIdx.y, half = head_dim / 2;
-    float *v = h < n_a ? a + ((size_t)r * n_a + h) * head_dim
-                       : b + ((size_t)r * n_b + (h - n_a)) * head_dim;
-    float p = (float)pos[r];
+    const int r = blockIdx.x, half = head_dim / 2;
+    const float p = (float)pos[r];
     for (int i = threadIdx.x; i < half; i += blockDim.x) {
         float an = p * inv_freq[i];
-        float c = cosf(an) * af, s = sinf(an) * af;
-        float x1 = v[i], x2 = v[i + half];
+        cs[i] = cosf(an) * af;
+        sn[i] = sinf(an) * af;
+    }
+    __syncthreads();
+    const int nt = n_a + n_b, hpb = (nt + gridDim.y - 1) / gridDim.y, h0 = blockIdx.y * hpb;
+    const int total = min(hpb, nt - h0) * half;
+    for (int e = threadIdx.x; e < total; e += blockDim.x) {
+        int h = h0 + e / half, i = e % half;
+        float *v = h < n_a ? a + ((size_t)r * n_a + h) * head_dim
+                           : b + ((size_t)r * n_b + (h - n_a)) * head_dim;
+        float c = cs[i], s = sn[i], x1 = v[i], x2 = v[i + half];
         v[i] = x1 * c - x2 * s;
         v[i + half] = x2 * c + x1 * s;
     }
@@ -53,9 +63,11 @@ static int rope_launch(struct engine_backend *be, float *a, int n_a, float *b, i
         CU_CHECK(be, cudaMemcpyAsync(be->inv_freq_d, be->inv_freq_h, half * sizeof(float),
                                      cudaMemcpyHostToDevice, be->stream), "upload inv_freq");
     }
-    dim3 grid((unsigned)be->n_rows, (unsigned)(n_a + n_b));
-    CU_LAUNCH(be, what, k_rope, grid, dim3(half < 128 ? 64 : 128), 0, a, n_a, b, n_b,
-              be->row_pos_d, head_dim, be->inv_freq_d, attn_factor);
+    /* decode steps (few rows): a block a head, as wide as the work; prefill: a block a row */
+    int few = be->n_rows <= 64;
+    dim3 grid((unsigned)be->n_rows, (unsigned)(few ? n_a + n_b : 1));
+    CU_LAUNCH(be, what, k_rope, grid, dim3(few ? (half < 128 ? 64 : 128) : 256), 0, a, n_a, b,
+              n_b, be->row_pos_d, head_dim, be->inv_freq_d, attn_factor);
     return NY_OK;
 }
 
