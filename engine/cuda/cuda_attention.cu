@@ -12,6 +12,7 @@
 #include <math.h>
 
 #include "cuda_int.cuh"
+#include "cuda_mma.cuh"
 
 __device__ __forceinline__ static float kv_load(const float *p) { return *p; }
 __device__ __forceinline__ static float kv_load(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
@@ -358,21 +359,6 @@ __global__ static void k_att_combine(const float *ws_acc, const float *ws_ml, co
 #define FA_ROWS 64
 #define FA_KEYS 64
 
-__device__ __forceinline__ static uint32_t fa_pack(float lo, float hi)
-{
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<uint32_t *>(&v);
-}
-
-__device__ __forceinline__ static void fa_mma(float *d, uint32_t a0, uint32_t a1, uint32_t a2,
-                                              uint32_t a3, uint32_t b0, uint32_t b1)
-{
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
 /* Copy key tile kt (positions past max_pos zero-filled) of kv head hk into kb/vb [FA_KEYS][D + 8]
  * by cp.async (16 bytes a thread at a time; the caller commits and waits). */
 template <int D>
@@ -427,10 +413,10 @@ __global__ __launch_bounds__(128) static void k_flash_prefill(
 #pragma unroll
     for (int kk = 0; kk < D / 16; kk++) {
         int d = kk * 16 + 2 * t;
-        qa[kk][0] = ra < len ? fa_pack(qpa[d], qpa[d + 1]) : 0u;
-        qa[kk][1] = rb < len ? fa_pack(qpb[d], qpb[d + 1]) : 0u;
-        qa[kk][2] = ra < len ? fa_pack(qpa[d + 8], qpa[d + 9]) : 0u;
-        qa[kk][3] = rb < len ? fa_pack(qpb[d + 8], qpb[d + 9]) : 0u;
+        qa[kk][0] = ra < len ? cuda_pack_bf16x2(qpa[d], qpa[d + 1]) : 0u;
+        qa[kk][1] = rb < len ? cuda_pack_bf16x2(qpb[d], qpb[d + 1]) : 0u;
+        qa[kk][2] = ra < len ? cuda_pack_bf16x2(qpa[d + 8], qpa[d + 9]) : 0u;
+        qa[kk][3] = rb < len ? cuda_pack_bf16x2(qpb[d + 8], qpb[d + 9]) : 0u;
     }
     float o[D / 8][4];
 #pragma unroll
@@ -466,7 +452,7 @@ __global__ __launch_bounds__(128) static void k_flash_prefill(
                 uint32_t b0 = *reinterpret_cast<const uint32_t *>(&ks[nt * 8 + g][kk * 16 + 2 * t]);
                 uint32_t b1 =
                     *reinterpret_cast<const uint32_t *>(&ks[nt * 8 + g][kk * 16 + 2 * t + 8]);
-                fa_mma(sc[nt], qa[kk][0], qa[kk][1], qa[kk][2], qa[kk][3], b0, b1);
+                cuda_mma_bf16(sc[nt], qa[kk][0], qa[kk][1], qa[kk][2], qa[kk][3], b0, b1);
             }
         }
         /* scale, causal mask, tile max per row */
@@ -525,10 +511,10 @@ __global__ __launch_bounds__(128) static void k_flash_prefill(
         /* O += P V, 16 keys per step */
 #pragma unroll
         for (int kk = 0; kk < FA_KEYS / 16; kk++) {
-            uint32_t a0 = fa_pack(sc[2 * kk][0], sc[2 * kk][1]);
-            uint32_t a1 = fa_pack(sc[2 * kk][2], sc[2 * kk][3]);
-            uint32_t a2 = fa_pack(sc[2 * kk + 1][0], sc[2 * kk + 1][1]);
-            uint32_t a3 = fa_pack(sc[2 * kk + 1][2], sc[2 * kk + 1][3]);
+            uint32_t a0 = cuda_pack_bf16x2(sc[2 * kk][0], sc[2 * kk][1]);
+            uint32_t a1 = cuda_pack_bf16x2(sc[2 * kk][2], sc[2 * kk][3]);
+            uint32_t a2 = cuda_pack_bf16x2(sc[2 * kk + 1][0], sc[2 * kk + 1][1]);
+            uint32_t a3 = cuda_pack_bf16x2(sc[2 * kk + 1][2], sc[2 * kk + 1][3]);
 #pragma unroll
             for (int dt = 0; dt < D / 8; dt += 2) {
                 /* B fragments of V[16 keys][d: dt·8 .. dt·8 + 15], transposed by ldmatrix:
@@ -540,8 +526,8 @@ __global__ __launch_bounds__(128) static void k_flash_prefill(
                 asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                              : "=r"(b0), "=r"(b1), "=r"(b2), "=r"(b3)
                              : "r"(addr));
-                fa_mma(o[dt], a0, a1, a2, a3, b0, b1);
-                fa_mma(o[dt + 1], a0, a1, a2, a3, b2, b3);
+                cuda_mma_bf16(o[dt], a0, a1, a2, a3, b0, b1);
+                cuda_mma_bf16(o[dt + 1], a0, a1, a2, a3, b2, b3);
             }
         }
         __syncthreads(); /* every warp is done with this stage before it is refilled */

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "cuda_int.cuh"
+#include "cuda_mma.cuh"
 
 /* ---- skinny tensor-core kernel ---------------------------------------------------------------- */
 #define SK_WARPS 8
@@ -39,29 +40,6 @@ struct sk_parts {
     struct sk_part p[SK_MAX_PARTS];
     int n;
 };
-
-__device__ __forceinline__ static void mma_bf16(float *d, uint32_t a0, uint32_t a1, uint32_t a2,
-                                                uint32_t a3, uint32_t b0, uint32_t b1)
-{
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ static uint32_t pack_bf16x2(float lo, float hi)
-{
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<uint32_t *>(&v);
-}
-
-/* 8 consecutive fp32 (32-byte aligned) rounded to bf16, packed as the mma operand wants them. */
-__device__ __forceinline__ static uint4 load_x8(const float *p)
-{
-    float4 a = *reinterpret_cast<const float4 *>(p), b = *reinterpret_cast<const float4 *>(p + 4);
-    return make_uint4(pack_bf16x2(a.x, a.y), pack_bf16x2(a.z, a.w), pack_bf16x2(b.x, b.y),
-                      pack_bf16x2(b.z, b.w));
-}
 
 /* This lane's 16 bytes of W for the k-blocks b0 + u·SK_WARPS, u < U (zeros past the end). */
 template <int U>
@@ -135,11 +113,11 @@ __global__ __launch_bounds__(SK_WARPS * 32, MINB) static void k_skinny(
             for (int mt = 0; mt < MT; mt++) {
                 uint4 x0 = make_uint4(0, 0, 0, 0), x1 = make_uint4(0, 0, 0, 0);
                 if (k < K && xr[mt][0])
-                    x0 = load_x8(xr[mt][0] + (size_t)b * 32);
+                    x0 = cuda_load_x8(xr[mt][0] + (size_t)b * 32);
                 if (k < K && xr[mt][1])
-                    x1 = load_x8(xr[mt][1] + (size_t)b * 32);
-                mma_bf16(acc[mt], x0.x, x1.x, x0.y, x1.y, wv[u].x, wv[u].y);
-                mma_bf16(acc[mt], x0.z, x1.z, x0.w, x1.w, wv[u].z, wv[u].w);
+                    x1 = cuda_load_x8(xr[mt][1] + (size_t)b * 32);
+                cuda_mma_bf16(acc[mt], x0.x, x1.x, x0.y, x1.y, wv[u].x, wv[u].y);
+                cuda_mma_bf16(acc[mt], x0.z, x1.z, x0.w, x1.w, wv[u].z, wv[u].w);
             }
         }
         if (PF)
@@ -225,13 +203,13 @@ __global__ __launch_bounds__(SK_WARPS * 32) static void k_skinny_ring(
         const int b = warp + j * SK_WARPS, k = b * 32 + t * 8, slot = j % S;
         uint4 x0 = make_uint4(0, 0, 0, 0), x1 = make_uint4(0, 0, 0, 0);
         if (k < K && xr[0])
-            x0 = load_x8(xr[0] + (size_t)b * 32);
+            x0 = cuda_load_x8(xr[0] + (size_t)b * 32);
         if (k < K && xr[1])
-            x1 = load_x8(xr[1] + (size_t)b * 32);
+            x1 = cuda_load_x8(xr[1] + (size_t)b * 32);
         asm volatile("cp.async.wait_group %0;\n" ::"n"(S - 1) : "memory");
         uint4 wv = ring[slot * 32];
-        mma_bf16(acc, x0.x, x1.x, x0.y, x1.y, wv.x, wv.y);
-        mma_bf16(acc, x0.z, x1.z, x0.w, x1.w, wv.z, wv.w);
+        cuda_mma_bf16(acc, x0.x, x1.x, x0.y, x1.y, wv.x, wv.y);
+        cuda_mma_bf16(acc, x0.z, x1.z, x0.w, x1.w, wv.z, wv.w);
         const int jj = j + S, bb = warp + jj * SK_WARPS;
         const bool ok = jj < jn && wrow_ok && bb * 32 + t * 8 < K;
         sk_cp16(ring_s + slot * 32 * 16,

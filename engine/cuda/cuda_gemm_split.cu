@@ -12,6 +12,7 @@
  * which is why the choice between the two is made by the weight's shape alone
  * (cuda_split_wanted). */
 #include "cuda_int.cuh"
+#include "cuda_mma.cuh"
 
 #define SPL_WARPS 8
 #define SPL_SLICE 1024                 /* k per slice: 32 k-blocks, 4 per warp */
@@ -19,29 +20,7 @@
 
 int cuda_split_wanted(int K, int N) { return N <= 256 && K >= 2048 && K % 8 == 0; }
 
-__device__ __forceinline__ static void spl_mma(float *d, uint32_t a0, uint32_t a1, uint32_t a2,
-                                               uint32_t a3, uint32_t b0, uint32_t b1)
-{
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ static uint32_t spl_pack(float lo, float hi)
-{
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<uint32_t *>(&v);
-}
-
-__device__ __forceinline__ static uint4 spl_x8(const float *p)
-{
-    float4 a = *reinterpret_cast<const float4 *>(p), b = *reinterpret_cast<const float4 *>(p + 4);
-    return make_uint4(spl_pack(a.x, a.y), spl_pack(a.z, a.w), spl_pack(b.x, b.y),
-                      spl_pack(b.z, b.w));
-}
-
-/* The parts of one launch (same rows, same K): blocks [tile0[p], tile0[p + 1]) of x are part p's. */
+/* The parts of one launch (same rows, same K): blocks [tile0[p], tile0[p + 1]) are part p's. */
 struct spl_parts {
     const float *X[CUDA_SPLIT_PARTS];
     const __nv_bfloat16 *W[CUDA_SPLIT_PARTS];
@@ -114,11 +93,11 @@ __global__ __launch_bounds__(SPL_WARPS * 32) static void k_split_part(
         for (int mt = 0; mt < MT; mt++) {
             uint4 x0 = make_uint4(0, 0, 0, 0), x1 = make_uint4(0, 0, 0, 0);
             if (k < K && xr[mt][0])
-                x0 = spl_x8(xr[mt][0] + (size_t)b * 32);
+                x0 = cuda_load_x8(xr[mt][0] + (size_t)b * 32);
             if (k < K && xr[mt][1])
-                x1 = spl_x8(xr[mt][1] + (size_t)b * 32);
-            spl_mma(acc[mt], x0.x, x1.x, x0.y, x1.y, wv[u].x, wv[u].y);
-            spl_mma(acc[mt], x0.z, x1.z, x0.w, x1.w, wv[u].z, wv[u].w);
+                x1 = cuda_load_x8(xr[mt][1] + (size_t)b * 32);
+            cuda_mma_bf16(acc[mt], x0.x, x1.x, x0.y, x1.y, wv[u].x, wv[u].y);
+            cuda_mma_bf16(acc[mt], x0.z, x1.z, x0.w, x1.w, wv[u].z, wv[u].w);
         }
     }
     pdl_trigger();
