@@ -266,6 +266,26 @@ int cuda_gemm_bf16(struct engine_backend *be, const __nv_bfloat16 *xb, int m, in
 int cuda_rows_to_bf16(struct engine_backend *be, const float *src, const int *idx_d, int n,
                       int cols, __nv_bfloat16 *dst, struct ny_err *err);
 
+/* Decode and logits rows (cuda_gemm_rows.cu): for each part, rows in_idx[i] of X (fp32, width K)
+ * -> rows out_idx[i] of Y (width ldy), Y = alpha · X · Wᵀ (+ beta · Y), i < n (device lists,
+ * NULL = identity), in as few launches as the kernels allow (bit-identical to a call per part).
+ * cuda_skinny_ok: whether W takes the tensor-core kernels (bf16, K % 8 == 0). */
+struct cuda_gemm_part {
+    const float *X;
+    const struct engine_buf *w;
+    int K, N;
+    float *Y;
+    int ldy;
+    float alpha;
+};
+int cuda_skinny_ok(const struct engine_buf *w);
+int cuda_gemm_rows_multi(struct engine_backend *be, const struct cuda_gemm_part *gp, int n_parts,
+                         const int *in_idx, int n, const int *out_idx, float beta,
+                         struct ny_err *err);
+int cuda_gemm_rows(struct engine_backend *be, const float *X, const int *in_idx, int n, int K,
+                   const struct engine_buf *w, int N, const int *out_idx, float *Y, int ldy,
+                   float alpha, float beta, struct ny_err *err);
+
 /* Decode rows through narrow, long bf16 weights by a fixed split of K (cuda_gemm_split.cu): for
  * each part, Y[out_idx[i], :] = alpha · X[in_idx[i], :] · Wᵀ (+ beta · Y), i < n (device lists,
  * NULL = identity). cuda_split_wanted(K, N): whether a weight of that shape takes this scheme
