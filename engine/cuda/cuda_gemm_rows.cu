@@ -313,14 +313,17 @@ static void skinny_launch(struct engine_backend *be, int mt, const struct sk_par
     dim3 grid((unsigned)tiles, (unsigned)passes), tb(SK_WARPS * 32);
     cudaStream_t st = be->stream;
 #define SK_GO(MT_, U_, PF_, MINB_)                                                                \
-    cuda_launch(k_skinny<MT_, U_, PF_, MINB_>, grid, tb, 0, st, P, in_idx, row0, M, out_idx, beta)
+    cuda_launch(k_skinny<MT_, U_, PF_, MINB_>, grid, tb, 0, st, be->n_rows, P, in_idx, row0, M,  \
+                out_idx, beta)
     if (mt == 1 && v >= 4) {
         size_t shm = (size_t)SK_WARPS * 32 * 16 * (v == 4 ? 8 : 16);
         if (v == 4) {
-            cuda_launch(k_skinny_ring<8>, grid, tb, shm, st, P, in_idx, row0, M, out_idx, beta);
+            cuda_launch(k_skinny_ring<8>, grid, tb, shm, st, be->n_rows, P, in_idx, row0, M,
+                        out_idx, beta);
         } else {
             sk_ring_attr(be, (const void *)k_skinny_ring<16>, shm);
-            cuda_launch(k_skinny_ring<16>, grid, tb, shm, st, P, in_idx, row0, M, out_idx, beta);
+            cuda_launch(k_skinny_ring<16>, grid, tb, shm, st, be->n_rows, P, in_idx, row0, M,
+                        out_idx, beta);
         }
     } else if (mt == 1) {
         if (v == 0)
