@@ -81,13 +81,7 @@ __global__ __launch_bounds__(SK_WARPS * 32, MINB) static void k_skinny(
         load_w<U>(wv, wp, warp, nb, K, t, wrow_ok);
     pdl_wait();
     const float *xr[MT][2];
-#pragma unroll
-    for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-            int r = m0 + mt * 16 + g + 8 * h;
-            xr[mt][h] = r < M ? pt.X + (size_t)(in_idx ? in_idx[r] : r) * K + t * 8 : NULL;
-        }
+    cuda_tile_rows<MT>(xr, pt.X, in_idx, m0, M, K, g, t);
     float acc[MT][4];
 #pragma unroll
     for (int i = 0; i < MT; i++)
@@ -102,16 +96,7 @@ __global__ __launch_bounds__(SK_WARPS * 32, MINB) static void k_skinny(
             int b = b0 + u * SK_WARPS, k = b * 32 + t * 8;
             if (b >= nb)
                 break;
-#pragma unroll
-            for (int mt = 0; mt < MT; mt++) {
-                uint4 x0 = make_uint4(0, 0, 0, 0), x1 = make_uint4(0, 0, 0, 0);
-                if (k < K && xr[mt][0])
-                    x0 = cuda_load_x8(xr[mt][0] + (size_t)b * 32);
-                if (k < K && xr[mt][1])
-                    x1 = cuda_load_x8(xr[mt][1] + (size_t)b * 32);
-                cuda_mma_bf16(acc[mt], x0.x, x1.x, x0.y, x1.y, wv[u].x, wv[u].y);
-                cuda_mma_bf16(acc[mt], x0.z, x1.z, x0.w, x1.w, wv[u].z, wv[u].w);
-            }
+            cuda_tile_kblock<MT>(acc, xr, b, k, K, wv[u]);
         }
         if (PF)
 #pragma unroll
@@ -127,19 +112,10 @@ __global__ __launch_bounds__(SK_WARPS * 32, MINB) static void k_skinny(
     __syncthreads();
     /* each output element: the 8 warps' partials summed in warp order */
     for (int e = threadIdx.x; e < MT * 32 * 4; e += SK_WARPS * 32) {
-        int mt = e / 128, l = (e / 4) % 32, j = e % 4;
-        float s = 0.0f;
-        for (int w = 0; w < SK_WARPS; w++)
-            s += red[w][mt][l][j];
-        int row = m0 + mt * 16 + l / 4 + (j >= 2 ? 8 : 0);
-        int col = n0 + 2 * (l % 4) + (j & 1);
-        if (row < M && col < N) {
-            float *yp = pt.Y + (size_t)(out_idx ? out_idx[row] : row) * pt.ldy + col;
-            float v = pt.alpha * s;
-            if (beta != 0.0f)
-                v += beta * *yp;
-            *yp = v;
-        }
+        int row, col;
+        float s = cuda_tile_sum<MT, SK_WARPS>(red, e, &row, &col);
+        if (m0 + row < M && n0 + col < N)
+            cuda_store_y(pt.Y, pt.ldy, out_idx, m0 + row, n0 + col, pt.alpha, s, beta);
     }
 }
 
@@ -160,7 +136,7 @@ __global__ __launch_bounds__(SK_WARPS * 32) static void k_skinny_ring(
     const int *__restrict__ out_idx, float beta)
 {
     extern __shared__ uint4 sk_ring[]; /* [SK_WARPS][S][32] */
-    __shared__ float red[SK_WARPS][32][4];
+    __shared__ float red[SK_WARPS][1][32][4];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     struct sk_part pt = P.p[0];
 #pragma unroll
@@ -185,12 +161,9 @@ __global__ __launch_bounds__(SK_WARPS * 32) static void k_skinny_ring(
     }
     /* the ring's first S weight pieces are in flight: now wait for the previous kernel */
     pdl_wait();
-    const float *xr[2];
-#pragma unroll
-    for (int h = 0; h < 2; h++) {
-        int r = m0 + g + 8 * h;
-        xr[h] = r < M ? pt.X + (size_t)(in_idx ? in_idx[r] : r) * K + t * 8 : NULL;
-    }
+    const float *xr2[1][2];
+    cuda_tile_rows<1>(xr2, pt.X, in_idx, m0, M, K, g, t);
+    const float *const *xr = xr2[0];
     float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int j = 0; j < jn; j++) {
         const int b = warp + j * SK_WARPS, k = b * 32 + t * 8, slot = j % S;
@@ -213,23 +186,14 @@ __global__ __launch_bounds__(SK_WARPS * 32) static void k_skinny_ring(
     pdl_trigger();
 #pragma unroll
     for (int j = 0; j < 4; j++)
-        red[warp][lane][j] = acc[j];
+        red[warp][0][lane][j] = acc[j];
     __syncthreads();
     /* each output element: the 8 warps' partials summed in warp order */
     if (threadIdx.x < 128) {
-        int e = threadIdx.x, l = e / 4, j = e % 4;
-        float s = 0.0f;
-        for (int w = 0; w < SK_WARPS; w++)
-            s += red[w][l][j];
-        int row = m0 + l / 4 + (j >= 2 ? 8 : 0);
-        int col = n0 + 2 * (l % 4) + (j & 1);
-        if (row < M && col < N) {
-            float *yp = pt.Y + (size_t)(out_idx ? out_idx[row] : row) * pt.ldy + col;
-            float v = pt.alpha * s;
-            if (beta != 0.0f)
-                v += beta * *yp;
-            *yp = v;
-        }
+        int row, col;
+        float s = cuda_tile_sum<1, SK_WARPS>(red, threadIdx.x, &row, &col);
+        if (m0 + row < M && n0 + col < N)
+            cuda_store_y(pt.Y, pt.ldy, out_idx, m0 + row, n0 + col, pt.alpha, s, beta);
     }
 }
 

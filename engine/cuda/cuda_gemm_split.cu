@@ -73,13 +73,7 @@ __global__ __launch_bounds__(SPL_WARPS * 32) static void k_split_part(
     }
     pdl_wait();
     const float *xr[MT][2];
-#pragma unroll
-    for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-            int r = m0 + mt * 16 + g + 8 * h;
-            xr[mt][h] = r < M ? sp.X + (size_t)(in_idx ? in_idx[r] : r) * K + t * 8 : NULL;
-        }
+    cuda_tile_rows<MT>(xr, sp.X, in_idx, m0, M, K, g, t);
     float acc[MT][4];
 #pragma unroll
     for (int i = 0; i < MT; i++)
@@ -89,16 +83,7 @@ __global__ __launch_bounds__(SPL_WARPS * 32) static void k_split_part(
         int b = slice * (SPL_SLICE / 32) + warp + u * SPL_WARPS, k = b * 32 + t * 8;
         if (b >= b_end)
             break;
-#pragma unroll
-        for (int mt = 0; mt < MT; mt++) {
-            uint4 x0 = make_uint4(0, 0, 0, 0), x1 = make_uint4(0, 0, 0, 0);
-            if (k < K && xr[mt][0])
-                x0 = cuda_load_x8(xr[mt][0] + (size_t)b * 32);
-            if (k < K && xr[mt][1])
-                x1 = cuda_load_x8(xr[mt][1] + (size_t)b * 32);
-            cuda_mma_bf16(acc[mt], x0.x, x1.x, x0.y, x1.y, wv[u].x, wv[u].y);
-            cuda_mma_bf16(acc[mt], x0.z, x1.z, x0.w, x1.w, wv[u].z, wv[u].w);
-        }
+        cuda_tile_kblock<MT>(acc, xr, b, k, K, wv[u]);
     }
     pdl_trigger();
 #pragma unroll
@@ -108,14 +93,10 @@ __global__ __launch_bounds__(SPL_WARPS * 32) static void k_split_part(
             red[warp][mt][lane][j] = acc[mt][j];
     __syncthreads();
     for (int e = threadIdx.x; e < MT * 32 * 4; e += SPL_WARPS * 32) {
-        int mt = e / 128, l = (e / 4) % 32, j = e % 4;
-        float s = 0.0f;
-        for (int w = 0; w < SPL_WARPS; w++)
-            s += red[w][mt][l][j];
-        int row = m0 + mt * 16 + l / 4 + (j >= 2 ? 8 : 0);
-        int col = n0 + 2 * (l % 4) + (j & 1);
-        if (row < M && col < N)
-            ws[((size_t)slice * M + row) * cols + tile * 8 + (col - n0)] = s;
+        int row, col;
+        float s = cuda_tile_sum<MT, SPL_WARPS>(red, e, &row, &col);
+        if (m0 + row < M && n0 + col < N)
+            ws[((size_t)slice * M + m0 + row) * cols + tile * 8 + col] = s;
     }
 }
 
@@ -136,11 +117,7 @@ __global__ static void k_split_sum(const struct spl_parts P, const float *ws, in
     float s = ws[i];
     for (int sl = 1; sl < slices; sl++)
         s += ws[(size_t)sl * M * cols + i];
-    float *yp = sp.Y + (size_t)(out_idx ? out_idx[row] : row) * sp.ldy + col;
-    float v = sp.alpha * s;
-    if (beta != 0.0f)
-        v += beta * *yp;
-    *yp = v;
+    cuda_store_y(sp.Y, sp.ldy, out_idx, row, col, sp.alpha, s, beta);
 }
 
 int cuda_gemm_split(struct engine_backend *be, const struct cuda_split_part *parts, int n_parts,
