@@ -647,15 +647,11 @@ int cuda_op_attention(struct engine_backend *be, struct engine_kv *kv, int layer
             dim3 gf((unsigned)((ss->units_max_len + FA_ROWS - 1) / FA_ROWS), (unsigned)n_heads,
                     (unsigned)ss->units_n);
             const int *units = be->sets_d + ss->units_off;
-            static int attr_done[64]; /* per device: 128-dim stages exceed 48 KB */
-            if (be->device >= 0 && be->device < 64 &&
-                !__atomic_load_n(&attr_done[be->device], __ATOMIC_ACQUIRE)) {
-                CU_CHECK(be, cudaFuncSetAttribute(k_flash_prefill<128>,
-                                                  cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                  (int)FA_SMEM(128)),
-                         "flash prefill shared memory");
-                __atomic_store_n(&attr_done[be->device], 1, __ATOMIC_RELEASE);
-            }
+            static int allowed[CUDA_MAX_DEVICES]; /* 128-dim stages exceed 48 KB */
+            int rc = cuda_smem_allow(be, (const void *)k_flash_prefill<128>, FA_SMEM(128),
+                                     allowed, err);
+            if (rc)
+                return rc;
             if (D == 128)
                 k_flash_prefill<128><<<gf, 128, FA_SMEM(128), be->stream>>>(
                     qd, units, kv->table_d, kv->pages_per_slot, kv->n_pages, layer, n_heads, nkv,

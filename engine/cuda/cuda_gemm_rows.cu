@@ -255,21 +255,10 @@ static int skinny_variant(int *pf)
     return r;
 }
 
-/* The ring kernel's dynamic shared memory above 48 KB, allowed once per device. */
-static void sk_ring_attr(struct engine_backend *be, const void *fn, size_t shm)
-{
-    static int done[64]; /* per device; ranks' threads touch only their own device's entry */
-    if (be->device >= 0 && be->device < 64 &&
-        !__atomic_load_n(&done[be->device], __ATOMIC_ACQUIRE)) {
-        cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shm);
-        __atomic_store_n(&done[be->device], 1, __ATOMIC_RELEASE);
-    }
-}
-
 /* One skinny launch: rows [row0, row0 + 16·MT·grid.y) below M of every part. */
-static void skinny_launch(struct engine_backend *be, int mt, const struct sk_parts &P, int tiles,
-                          int passes, const int *in_idx, int row0, int M, const int *out_idx,
-                          float beta)
+static int skinny_launch(struct engine_backend *be, int mt, const struct sk_parts &P, int tiles,
+                         int passes, const int *in_idx, int row0, int M, const int *out_idx,
+                         float beta, struct ny_err *err)
 {
     int pf, v = skinny_variant(&pf);
     if (v == 9) /* the default: by the launch's row count */
@@ -285,7 +274,10 @@ static void skinny_launch(struct engine_backend *be, int mt, const struct sk_par
             cuda_launch(k_skinny_ring<8>, grid, tb, shm, st, be->n_rows, P, in_idx, row0, M,
                         out_idx, beta);
         } else {
-            sk_ring_attr(be, (const void *)k_skinny_ring<16>, shm);
+            static int allowed[CUDA_MAX_DEVICES];
+            int rc = cuda_smem_allow(be, (const void *)k_skinny_ring<16>, shm, allowed, err);
+            if (rc)
+                return rc;
             cuda_launch(k_skinny_ring<16>, grid, tb, shm, st, be->n_rows, P, in_idx, row0, M,
                         out_idx, beta);
         }
@@ -315,6 +307,8 @@ static void skinny_launch(struct engine_backend *be, int mt, const struct sk_par
             SK_GO(4, 4, 0, 1);
     }
 #undef SK_GO
+    CU_LAUNCHED(be, "skinny GEMM kernel");
+    return NY_OK;
 }
 
 /* Rows in_idx[i] of each part's X -> rows out_idx[i] of its Y, i < n (device lists, NULL =
@@ -378,12 +372,13 @@ int cuda_gemm_rows_multi(struct engine_backend *be, const struct cuda_gemm_part 
     /* Passes of 64 rows; the last pass uses the smallest tile count that covers it. */
     int full = n / 64, rest = n - full * 64;
     if (full) {
-        skinny_launch(be, 4, P, tiles, full, in_idx, 0, full * 64, out_idx, beta);
-        CU_LAUNCHED(be, "skinny GEMM kernel");
+        int rc = skinny_launch(be, 4, P, tiles, full, in_idx, 0, full * 64, out_idx, beta, err);
+        if (rc)
+            return rc;
     }
     if (rest) {
-        skinny_launch(be, (rest + 15) / 16, P, tiles, 1, in_idx, full * 64, n, out_idx, beta);
-        CU_LAUNCHED(be, "skinny GEMM kernel");
+        return skinny_launch(be, (rest + 15) / 16, P, tiles, 1, in_idx, full * 64, n, out_idx,
+                             beta, err);
     }
     return NY_OK;
 }

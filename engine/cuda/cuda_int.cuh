@@ -179,6 +179,24 @@ struct engine_backend {
 /* Record a device failure (poisons the backend) and return NY_E_DEVICE. */
 int cuda_fail(struct engine_backend *be, struct ny_err *err, const char *file, int line,
               const char *what, const char *detail);
+
+/* Let kernel fn use bytes of dynamic shared memory (above 48 KB it must be allowed), once per
+ * device: done is the caller's static flags, CUDA_MAX_DEVICES of them (a rank's thread touches
+ * only its own device's flag). */
+#define CUDA_MAX_DEVICES 64
+static inline int cuda_smem_allow(struct engine_backend *be, const void *fn, size_t bytes,
+                                  int *done, struct ny_err *err)
+{
+    int mine = be->device >= 0 && be->device < CUDA_MAX_DEVICES;
+    if (mine && __atomic_load_n(&done[be->device], __ATOMIC_ACQUIRE))
+        return NY_OK;
+    CU_CHECK(be, cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes),
+             "kernel shared memory size");
+    if (mine)
+        __atomic_store_n(&done[be->device], 1, __ATOMIC_RELEASE);
+    return NY_OK;
+}
+
 /* Wait until the stream's queued work is done. A grouped instance (be->tp) polls instead of
  * blocking and watches the group's abort flag: on abort it aborts its own communicator, poisons
  * the instance and returns NY_E_STATE "tensor-parallel group aborted". `what` names the wait in
