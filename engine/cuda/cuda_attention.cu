@@ -355,37 +355,102 @@ __global__ static void k_att_combine(const float *ws_acc, const float *ws_ml, co
  * m16n8k16 (bf16 operands, fp32 accumulators), an online softmax in fp32 per row with the row
  * max and sum combined across a row's 4 lanes by a fixed xor tree. A row's arithmetic depends
  * only on its own position: tiles past its causal limit that its block needs for other rows are
- * fully masked, and such a tile leaves m, l and O bit-for-bit unchanged (alpha = 1, p = 0). */
+ * fully masked, and such a tile leaves m, l and O bit-for-bit unchanged (alpha = 1, p = 0).
+ * The exponentials run without branches (p = expf(s - m) also for masked s = -inf: exactly +0)
+ * and a tile wholly at or before the warp's first row skips the mask; neither changes a bit. */
 #define FA_ROWS 64
 #define FA_KEYS 64
+/* bytes of a [FA_KEYS][D + 8] bf16 tile (rows padded by 16 bytes: ldmatrix without conflicts) */
+#define FA_TILE_BYTES(D) (FA_KEYS * ((D) + 8) * 2)
 
-/* Copy key tile kt (positions past max_pos zero-filled) of kv head hk into kb/vb [FA_KEYS][D + 8]
- * by cp.async (16 bytes a thread at a time; the caller commits and waits). */
+/* Copy a key tile into the stage whose K tile starts at shared address dst (V: one tile on) by
+ * cp.async, 16 bytes a copy (the caller commits and waits). This thread copies column chunk
+ * threadIdx.x % (D/8) of tile rows threadIdx.x / (D/8) + i·128/(D/8): kg and vg point at the
+ * first of them in global memory, step is 128/(D/8) rows there, and a row i·128/(D/8) <= lim
+ * further on exists (later rows are zero-filled: no byte is read; their addresses stay inside
+ * the tile's page, which is mapped since the tile holds position 0 of it). */
 template <int D>
-__device__ __forceinline__ static void fa_load_tile(__nv_bfloat16 (*kb)[D + 8],
-                                                    __nv_bfloat16 (*vb)[D + 8],
-                                                    const __nv_bfloat16 *K,
-                                                    const __nv_bfloat16 *V, size_t base,
-                                                    size_t tok, int key0, int max_pos)
+__device__ __forceinline__ static void fa_load_tile(unsigned dst, const __nv_bfloat16 *kg,
+                                                    const __nv_bfloat16 *vg, size_t step, int lim)
 {
+    constexpr int rows = 128 / (D / 8); /* tile rows a pass of the block covers */
 #pragma unroll
-    for (int it = 0; it < FA_KEYS * D / 8 / 128; it++) {
-        int idx = threadIdx.x + it * 128, key = idx / (D / 8), c = idx % (D / 8);
-        bool ok = key0 + key <= max_pos;
-        size_t off = ok ? base + key * tok + c * 8 : 0;
-        unsigned dk = (unsigned)__cvta_generic_to_shared(&kb[key][c * 8]);
-        unsigned dv = (unsigned)__cvta_generic_to_shared(&vb[key][c * 8]);
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dk), "l"(K + off),
-                     "r"(ok ? 16 : 0)
+    for (int it = 0; it < FA_KEYS / rows; it++) {
+        unsigned dk = dst + it * rows * (D + 8) * 2, dv = dk + FA_TILE_BYTES(D);
+        int n = it * rows <= lim ? 16 : 0;
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dk),
+                     "l"(kg + it * step), "r"(n)
                      : "memory");
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dv), "l"(V + off),
-                     "r"(ok ? 16 : 0)
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dv),
+                     "l"(vg + it * step), "r"(n)
                      : "memory");
     }
 }
 
+/* Four 8x8 bf16 matrices from shared memory (lanes 8j .. 8j + 7 give matrix j's row addresses);
+ * lane (g, t) receives row g, columns 2t, 2t + 1 of each (TRANS: of each one transposed). */
+template <bool TRANS>
+__device__ __forceinline__ static void fa_ldsm_x4(unsigned addr, uint32_t &r0, uint32_t &r1,
+                                                  uint32_t &r2, uint32_t &r3)
+{
+    if (TRANS)
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                     : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+                     : "r"(addr));
+    else
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                     : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+                     : "r"(addr));
+}
+
+/* S = Q·Kᵀ for the tile's 8 groups of 8 keys, k-step by k-step (each sc[nt] sums its k-steps in
+ * order); ka: this lane's ldmatrix address in the K tile, &ks[lane % 8 + (lane / 16)·8][
+ * ((lane / 8) % 2)·8]. Matrix j of an x4 ldmatrix (rows: keys (nt + j / 2)·8 .. + 7, columns
+ * 16·kk + (j % 2)·8 .. + 7, nt even) gives lane (g, t) its row g, columns 2t, 2t + 1: the b0, b1
+ * of key group nt, then of nt + 1, the same words the mma B fragment read one by one. */
+template <int D>
+__device__ __forceinline__ static void fa_scores(float (*sc)[4], const uint32_t (*qa)[4],
+                                                 unsigned ka)
+{
+#pragma unroll
+    for (int nt = 0; nt < FA_KEYS / 8; nt++)
+        sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++)
+#pragma unroll
+        for (int nt = 0; nt < FA_KEYS / 8; nt += 2) {
+            uint32_t b0, b1, b2, b3;
+            fa_ldsm_x4<false>(ka + (nt * 8 * (D + 8) + kk * 16) * 2, b0, b1, b2, b3);
+            cuda_mma_bf16(sc[nt], qa[kk][0], qa[kk][1], qa[kk][2], qa[kk][3], b0, b1);
+            cuda_mma_bf16(sc[nt + 1], qa[kk][0], qa[kk][1], qa[kk][2], qa[kk][3], b2, b3);
+        }
+}
+
+/* O += P·V, 16 keys per step; va: this lane's ldmatrix address in the V tile,
+ * &vs[lane % 8 + ((lane / 8) % 2)·8][(lane / 16)·8]. */
+template <int D>
+__device__ __forceinline__ static void fa_pv(float (*o)[4], const float (*p)[4], unsigned va)
+{
+#pragma unroll
+    for (int kk = 0; kk < FA_KEYS / 16; kk++) {
+        uint32_t a0 = cuda_pack_bf16x2(p[2 * kk][0], p[2 * kk][1]);
+        uint32_t a1 = cuda_pack_bf16x2(p[2 * kk][2], p[2 * kk][3]);
+        uint32_t a2 = cuda_pack_bf16x2(p[2 * kk + 1][0], p[2 * kk + 1][1]);
+        uint32_t a3 = cuda_pack_bf16x2(p[2 * kk + 1][2], p[2 * kk + 1][3]);
+#pragma unroll
+        for (int dt = 0; dt < D / 8; dt += 2) {
+            /* B fragments of V[16 keys][d: dt·8 .. dt·8 + 15], transposed by ldmatrix:
+             * b0 = V[kk·16 + 2t, +1][dt·8 + g], b1 = the same 8 keys further */
+            uint32_t b0, b1, b2, b3;
+            fa_ldsm_x4<true>(va + (kk * 16 * (D + 8) + dt * 8) * 2, b0, b1, b2, b3);
+            cuda_mma_bf16(o[dt], a0, a1, a2, a3, b0, b1);
+            cuda_mma_bf16(o[dt + 1], a0, a1, a2, a3, b2, b3);
+        }
+    }
+}
+
 /* Dynamic shared memory of k_flash_prefill<D>: two stages of K and V tiles. */
-#define FA_SMEM(D) ((size_t)2 * 2 * FA_KEYS * ((D) + 8) * sizeof(__nv_bfloat16))
+#define FA_SMEM(D) ((size_t)2 * 2 * FA_TILE_BYTES(D))
 
 template <int D>
 __global__ __launch_bounds__(128) static void k_flash_prefill(
@@ -393,10 +458,8 @@ __global__ __launch_bounds__(128) static void k_flash_prefill(
     int n_heads, int nkv, float scale, const __nv_bfloat16 *K, const __nv_bfloat16 *V,
     float *out)
 {
-    /* [stage][K: 0, V: 1][key][d]: tile kt + 1 loads (cp.async) while tile kt is multiplied */
+    /* [stage][K: 0, V: 1][key][D + 8]: tile kt + 1 loads (cp.async) while tile kt is multiplied */
     extern __shared__ __align__(16) unsigned char fa_smem[];
-    typedef __nv_bfloat16 fa_row[D + 8];
-    fa_row *tiles = reinterpret_cast<fa_row *>(fa_smem);
     const int *u = units + 4 * blockIdx.z;
     const int row0 = u[0], len = u[1], slot = u[2], pos0 = u[3];
     /* the longest q tiles (most key tiles) first, so that they do not trail the grid */
@@ -427,66 +490,83 @@ __global__ __launch_bounds__(128) static void k_flash_prefill(
     const int max_pos = pos0 + len - 1; /* the last position written this step */
     const int n_tiles = (pos0 + last_row) / FA_KEYS + 1;
     const int qpos_a = pos0 + ra, qpos_b = pos0 + rb;
-    const size_t tok = (size_t)nkv * D;
-    const size_t lbase = (size_t)layer * n_pages * CUDA_KV_PAGE * tok + (size_t)hk * D;
-    fa_load_tile<D>(tiles, tiles + FA_KEYS, K, V,
-                    lbase + (size_t)table[slot * pps] * CUDA_KV_PAGE * tok, tok, 0, max_pos);
+    /* per-thread addresses, fixed for the kernel: the tile copy's row and chunk, the global
+     * offset of its first 16 bytes in page 0 of the layer, its shared address in stage 0, and
+     * the K and V ldmatrix addresses in stage 0 */
+    const int ld_row = threadIdx.x / (D / 8), ld_c = threadIdx.x % (D / 8);
+    const size_t tok = (size_t)nkv * D, page_elems = (size_t)CUDA_KV_PAGE * tok;
+    const size_t ld_off = (size_t)layer * n_pages * page_elems + (size_t)hk * D + ld_row * tok +
+                          ld_c * 8;
+    const size_t ld_step = (size_t)(128 / (D / 8)) * tok;
+    const unsigned smem = (unsigned)__cvta_generic_to_shared(fa_smem);
+    const unsigned ld_dst = smem + (ld_row * (D + 8) + ld_c * 8) * 2;
+    const unsigned ka = smem + ((lane % 8 + lane / 16 * 8) * (D + 8) + (lane / 8) % 2 * 8) * 2;
+    const unsigned va = smem + FA_TILE_BYTES(D) +
+                        ((lane % 8 + (lane / 8) % 2 * 8) * (D + 8) + (lane / 16) * 8) * 2;
+    const int *pages = table + slot * pps;
+    size_t off = ld_off + (size_t)pages[0] * page_elems;
+    fa_load_tile<D>(ld_dst, K + off, V + off, ld_step, max_pos - ld_row);
     asm volatile("cp.async.commit_group;\n" ::: "memory");
+    int page_next = n_tiles > 1 ? pages[1] : 0; /* read a tile ahead of its copy */
     for (int kt = 0; kt < n_tiles; kt++) {
-        const int cur = kt & 1;
-        fa_row *ks = tiles + (size_t)cur * 2 * FA_KEYS, *vs = ks + FA_KEYS;
+        const unsigned stage = (kt & 1) * 2 * FA_TILE_BYTES(D);
         if (kt + 1 < n_tiles) {
-            fa_row *kn = tiles + (size_t)(cur ^ 1) * 2 * FA_KEYS;
-            size_t base = lbase + (size_t)table[slot * pps + kt + 1] * CUDA_KV_PAGE * tok;
-            fa_load_tile<D>(kn, kn + FA_KEYS, K, V, base, tok, (kt + 1) * FA_KEYS, max_pos);
+            off = ld_off + (size_t)page_next * page_elems;
+            fa_load_tile<D>(ld_dst + (2 * FA_TILE_BYTES(D) - stage), K + off, V + off, ld_step,
+                            max_pos - (kt + 1) * FA_KEYS - ld_row);
+            if (kt + 2 < n_tiles)
+                page_next = pages[kt + 2];
         }
         asm volatile("cp.async.commit_group;\ncp.async.wait_group 1;\n" ::: "memory");
         __syncthreads();
-        /* S = Q Kᵀ for 8 groups of 8 keys */
         float sc[FA_KEYS / 8][4];
+        fa_scores<D>(sc, qa, ka + stage);
+        /* scale; the causal mask only where a key of the tile is past the warp's first row (a
+         * tile wholly at or before it keeps every score: the same values as with the mask) */
 #pragma unroll
-        for (int nt = 0; nt < FA_KEYS / 8; nt++) {
-            sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.0f;
+        for (int nt = 0; nt < FA_KEYS / 8; nt++)
 #pragma unroll
-            for (int kk = 0; kk < D / 16; kk++) {
-                uint32_t b0 = *reinterpret_cast<const uint32_t *>(&ks[nt * 8 + g][kk * 16 + 2 * t]);
-                uint32_t b1 =
-                    *reinterpret_cast<const uint32_t *>(&ks[nt * 8 + g][kk * 16 + 2 * t + 8]);
-                cuda_mma_bf16(sc[nt], qa[kk][0], qa[kk][1], qa[kk][2], qa[kk][3], b0, b1);
-            }
+            for (int j = 0; j < 4; j++)
+                sc[nt][j] = sc[nt][j] * scale;
+        if (kt * FA_KEYS + FA_KEYS - 1 > pos0 + i0) {
+            /* key kt·64 + nt·8 + 2t + (j & 1) is past row position qpos */
+            const int lim_a = qpos_a - kt * FA_KEYS - 2 * t, lim_b = qpos_b - kt * FA_KEYS - 2 * t;
+#pragma unroll
+            for (int nt = 0; nt < FA_KEYS / 8; nt++)
+#pragma unroll
+                for (int j = 0; j < 4; j++)
+                    if (nt * 8 + (j & 1) > (j < 2 ? lim_a : lim_b))
+                        sc[nt][j] = -INFINITY;
         }
-        /* scale, causal mask, tile max per row */
+        /* tile max per row */
         float mxa = -INFINITY, mxb = -INFINITY;
-        /* a tile wholly at or before the warp's first row needs no mask (the same values) */
-        const bool unmasked = kt * FA_KEYS + FA_KEYS - 1 <= pos0 + i0;
 #pragma unroll
         for (int nt = 0; nt < FA_KEYS / 8; nt++)
 #pragma unroll
             for (int j = 0; j < 4; j++) {
-                int kp = kt * FA_KEYS + nt * 8 + 2 * t + (j & 1);
-                int qp = j < 2 ? qpos_a : qpos_b;
-                float v = unmasked || kp <= qp ? sc[nt][j] * scale : -INFINITY;
-                sc[nt][j] = v;
                 if (j < 2)
-                    mxa = fmaxf(mxa, v);
+                    mxa = fmaxf(mxa, sc[nt][j]);
                 else
-                    mxb = fmaxf(mxb, v);
+                    mxb = fmaxf(mxb, sc[nt][j]);
             }
         mxa = fmaxf(mxa, __shfl_xor_sync(0xffffffffu, mxa, 1));
         mxa = fmaxf(mxa, __shfl_xor_sync(0xffffffffu, mxa, 2));
         mxb = fmaxf(mxb, __shfl_xor_sync(0xffffffffu, mxb, 1));
         mxb = fmaxf(mxb, __shfl_xor_sync(0xffffffffu, mxb, 2));
         float na = fmaxf(ma, mxa), nb = fmaxf(mb, mxb);
-        /* rows with nothing unmasked yet keep alpha 1 and p 0 */
-        float aa = na == -INFINITY ? 1.0f : expf(ma - na);
-        float ab = nb == -INFINITY ? 1.0f : expf(mb - nb);
+        /* Rows with nothing unmasked yet (na = -inf) keep alpha 1 and p 0. Branch-free: such a
+         * row's scores are all -inf (or NaN), so subtracting za = 0 in place of na gives
+         * expf(-inf) = +0 (NaN: NaN), as does any masked score s = -inf against a finite or
+         * +inf max; every other s - za, ma - za is s - na, ma - na as before. */
+        const float za = na == -INFINITY ? 0.0f : na, zb = nb == -INFINITY ? 0.0f : nb;
+        const float ea = expf(ma - za), eb = expf(mb - zb);
+        const float aa = na == -INFINITY ? 1.0f : ea, ab = nb == -INFINITY ? 1.0f : eb;
         float sa = 0.0f, sb = 0.0f;
 #pragma unroll
         for (int nt = 0; nt < FA_KEYS / 8; nt++)
 #pragma unroll
             for (int j = 0; j < 4; j++) {
-                float m = j < 2 ? na : nb;
-                float p = sc[nt][j] == -INFINITY ? 0.0f : expf(sc[nt][j] - m);
+                float p = expf(sc[nt][j] - (j < 2 ? za : zb));
                 sc[nt][j] = p;
                 if (j < 2)
                     sa += p;
@@ -501,35 +581,17 @@ __global__ __launch_bounds__(128) static void k_flash_prefill(
         lb = lb * ab + sb;
         ma = na;
         mb = nb;
+        /* x·1 = x bit for bit: skipped when no row of the warp has a new max */
+        if (!__all_sync(0xffffffffu, aa == 1.0f && ab == 1.0f)) {
 #pragma unroll
-        for (int dt = 0; dt < D / 8; dt++) {
-            o[dt][0] *= aa;
-            o[dt][1] *= aa;
-            o[dt][2] *= ab;
-            o[dt][3] *= ab;
-        }
-        /* O += P V, 16 keys per step */
-#pragma unroll
-        for (int kk = 0; kk < FA_KEYS / 16; kk++) {
-            uint32_t a0 = cuda_pack_bf16x2(sc[2 * kk][0], sc[2 * kk][1]);
-            uint32_t a1 = cuda_pack_bf16x2(sc[2 * kk][2], sc[2 * kk][3]);
-            uint32_t a2 = cuda_pack_bf16x2(sc[2 * kk + 1][0], sc[2 * kk + 1][1]);
-            uint32_t a3 = cuda_pack_bf16x2(sc[2 * kk + 1][2], sc[2 * kk + 1][3]);
-#pragma unroll
-            for (int dt = 0; dt < D / 8; dt += 2) {
-                /* B fragments of V[16 keys][d: dt·8 .. dt·8 + 15], transposed by ldmatrix:
-                 * b0 = V[kk·16 + 2t, +1][dt·8 + g], b1 = the same 8 keys further */
-                uint32_t b0, b1, b2, b3;
-                int key = kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
-                unsigned addr =
-                    (unsigned)__cvta_generic_to_shared(&vs[key][(dt + (lane >> 4)) * 8]);
-                asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                             : "=r"(b0), "=r"(b1), "=r"(b2), "=r"(b3)
-                             : "r"(addr));
-                cuda_mma_bf16(o[dt], a0, a1, a2, a3, b0, b1);
-                cuda_mma_bf16(o[dt + 1], a0, a1, a2, a3, b2, b3);
+            for (int dt = 0; dt < D / 8; dt++) {
+                o[dt][0] *= aa;
+                o[dt][1] *= aa;
+                o[dt][2] *= ab;
+                o[dt][3] *= ab;
             }
         }
+        fa_pv<D>(o, sc, va + stage);
         __syncthreads(); /* every warp is done with this stage before it is refilled */
     }
 #pragma unroll
