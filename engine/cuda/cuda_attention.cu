@@ -449,6 +449,25 @@ __device__ __forceinline__ static void fa_pv(float (*o)[4], const float (*p)[4],
     }
 }
 
+/* The max of this lane's 16 scores of a row (j0 = 0: row g, j0 = 2: row g + 8) by a pairwise
+ * tree. fmaxf is exact and returns the non-NaN operand, so the order of the operands changes at
+ * most the sign of a zero max (no result depends on it: s - (±0) = s for s != 0 and expf(±0) = 1)
+ * or gives NaN for a lane whose scores are all NaN where a -inf seed gave -inf (fmaxf(m, NaN) = m
+ * in the combination that follows). */
+__device__ __forceinline__ static float fa_row_max(const float (*sc)[4], int j0)
+{
+    float m[FA_KEYS / 8];
+#pragma unroll
+    for (int nt = 0; nt < FA_KEYS / 8; nt++)
+        m[nt] = fmaxf(sc[nt][j0], sc[nt][j0 + 1]);
+#pragma unroll
+    for (int w = FA_KEYS / 16; w >= 1; w /= 2)
+#pragma unroll
+        for (int i = 0; i < w; i++)
+            m[i] = fmaxf(m[i], m[i + w]);
+    return m[0];
+}
+
 /* Dynamic shared memory of k_flash_prefill<D>: two stages of K and V tiles. */
 #define FA_SMEM(D) ((size_t)2 * 2 * FA_TILE_BYTES(D))
 
@@ -539,16 +558,7 @@ __global__ __launch_bounds__(128) static void k_flash_prefill(
                         sc[nt][j] = -INFINITY;
         }
         /* tile max per row */
-        float mxa = -INFINITY, mxb = -INFINITY;
-#pragma unroll
-        for (int nt = 0; nt < FA_KEYS / 8; nt++)
-#pragma unroll
-            for (int j = 0; j < 4; j++) {
-                if (j < 2)
-                    mxa = fmaxf(mxa, sc[nt][j]);
-                else
-                    mxb = fmaxf(mxb, sc[nt][j]);
-            }
+        float mxa = fa_row_max(sc, 0), mxb = fa_row_max(sc, 2);
         mxa = fmaxf(mxa, __shfl_xor_sync(0xffffffffu, mxa, 1));
         mxa = fmaxf(mxa, __shfl_xor_sync(0xffffffffu, mxa, 2));
         mxb = fmaxf(mxb, __shfl_xor_sync(0xffffffffu, mxb, 1));
@@ -561,6 +571,7 @@ __global__ __launch_bounds__(128) static void k_flash_prefill(
         const float za = na == -INFINITY ? 0.0f : na, zb = nb == -INFINITY ? 0.0f : nb;
         const float ea = expf(ma - za), eb = expf(mb - zb);
         const float aa = na == -INFINITY ? 1.0f : ea, ab = nb == -INFINITY ? 1.0f : eb;
+        /* row sums in key order; they start at the first p, not 0 + p (the same: p >= +0) */
         float sa = 0.0f, sb = 0.0f;
 #pragma unroll
         for (int nt = 0; nt < FA_KEYS / 8; nt++)
@@ -569,9 +580,9 @@ __global__ __launch_bounds__(128) static void k_flash_prefill(
                 float p = expf(sc[nt][j] - (j < 2 ? za : zb));
                 sc[nt][j] = p;
                 if (j < 2)
-                    sa += p;
+                    sa = nt == 0 && j == 0 ? p : sa + p;
                 else
-                    sb += p;
+                    sb = nt == 0 && j == 2 ? p : sb + p;
             }
         sa += __shfl_xor_sync(0xffffffffu, sa, 1);
         sa += __shfl_xor_sync(0xffffffffu, sa, 2);
