@@ -470,9 +470,13 @@ __device__ __forceinline__ static float fa_row_max(const float (*sc)[4], int j0)
 
 /* Dynamic shared memory of k_flash_prefill<D>: two stages of K and V tiles. */
 #define FA_SMEM(D) ((size_t)2 * 2 * FA_TILE_BYTES(D))
+/* Blocks an SM must hold at once: the register cap that lets it (168 for D = 128: 3 x 68 KB of
+ * stages fit; 128 for D = 64) holds without spills, and more warps hide more of the latency of
+ * the serial parts of a tile (max and sum trees, shuffles, barriers). */
+#define FA_MIN_BLOCKS(D) ((D) == 128 ? 3 : 4)
 
 template <int D>
-__global__ __launch_bounds__(128) static void k_flash_prefill(
+__global__ __launch_bounds__(128, FA_MIN_BLOCKS(D)) static void k_flash_prefill(
     const float *q, const int *units, const int *table, int pps, int n_pages, int layer,
     int n_heads, int nkv, float scale, const __nv_bfloat16 *K, const __nv_bfloat16 *V,
     float *out)
@@ -605,18 +609,18 @@ __global__ __launch_bounds__(128) static void k_flash_prefill(
         fa_pv<D>(o, sc, va + stage);
         __syncthreads(); /* every warp is done with this stage before it is refilled */
     }
+    /* row rb's output is 8 rows of n_heads·D past row ra's */
+    float *opa = out + ((size_t)(row0 + ra) * n_heads + hq) * D + 2 * t;
+    float *opb = opa + 8 * n_heads * D;
 #pragma unroll
     for (int dt = 0; dt < D / 8; dt++) {
-        int d = dt * 8 + 2 * t;
         if (ra < len) {
-            float *op = out + ((size_t)(row0 + ra) * n_heads + hq) * D + d;
-            op[0] = o[dt][0] / la;
-            op[1] = o[dt][1] / la;
+            opa[dt * 8] = o[dt][0] / la;
+            opa[dt * 8 + 1] = o[dt][1] / la;
         }
         if (rb < len) {
-            float *op = out + ((size_t)(row0 + rb) * n_heads + hq) * D + d;
-            op[0] = o[dt][2] / lb;
-            op[1] = o[dt][3] / lb;
+            opb[dt * 8] = o[dt][2] / lb;
+            opb[dt * 8 + 1] = o[dt][3] / lb;
         }
     }
 }
