@@ -367,8 +367,8 @@ __global__ static void k_att_combine(const float *ws_acc, const float *ws_ml, co
  * cp.async, 16 bytes a copy (the caller commits and waits). This thread copies column chunk
  * threadIdx.x % (D/8) of tile rows threadIdx.x / (D/8) + i·128/(D/8): kg and vg point at the
  * first of them in global memory, step is 128/(D/8) rows there, and a row i·128/(D/8) <= lim
- * further on exists (later rows are zero-filled: no byte is read; their addresses stay inside
- * the tile's page, which is mapped since the tile holds position 0 of it). */
+ * further on exists (later rows are zero-filled: no byte is read, and their addresses stay in
+ * the tile's page, which is mapped: a tile is copied only when its first position exists). */
 template <int D>
 __device__ __forceinline__ static void fa_load_tile(unsigned dst, const __nv_bfloat16 *kg,
                                                     const __nv_bfloat16 *vg, size_t step, int lim)
@@ -533,15 +533,18 @@ __global__ __launch_bounds__(128, FA_MIN_BLOCKS(D)) static void k_flash_prefill(
     int page_next = n_tiles > 1 ? pages[1] : 0; /* read a tile ahead of its copy */
     for (int kt = 0; kt < n_tiles; kt++) {
         const unsigned stage = (kt & 1) * 2 * FA_TILE_BYTES(D);
+        /* one barrier a tile: tile kt is in (its copy was the only one in flight) and every
+         * warp is done with tile kt - 1, whose stage tile kt + 1 then fills */
+        asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+        __syncthreads();
         if (kt + 1 < n_tiles) {
             off = ld_off + (size_t)page_next * page_elems;
             fa_load_tile<D>(ld_dst + (2 * FA_TILE_BYTES(D) - stage), K + off, V + off, ld_step,
                             max_pos - (kt + 1) * FA_KEYS - ld_row);
+            asm volatile("cp.async.commit_group;\n" ::: "memory");
             if (kt + 2 < n_tiles)
                 page_next = pages[kt + 2];
         }
-        asm volatile("cp.async.commit_group;\ncp.async.wait_group 1;\n" ::: "memory");
-        __syncthreads();
         float sc[FA_KEYS / 8][4];
         fa_scores<D>(sc, qa, ka + stage);
         /* scale; the causal mask only where a key of the tile is past the warp's first row (a
@@ -607,7 +610,6 @@ __global__ __launch_bounds__(128, FA_MIN_BLOCKS(D)) static void k_flash_prefill(
             }
         }
         fa_pv<D>(o, sc, va + stage);
-        __syncthreads(); /* every warp is done with this stage before it is refilled */
     }
     /* row rb's output is 8 rows of n_heads·D past row ra's */
     float *opa = out + ((size_t)(row0 + ra) * n_heads + hq) * D + 2 * t;
