@@ -255,13 +255,13 @@ template <typename T>
 __global__ __launch_bounds__(ATT_THREADS) static void k_att_partial(
     const float *q, const int *rows, const int *row_slot, const int *row_pos, const int *table,
     int pps, int n_pages, int layer, int n_heads, int nkv, int D, float scale, const T *K,
-    const T *V, int max_splits, float *ws_acc, float *ws_ml)
+    const T *V, int max_splits, float *ws_acc, float *ws_ml, int z0)
 {
     pdl_trigger();
     pdl_wait();
     extern __shared__ __align__(16) unsigned char att_smem[];
     constexpr int VEC = att_vec<T>::n;
-    const int split = blockIdx.x, h = blockIdx.y, z = blockIdx.z, r = rows ? rows[z] : z;
+    const int split = blockIdx.x, h = blockIdx.y, z = z0 + blockIdx.z, r = rows ? rows[z] : z;
     const int G = n_heads / nkv, len = row_pos[r] + 1, j0 = split * ATT_SPLIT;
     /* read before the exit test (one dependent load less): every launched split's table entry
      * exists, j0 being at most the step's largest position */
@@ -302,12 +302,12 @@ __global__ __launch_bounds__(ATT_THREADS) static void k_att_partial(
 #define ATT_COMB_UNROLL 32
 __global__ static void k_att_combine(const float *ws_acc, const float *ws_ml, const int *rows,
                                      const int *row_pos, int n_heads, int D, int max_splits,
-                                     float *out)
+                                     float *out, int z0)
 {
     pdl_trigger();
     pdl_wait();
     extern __shared__ float wsh[]; /* [0, ns): split maxima, then weights; [ns, 2 ns): sums */
-    const int head = blockIdx.x, z = blockIdx.y, r = rows ? rows[z] : z;
+    const int head = blockIdx.x, z = z0 + blockIdx.y, r = rows ? rows[z] : z;
     const int d = blockIdx.z * blockDim.x + threadIdx.x, dd = d < D ? d : D - 1;
     const int ns = row_pos[r] / ATT_SPLIT + 1; /* ceil((pos + 1) / ATT_SPLIT) */
     const size_t hd = (size_t)z * n_heads + head;
@@ -664,19 +664,23 @@ static int att_split(struct engine_backend *be, const struct engine_kv *kv, int 
         CU_CHECK(be, cudaFuncSetAttribute(k_att_partial<T>,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shm),
                  "attention shared memory");
-    dim3 gp((unsigned)max_splits, (unsigned)nkv, (unsigned)n);
-    CU_LAUNCH(be, "attention kernel", k_att_partial<T>, gp, dim3(ATT_THREADS), shm, q, list,
-              be->row_slot_d, be->row_pos_d, kv->table_d, kv->pages_per_slot, kv->n_pages, layer,
-              n_heads, nkv, D, scale, (const T *)kv->k, (const T *)kv->v, max_splits, acc, ml);
     size_t cshm = (size_t)max_splits * 2 * sizeof(float);
     if (cshm > 48 * 1024)
         CU_CHECK(be, cudaFuncSetAttribute(k_att_combine,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize, (int)cshm),
                  "attention combine shared memory");
     const int tb = D < 128 ? 64 : 128;
-    CU_LAUNCH(be, "attention combine kernel", k_att_combine,
-              dim3((unsigned)n_heads, (unsigned)n, (unsigned)((D + tb - 1) / tb)), dim3(tb), cshm,
-              acc, ml, list, be->row_pos_d, n_heads, D, max_splits, out);
+    /* rows z0 .. z0 + c - 1 a launch pair (a grid's y and z hold at most 65,535) */
+    for (int z0 = 0; z0 < n; z0 += CUDA_GRID_YZ_MAX) {
+        unsigned c = cuda_grid_rows(n - z0);
+        CU_LAUNCH(be, "attention kernel", k_att_partial<T>, dim3((unsigned)max_splits,
+                  (unsigned)nkv, c), dim3(ATT_THREADS), shm, q, list, be->row_slot_d,
+                  be->row_pos_d, kv->table_d, kv->pages_per_slot, kv->n_pages, layer, n_heads,
+                  nkv, D, scale, (const T *)kv->k, (const T *)kv->v, max_splits, acc, ml, z0);
+        CU_LAUNCH(be, "attention combine kernel", k_att_combine,
+                  dim3((unsigned)n_heads, c, (unsigned)((D + tb - 1) / tb)), dim3(tb), cshm, acc,
+                  ml, list, be->row_pos_d, n_heads, D, max_splits, out, z0);
+    }
     return NY_OK;
 }
 

@@ -8,21 +8,24 @@
 #include "cuda_int.cuh"
 #include "engine_cuda.h"
 
-__global__ static void k_embed_bf16(const __nv_bfloat16 *table, const int32_t *ids, int dim,
-                                    float *out)
+__global__ static void k_embed_bf16(const __nv_bfloat16 *table, const int32_t *ids, int n,
+                                    int dim, float *out)
 {
-    int r = blockIdx.y;
-    const __nv_bfloat16 *src = table + (size_t)ids[r] * dim;
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < dim; i += gridDim.x * blockDim.x)
-        out[(size_t)r * dim + i] = __bfloat162float(src[i]);
+    for (int r = blockIdx.y; r < n; r += gridDim.y) {
+        const __nv_bfloat16 *src = table + (size_t)ids[r] * dim;
+        for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < dim; i += gridDim.x * blockDim.x)
+            out[(size_t)r * dim + i] = __bfloat162float(src[i]);
+    }
 }
 
-__global__ static void k_embed_f32(const float *table, const int32_t *ids, int dim, float *out)
+__global__ static void k_embed_f32(const float *table, const int32_t *ids, int n, int dim,
+                                   float *out)
 {
-    int r = blockIdx.y;
-    const float *src = table + (size_t)ids[r] * dim;
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < dim; i += gridDim.x * blockDim.x)
-        out[(size_t)r * dim + i] = src[i];
+    for (int r = blockIdx.y; r < n; r += gridDim.y) {
+        const float *src = table + (size_t)ids[r] * dim;
+        for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < dim; i += gridDim.x * blockDim.x)
+            out[(size_t)r * dim + i] = src[i];
+    }
 }
 
 int cuda_op_embed(struct engine_backend *be, const struct engine_buf *table, const int32_t *ids,
@@ -42,12 +45,12 @@ int cuda_op_embed(struct engine_backend *be, const struct engine_buf *table, con
     int rc = cuda_upload_ints(be, (int **)&be->ids_d, &be->ids_cap, ids, (size_t)n, err);
     if (rc)
         return rc;
-    dim3 grid((unsigned)((dim + 255) / 256 < 16 ? (dim + 255) / 256 : 16), (unsigned)n);
+    dim3 grid((unsigned)((dim + 255) / 256 < 16 ? (dim + 255) / 256 : 16), cuda_grid_rows(n));
     if (table->wtype == CUDA_W_BF16)
         k_embed_bf16<<<grid, 256, 0, be->stream>>>((const __nv_bfloat16 *)table->d, be->ids_d,
-                                                   dim, (float *)out->d);
+                                                   n, dim, (float *)out->d);
     else
-        k_embed_f32<<<grid, 256, 0, be->stream>>>((const float *)table->d, be->ids_d, dim,
+        k_embed_f32<<<grid, 256, 0, be->stream>>>((const float *)table->d, be->ids_d, n, dim,
                                                   (float *)out->d);
     CU_LAUNCHED(be, "embed kernel");
     return NY_OK;
@@ -132,11 +135,11 @@ __global__ static void k_rows_to_bf16(const float *src, const int *idx, int n, i
 {
     pdl_trigger();
     pdl_wait();
-    int i = blockIdx.y;
-    const float *s = src + (size_t)(idx ? idx[i] : i) * cols;
-    for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < cols; c += gridDim.x * blockDim.x)
-        dst[(size_t)i * cols + c] = __float2bfloat16_rn(s[c]);
-    (void)n;
+    for (int i = blockIdx.y; i < n; i += gridDim.y) {
+        const float *s = src + (size_t)(idx ? idx[i] : i) * cols;
+        for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < cols; c += gridDim.x * blockDim.x)
+            dst[(size_t)i * cols + c] = __float2bfloat16_rn(s[c]);
+    }
 }
 
 int cuda_rows_to_bf16(struct engine_backend *be, const float *src, const int *idx_d, int n,
@@ -145,7 +148,7 @@ int cuda_rows_to_bf16(struct engine_backend *be, const float *src, const int *id
     if (n <= 0)
         return NY_OK;
     int bx = (cols + 1023) / 1024; /* a few blocks a row, each a grid-stride share of it */
-    dim3 grid((unsigned)(bx < 4 ? bx : 4), (unsigned)n);
+    dim3 grid((unsigned)(bx < 4 ? bx : 4), cuda_grid_rows(n));
     CU_LAUNCH(be, "bf16 staging kernel", k_rows_to_bf16, grid, dim3(256), 0, src, idx_d, n, cols,
               dst);
     return NY_OK;

@@ -257,53 +257,43 @@ struct lora_groups {
     int n[64];
 };
 
-/* The LoRA terms of adapter a over its g rows: u_p = X · A_pᵀ for every part (one launch), then
- * Y_p += scale_p · u_p · B_pᵀ (one launch). */
-static int lora_rows(struct engine_backend *be, const struct mm_job *j, int a, const int *in_d,
-                     const int *out_d, int g, struct ny_err *err)
-{
-    struct cuda_gemm_part pa[ENGINE_MATMUL_MAX_PARTS], pb[ENGINE_MATMUL_MAX_PARTS];
-    int np = 0;
-    size_t need = 0;
-    for (int p = 0; p < j->n_parts; p++)
-        if (j->lora[p] && j->lora[p][a].a)
-            need += (size_t)g * j->lora[p][a].rank;
-    if (need == 0)
-        return NY_OK;
-    void *u;
-    int rc = cuda_scratch(be, 1, need * sizeof(float), &u, err);
-    if (rc)
-        return rc;
-    float *up = (float *)u;
-    for (int p = 0; p < j->n_parts; p++) {
-        if (!j->lora[p] || !j->lora[p][a].a)
-            continue;
-        const struct engine_lora_term *lt = &j->lora[p][a];
-        int R = lt->rank;
-        pa[np] = {j->X, lt->a, j->K, R, up, R, 1.0f};
-        pb[np] = {up, lt->b, R, j->N[p], j->Y[p], j->N[p], lt->scale};
-        up += (size_t)g * R;
-        np++;
-    }
-    rc = cuda_gemm_rows_multi(be, pa, np, in_d, g, NULL, 0.0f, err);
-    if (!rc)
-        rc = cuda_gemm_rows_multi(be, pb, np, NULL, g, out_d, 1.0f, err);
-    return rc;
-}
-
 /* Base products over n rows (input rows in_d, output rows out_d; device lists, NULL =
- * identity), then each adapter's LoRA terms over its group. */
+ * identity), with each adapter's LoRA A products over its group's rows in the same launch
+ * (u = X · Aᵀ, compact per group), then every group's B products in one launch
+ * (Y += scale · u · Bᵀ): two launches for any number of adapters (SK_MAX_PARTS allowing). */
+#define MM_ROW_PARTS (ENGINE_MATMUL_MAX_PARTS * 65)
 static int matmul_rows(struct engine_backend *be, const struct mm_job *j, const int *in_d,
                        const int *out_d, int n, const struct lora_groups *lg, struct ny_err *err)
 {
-    struct cuda_gemm_part gp[ENGINE_MATMUL_MAX_PARTS];
+    struct cuda_gemm_part pa[MM_ROW_PARTS], pb[MM_ROW_PARTS];
+    int na = 0, nb = 0;
     for (int p = 0; p < j->n_parts; p++)
-        gp[p] = {j->X, j->w[p], j->K, j->N[p], j->Y[p], j->N[p], 1.0f};
-    int rc = cuda_gemm_rows_multi(be, gp, j->n_parts, in_d, n, out_d, 0.0f, err);
-    for (int a = 0; !rc && a < j->n_lora && a < 64; a++)
-        if (lg->n[a] > 0)
-            rc = lora_rows(be, j, a, lg->in_d[a], lg->out_d[a], lg->n[a], err);
-    return rc;
+        pa[na++] = {j->X, j->w[p], j->K, j->N[p], j->Y[p], j->N[p], 1.0f, in_d, out_d, n};
+    size_t need = 0;
+    for (int a = 0; a < j->n_lora && a < 64; a++)
+        for (int p = 0; p < j->n_parts && lg->n[a] > 0; p++)
+            if (j->lora[p] && j->lora[p][a].a)
+                need += (size_t)lg->n[a] * j->lora[p][a].rank;
+    float *up = NULL;
+    if (need) {
+        void *u;
+        int rc = cuda_scratch(be, 1, need * sizeof(float), &u, err);
+        if (rc)
+            return rc;
+        up = (float *)u;
+    }
+    for (int a = 0; a < j->n_lora && a < 64; a++)
+        for (int p = 0; p < j->n_parts && lg->n[a] > 0; p++) {
+            if (!j->lora[p] || !j->lora[p][a].a)
+                continue;
+            const struct engine_lora_term *lt = &j->lora[p][a];
+            int R = lt->rank, g = lg->n[a];
+            pa[na++] = {j->X, lt->a, j->K, R, up, R, 1.0f, lg->in_d[a], NULL, g};
+            pb[nb++] = {up, lt->b, R, j->N[p], j->Y[p], j->N[p], lt->scale, NULL, lg->out_d[a], g};
+            up += (size_t)g * R;
+        }
+    int rc = cuda_gemm_rows_multi(be, pa, na, 0.0f, err);
+    return rc || !nb ? rc : cuda_gemm_rows_multi(be, pb, nb, 1.0f, err);
 }
 
 /* The rows subset (final logits): input rows rows[i] -> output row i, grouped by adapter. */

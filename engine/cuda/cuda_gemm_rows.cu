@@ -3,8 +3,9 @@
  *   - skinny rows: our own tensor-core kernel, 8 output columns per block, K split over 8 warps
  *     in fixed 32-wide blocks, each warp's partial summed in k order and the 8 warps summed in
  *     warp order: a row's result never depends on the other rows (each mma row is independent)
- *     nor on how many rows there are; the products of one input (q, k, v; gate, up; their LoRA A
- *     or B matrices) share one launch; narrow, long weights go to cuda_gemm_split.cu;
+ *     nor on how many rows there are; the products of one input share one launch, each part
+ *     with its own rows (q, k, v and their LoRA A matrices over each adapter's rows; the B
+ *     matrices of every adapter group);
  *   - generic (fp32 weights, or shapes the others refuse): one warp per output element, lanes
  *     strided over k, a fixed xor-shuffle tree.
  */
@@ -18,21 +19,34 @@
 #define SK_WARPS 8
 #define SK_COLS 8
 
-/* One launch serves up to SK_MAX_PARTS independent products that share the row lists (q, k and v
- * of one input; gate and up; the LoRA A or B matrices of those): blocks [tile0, next tile0) of the
- * grid's x belong to part p. A part's arithmetic is exactly that of a launch of its own. */
-#define SK_MAX_PARTS 3
+/* One launch serves up to SK_MAX_PARTS independent products, each over its own rows (rows
+ * in_idx[i] of X -> rows out_idx[i] of Y, i < M; NULL lists = identity): blocks [tile0, next
+ * tile0) of the grid's x belong to part p, and a block whose row tile starts at or past its
+ * part's M leaves at once. A part's arithmetic is exactly that of a launch of its own. */
+#define SK_MAX_PARTS 8
 struct sk_part {
     const float *X;
     const __nv_bfloat16 *W;
     float *Y;
-    int K, N, ldy, tile0;
+    const int *in_idx, *out_idx;
+    int K, N, ldy, tile0, M;
     float alpha;
 };
 struct sk_parts {
     struct sk_part p[SK_MAX_PARTS];
     int n;
 };
+
+/* The part block column blockIdx.x belongs to. */
+__device__ __forceinline__ static struct sk_part sk_select(const struct sk_parts &P)
+{
+    struct sk_part pt = P.p[0];
+#pragma unroll
+    for (int i = 1; i < SK_MAX_PARTS; i++)
+        if (i < P.n && (int)blockIdx.x >= P.p[i].tile0)
+            pt = P.p[i];
+    return pt;
+}
 
 /* This lane's 16 bytes of W for the k-blocks b0 + u·SK_WARPS, u < U (zeros past the end). */
 template <int U>
@@ -48,9 +62,9 @@ __device__ __forceinline__ static void load_w(uint4 (&wv)[U], const __nv_bfloat1
     }
 }
 
-/* For each part, rows m of [row0 + 16·MT·blockIdx.y, +16·MT) below M:
- * Y[out_idx[m], n] = alpha · Σ_k bf16(X[in_idx[m], k]) W[n, k] + beta · Y[..] (index lists NULL:
- * identity). X fp32 [., K] (rounded to bf16 as it is read); W bf16 [N, K]; K % 8 == 0.
+/* For each part, rows m of [row0 + 16·MT·blockIdx.y, +16·MT) below the part's M:
+ * Y[out_idx[m], n] = alpha · Σ_k bf16(X[in_idx[m], k]) W[n, k] + beta · Y[..] (the part's index
+ * lists; NULL: identity). X fp32 [., K] (rounded to bf16 as it is read); W bf16 [N, K]; K % 8 == 0.
  * Lane (g = lane / 4, t = lane % 4) of warp w loads 8 consecutive k of W row n0 + g at
  * 32·b + 8·t and the same 8 k of X rows g and g + 8, for the k-blocks b = w, w + 8, ... in
  * order; the mma's logical k slots are a permutation of those physical k, applied identically to
@@ -59,19 +73,16 @@ __device__ __forceinline__ static void load_w(uint4 (&wv)[U], const __nv_bfloat1
  * depth U, on the load pipelining PF (the next U loads issued before the current ones are
  * multiplied) or on the occupancy bound MINB, which only change the schedule. */
 template <int MT, int U, int PF, int MINB>
-__global__ __launch_bounds__(SK_WARPS * 32, MINB) static void k_skinny(
-    const struct sk_parts P, const int *__restrict__ in_idx, int row0, int M,
-    const int *__restrict__ out_idx, float beta)
+__global__ __launch_bounds__(SK_WARPS * 32, MINB) static void k_skinny(const struct sk_parts P,
+                                                                       int row0, float beta)
 {
     __shared__ float red[SK_WARPS][MT][32][4];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-    struct sk_part pt = P.p[0];
-#pragma unroll
-    for (int i = 1; i < SK_MAX_PARTS; i++)
-        if (i < P.n && (int)blockIdx.x >= P.p[i].tile0)
-            pt = P.p[i];
-    const int K = pt.K, N = pt.N;
+    const struct sk_part pt = sk_select(P);
+    const int K = pt.K, N = pt.N, M = pt.M;
     const int n0 = ((int)blockIdx.x - pt.tile0) * SK_COLS, m0 = row0 + blockIdx.y * 16 * MT;
+    if (m0 >= M) /* past this part's rows (the whole block) */
+        return;
     const int nb = (K + 31) / 32;
     const bool wrow_ok = n0 + g < N;
     const __nv_bfloat16 *wp = pt.W + (size_t)(wrow_ok ? n0 + g : 0) * K + t * 8;
@@ -81,7 +92,7 @@ __global__ __launch_bounds__(SK_WARPS * 32, MINB) static void k_skinny(
         load_w<U>(wv, wp, warp, nb, K, t, wrow_ok);
     pdl_wait();
     const float *xr[MT][2];
-    cuda_tile_rows<MT>(xr, pt.X, in_idx, m0, M, K, g, t);
+    cuda_tile_rows<MT>(xr, pt.X, pt.in_idx, m0, M, K, g, t);
     float acc[MT][4];
 #pragma unroll
     for (int i = 0; i < MT; i++)
@@ -96,7 +107,8 @@ __global__ __launch_bounds__(SK_WARPS * 32, MINB) static void k_skinny(
             int b = b0 + u * SK_WARPS, k = b * 32 + t * 8;
             if (b >= nb)
                 break;
-            cuda_tile_kblock<MT>(acc, xr, b, k, K, wv[u]);
+            const uint4 w1[1] = {wv[u]};
+            cuda_tile_kblock<MT, 1>(acc, xr, b, k, K, w1);
         }
         if (PF)
 #pragma unroll
@@ -115,7 +127,7 @@ __global__ __launch_bounds__(SK_WARPS * 32, MINB) static void k_skinny(
         int row, col;
         float s = cuda_tile_sum<MT, SK_WARPS>(red, e, &row, &col);
         if (m0 + row < M && n0 + col < N)
-            cuda_store_y(pt.Y, pt.ldy, out_idx, m0 + row, n0 + col, pt.alpha, s, beta);
+            cuda_store_y(pt.Y, pt.ldy, pt.out_idx, m0 + row, n0 + col, pt.alpha, s, beta);
     }
 }
 
@@ -131,20 +143,17 @@ __device__ __forceinline__ static void sk_cp16(unsigned dst, const void *src, bo
 }
 
 template <int S>
-__global__ __launch_bounds__(SK_WARPS * 32) static void k_skinny_ring(
-    const struct sk_parts P, const int *__restrict__ in_idx, int row0, int M,
-    const int *__restrict__ out_idx, float beta)
+__global__ __launch_bounds__(SK_WARPS * 32) static void k_skinny_ring(const struct sk_parts P,
+                                                                      int row0, float beta)
 {
     extern __shared__ uint4 sk_ring[]; /* [SK_WARPS][S][32] */
     __shared__ float red[SK_WARPS][1][32][4];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-    struct sk_part pt = P.p[0];
-#pragma unroll
-    for (int i = 1; i < SK_MAX_PARTS; i++)
-        if (i < P.n && (int)blockIdx.x >= P.p[i].tile0)
-            pt = P.p[i];
-    const int K = pt.K, N = pt.N;
+    const struct sk_part pt = sk_select(P);
+    const int K = pt.K, N = pt.N, M = pt.M;
     const int n0 = ((int)blockIdx.x - pt.tile0) * SK_COLS, m0 = row0 + blockIdx.y * 16;
+    if (m0 >= M) /* past this part's rows (the whole block) */
+        return;
     const int nb = (K + 31) / 32;
     const int jn = nb > warp ? (nb - warp + SK_WARPS - 1) / SK_WARPS : 0;
     const bool wrow_ok = n0 + g < N;
@@ -162,7 +171,7 @@ __global__ __launch_bounds__(SK_WARPS * 32) static void k_skinny_ring(
     /* the ring's first S weight pieces are in flight: now wait for the previous kernel */
     pdl_wait();
     const float *xr2[1][2];
-    cuda_tile_rows<1>(xr2, pt.X, in_idx, m0, M, K, g, t);
+    cuda_tile_rows<1>(xr2, pt.X, pt.in_idx, m0, M, K, g, t);
     const float *const *xr = xr2[0];
     float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int j = 0; j < jn; j++) {
@@ -193,8 +202,162 @@ __global__ __launch_bounds__(SK_WARPS * 32) static void k_skinny_ring(
         int row, col;
         float s = cuda_tile_sum<1, SK_WARPS>(red, threadIdx.x, &row, &col);
         if (m0 + row < M && n0 + col < N)
-            cuda_store_y(pt.Y, pt.ldy, out_idx, m0 + row, n0 + col, pt.alpha, s, beta);
+            cuda_store_y(pt.Y, pt.ldy, pt.out_idx, m0 + row, n0 + col, pt.alpha, s, beta);
     }
+}
+
+/* Wide tiles, for steps of more rows: a block computes NT 8-column tiles, each warp feeding all NT
+ * from one load (and one bf16 rounding) of its X fragments. Every block reads its rows of X whole
+ * (fp32, from L2): at 16 rows that is 4 times the bytes of an 8-column tile's W, so k_skinny's
+ * launches move mostly X; NT tiles a block divide that by NT. The arithmetic of an element is
+ * k_skinny's exactly (its warp's k-blocks in order, two mma steps each, warps summed in order). */
+template <int U, int NT>
+__device__ __forceinline__ static void load_w_wide(uint4 (&wv)[U][NT],
+                                                   const __nv_bfloat16 *const (&wp)[NT], int b0,
+                                                   int nb, int K, int t, const bool (&ok)[NT])
+{
+#pragma unroll
+    for (int u = 0; u < U; u++)
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+            int b = b0 + u * SK_WARPS, k = b * 32 + t * 8;
+            wv[u][nt] = make_uint4(0, 0, 0, 0);
+            if (ok[nt] && b < nb && k < K)
+                wv[u][nt] = __ldg((const uint4 *)(wp[nt] + (size_t)b * 32));
+        }
+}
+
+/* A wide block's part, first row m0 and column n0, and this lane's W row (row g of each of the
+ * NT tiles) with whether it exists; false when the block is past its part's rows. */
+template <int MT, int NT>
+__device__ __forceinline__ static bool sk_wide_begin(const struct sk_parts &P, int row0,
+                                                     struct sk_part &pt, int &m0, int &n0,
+                                                     const __nv_bfloat16 *(&wp)[NT],
+                                                     bool (&ok)[NT])
+{
+    const int g = (threadIdx.x % 32) / 4, t = threadIdx.x % 4;
+    pt = sk_select(P);
+    n0 = ((int)blockIdx.x - pt.tile0) * SK_COLS * NT;
+    m0 = row0 + blockIdx.y * 16 * MT;
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++) {
+        ok[nt] = n0 + nt * SK_COLS + g < pt.N;
+        wp[nt] = pt.W + (size_t)(ok[nt] ? n0 + nt * SK_COLS + g : 0) * pt.K + t * 8;
+    }
+    return m0 < pt.M;
+}
+
+/* The wide kernels' end: each element of the MT x NT tiles the 8 warps' partials summed in warp
+ * order (through red), stored. */
+template <int MT, int NT>
+__device__ __forceinline__ static void sk_wide_store(float (*red)[MT * NT][32][4],
+                                                     const float (&acc)[MT * NT][4],
+                                                     const struct sk_part &pt, int m0, int n0,
+                                                     float beta)
+{
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+#pragma unroll
+    for (int i = 0; i < MT * NT; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+            red[warp][i][lane][j] = acc[i][j];
+    __syncthreads();
+    for (int e = threadIdx.x; e < MT * NT * 128; e += SK_WARPS * 32) {
+        int row, col, i = e / 128, mt = i / NT, nt = i % NT;
+        float s = cuda_tile_sum<MT * NT, SK_WARPS>(red, e, &row, &col);
+        row += (mt - i) * 16; /* tile_sum's row counts the tiles i; ours are (mt, nt) */
+        col += nt * SK_COLS;
+        if (m0 + row < pt.M && n0 + col < pt.N)
+            cuda_store_y(pt.Y, pt.ldy, pt.out_idx, m0 + row, n0 + col, pt.alpha, s, beta);
+    }
+}
+
+/* The raw X floats of k-block b (zeros past K or the rows), for XPF below, and their bf16 pack
+ * (cuda_load_x8's rounding of the same floats). */
+template <int MT>
+__device__ __forceinline__ static void load_x_raw(float4 (&xa)[MT][2][2],
+                                                  const float *const (&xr)[MT][2], int b, int nb,
+                                                  int K, int t)
+{
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            xa[mt][h][0] = xa[mt][h][1] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            if (b < nb && b * 32 + t * 8 < K && xr[mt][h]) { /* zeros past K or the rows */
+                const float4 *p = reinterpret_cast<const float4 *>(xr[mt][h] + (size_t)b * 32);
+                xa[mt][h][0] = p[0];
+                xa[mt][h][1] = p[1];
+            }
+        }
+}
+
+__device__ __forceinline__ static uint4 pack_x8(const float4 (&a)[2])
+{
+    return make_uint4(cuda_pack_bf16x2(a[0].x, a[0].y), cuda_pack_bf16x2(a[0].z, a[0].w),
+                      cuda_pack_bf16x2(a[1].x, a[1].y), cuda_pack_bf16x2(a[1].z, a[1].w));
+}
+
+/* XPF (U 1, for one or two row tiles): the X fragments of the next k-block load along with its W
+ * (X and W both a step ahead). At 16 rows a warp's X loads (L2 hits) otherwise stall every
+ * step, and the wide launches have few warps an SM to hide that. Either way the arithmetic is
+ * k_skinny's exactly (the same floats packed the same way, the same mma order). */
+template <int MT, int NT, int U, bool XPF>
+__global__ __launch_bounds__(SK_WARPS * 32, 2) static void k_skinny_wide(const struct sk_parts P,
+                                                                         int row0, float beta)
+{
+    static_assert(!XPF || U == 1, "the X prefetch runs one k-block a step");
+    __shared__ float red[SK_WARPS][MT * NT][32][4];
+    const int warp = threadIdx.x / 32, g = (threadIdx.x % 32) / 4, t = threadIdx.x % 4;
+    struct sk_part pt;
+    int m0, n0;
+    const __nv_bfloat16 *wp[NT];
+    bool ok[NT];
+    if (!sk_wide_begin<MT, NT>(P, row0, pt, m0, n0, wp, ok)) /* past this part's rows */
+        return;
+    const int K = pt.K, M = pt.M;
+    const int nb = (K + 31) / 32, step = SK_WARPS * U;
+    uint4 wv[U][NT], wn[U][NT];
+    load_w_wide<U, NT>(wv, wp, warp, nb, K, t, ok); /* weights only: before the wait */
+    pdl_wait();
+    const float *xr[MT][2];
+    cuda_tile_rows<MT>(xr, pt.X, pt.in_idx, m0, M, K, g, t);
+    float4 xa[XPF ? MT : 1][2][2], xn[XPF ? MT : 1][2][2];
+    if constexpr (XPF)
+        load_x_raw<MT>(xa, xr, warp, nb, K, t);
+    float acc[MT * NT][4];
+#pragma unroll
+    for (int i = 0; i < MT * NT; i++)
+        acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
+    for (int b0 = warp; b0 < nb; b0 += step) {
+        load_w_wide<U, NT>(wn, wp, b0 + step, nb, K, t, ok);
+        if constexpr (XPF) {
+            load_x_raw<MT>(xn, xr, b0 + step, nb, K, t);
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
+                cuda_tile_mma<NT>(&acc[mt * NT], pack_x8(xa[mt][0]), pack_x8(xa[mt][1]), wv[0]);
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                for (int h = 0; h < 2; h++)
+                    xa[mt][h][0] = xn[mt][h][0], xa[mt][h][1] = xn[mt][h][1];
+        } else {
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                int b = b0 + u * SK_WARPS, k = b * 32 + t * 8;
+                if (b >= nb)
+                    break;
+                cuda_tile_kblock<MT, NT>(acc, xr, b, k, K, wv[u]);
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++)
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++)
+                wv[u][nt] = wn[u][nt];
+    }
+    pdl_trigger();
+    sk_wide_store<MT, NT>(red, acc, pt, m0, n0, beta);
 }
 
 /* ---- generic kernel --------------------------------------------------------------------------- */
@@ -204,22 +367,24 @@ __global__ static void k_generic(const float *X, const int *in_idx, int M, int K
                                  float beta)
 {
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    int n = blockIdx.x * 8 + warp, m = blockIdx.y;
-    if (n >= N || m >= M)
+    int n = blockIdx.x * 8 + warp;
+    if (n >= N)
         return;
-    const float *x = X + (size_t)(in_idx ? in_idx[m] : m) * K;
-    const WT *w = W + (size_t)n * K;
-    float s = 0.0f;
-    for (int k = lane; k < K; k += 32)
-        s += x[k] * (float)w[k];
-    for (int o = 16; o > 0; o >>= 1)
-        s += __shfl_xor_sync(0xffffffffu, s, o);
-    if (lane == 0) {
-        float *yp = Y + (size_t)(out_idx ? out_idx[m] : m) * ldy + n;
-        float v = alpha * s;
-        if (beta != 0.0f)
-            v += beta * *yp;
-        *yp = v;
+    for (int m = blockIdx.y; m < M; m += gridDim.y) {
+        const float *x = X + (size_t)(in_idx ? in_idx[m] : m) * K;
+        const WT *w = W + (size_t)n * K;
+        float s = 0.0f;
+        for (int k = lane; k < K; k += 32)
+            s += x[k] * (float)w[k];
+        for (int o = 16; o > 0; o >>= 1)
+            s += __shfl_xor_sync(0xffffffffu, s, o);
+        if (lane == 0) {
+            float *yp = Y + (size_t)(out_idx ? out_idx[m] : m) * ldy + n;
+            float v = alpha * s;
+            if (beta != 0.0f)
+                v += beta * *yp;
+            *yp = v;
+        }
     }
 }
 
@@ -228,12 +393,14 @@ int cuda_skinny_ok(const struct engine_buf *w)
     return w->wtype == CUDA_W_BF16 && w->cols % 8 == 0;
 }
 
-/* The schedule of a one-tile (<= 16 rows) skinny launch. By default: up to SK_RING_ROWS rows the
- * ring kernel (k_skinny_ring<8>), else U 4 pipelined at 4 blocks an SM. NY_SKINNY_V forces one
- * for A/B timing: 0 (U 8, pipelined, no occupancy bound: the first version), 1 (U 8, not
- * pipelined, 4 blocks an SM), 2 (U 4, pipelined, 4 blocks an SM), 3 (U 4, pipelined, 3 blocks an
- * SM), 4 (ring of 8), 5 (ring of 16). All give bit-identical results (one arithmetic), so the
- * choice may follow the row count. Passes of 2-4 tiles pipeline unless NY_SKINNY_PF=0. */
+/* The schedule of a skinny launch. By default: up to SK_RING_ROWS rows the ring kernel
+ * (k_skinny_ring<8>), else wide tiles (k_skinny_wide: 32 columns a block up to 32 rows, 16
+ * beyond). NY_SKINNY_V forces one for A/B timing; for one-tile (<= 16 rows) launches: 0 (U 8,
+ * pipelined, no occupancy bound: the first version), 1 (U 8, not pipelined, 4 blocks an SM), 2
+ * (U 4, pipelined, 4 blocks an SM), 3 (U 4, pipelined, 3 blocks an SM), 4 (ring of 8), 5 (ring of
+ * 16); 6 wide tiles at any row count (X prefetched up to 2 row tiles), 7 no wide tiles (passes
+ * of 2-4 row tiles: U 4, pipelined unless NY_SKINNY_PF=0), 8 wide tiles without the X prefetch.
+ * All give bit-identical results (one arithmetic), so the choice may follow the row count. */
 #define SK_RING_ROWS 8
 static int env_int(const char *name, int dflt)
 {
@@ -248,41 +415,69 @@ static int skinny_variant(int *pf)
     if (r < 0) {
         __atomic_store_n(&p, env_int("NY_SKINNY_PF", 1) != 0, __ATOMIC_RELAXED);
         r = env_int("NY_SKINNY_V", 9);
-        __atomic_store_n(&v, r > 5 ? 9 : r, __ATOMIC_RELAXED);
+        __atomic_store_n(&v, r > 8 ? 9 : r, __ATOMIC_RELAXED);
         r = __atomic_load_n(&v, __ATOMIC_RELAXED);
     }
     *pf = __atomic_load_n(&p, __ATOMIC_RELAXED);
     return r;
 }
 
-/* One skinny launch: rows [row0, row0 + 16·MT·grid.y) below M of every part. */
-static int skinny_launch(struct engine_backend *be, int mt, const struct sk_parts &P, int tiles,
-                         int passes, const int *in_idx, int row0, int M, const int *out_idx,
-                         float beta, struct ny_err *err)
+/* One skinny launch: rows [row0, row0 + 16·MT·grid.y) of every part (below the part's own
+ * count); `rows` (the most rows left to any part from row0) picks the schedule, and with it the
+ * columns a block computes (the parts' first tiles are set here). */
+static int skinny_launch(struct engine_backend *be, int mt, struct sk_parts &P, int passes,
+                         int row0, int rows, float beta, struct ny_err *err)
 {
     int pf, v = skinny_variant(&pf);
     if (v == 9) /* the default: by the launch's row count */
-        v = M - row0 <= SK_RING_ROWS ? 4 : 2;
+        v = rows <= SK_RING_ROWS ? 4 : 6;
+    /* 8-column tiles a block: 4 (2 from 3 row tiles on), fewer while that leaves under 256
+     * blocks (down's 4,096 columns, the 70B card's k and v) */
+    int nt = v != 6 && v != 8 ? 1 : mt == 1 || (v == 8 && mt == 2) ? 4 : 2, cols = 0;
+    for (int i = 0; i < P.n; i++)
+        cols += P.p[i].N;
+    while (nt > 1 && cols / (SK_COLS * nt) < 256)
+        nt /= 2;
+    int tiles = 0;
+    for (int i = 0; i < P.n; i++) {
+        P.p[i].tile0 = tiles;
+        tiles += (P.p[i].N + SK_COLS * nt - 1) / (SK_COLS * nt);
+    }
     dim3 grid((unsigned)tiles, (unsigned)passes), tb(SK_WARPS * 32);
     cudaStream_t st = be->stream;
 #define SK_GO(MT_, U_, PF_, MINB_)                                                                \
-    cuda_launch(k_skinny<MT_, U_, PF_, MINB_>, grid, tb, 0, st, be->n_rows, P, in_idx, row0, M,  \
-                out_idx, beta)
-    if (mt == 1 && v >= 4) {
+    cuda_launch(k_skinny<MT_, U_, PF_, MINB_>, grid, tb, 0, st, be->n_rows, P, row0, beta)
+#define SK_WIDE(MT_, NT_, U_)                                                                     \
+    cuda_launch(k_skinny_wide<MT_, NT_, U_, false>, grid, tb, 0, st, be->n_rows, P, row0, beta)
+#define SK_WPF(MT_, NT_)                                                                          \
+    cuda_launch(k_skinny_wide<MT_, NT_, 1, true>, grid, tb, 0, st, be->n_rows, P, row0, beta)
+    if (v == 6 && mt <= 2) { /* X prefetched with W */
+        if (mt == 1)
+            nt == 4 ? SK_WPF(1, 4) : nt == 2 ? SK_WPF(1, 2) : SK_WPF(1, 1);
+        else
+            nt == 2 ? SK_WPF(2, 2) : SK_WPF(2, 1);
+    } else if (v == 6 || v == 8) {
+        if (mt == 1)
+            nt == 4 ? SK_WIDE(1, 4, 2) : nt == 2 ? SK_WIDE(1, 2, 2) : SK_WIDE(1, 1, 2);
+        else if (mt == 2)
+            nt == 4 ? SK_WIDE(2, 4, 1) : nt == 2 ? SK_WIDE(2, 2, 1) : SK_WIDE(2, 1, 1);
+        else if (nt == 1)
+            mt == 3 ? SK_WIDE(3, 1, 1) : SK_WIDE(4, 1, 1);
+        else
+            mt == 3 ? SK_WIDE(3, 2, 1) : SK_WIDE(4, 2, 1);
+    } else if (mt == 1 && v >= 4 && v <= 5) {
         size_t shm = (size_t)SK_WARPS * 32 * 16 * (v == 4 ? 8 : 16);
         if (v == 4) {
-            cuda_launch(k_skinny_ring<8>, grid, tb, shm, st, be->n_rows, P, in_idx, row0, M,
-                        out_idx, beta);
+            cuda_launch(k_skinny_ring<8>, grid, tb, shm, st, be->n_rows, P, row0, beta);
         } else {
             static int allowed[CUDA_MAX_DEVICES];
             int rc = cuda_smem_allow(be, (const void *)k_skinny_ring<16>, shm, allowed, err);
             if (rc)
                 return rc;
-            cuda_launch(k_skinny_ring<16>, grid, tb, shm, st, be->n_rows, P, in_idx, row0, M,
-                        out_idx, beta);
+            cuda_launch(k_skinny_ring<16>, grid, tb, shm, st, be->n_rows, P, row0, beta);
         }
     } else if (mt == 1) {
-        if (v == 0)
+        if (v == 0 || v == 7)
             SK_GO(1, 8, 1, 1);
         else if (v == 1)
             SK_GO(1, 8, 0, 4);
@@ -307,78 +502,61 @@ static int skinny_launch(struct engine_backend *be, int mt, const struct sk_part
             SK_GO(4, 4, 0, 1);
     }
 #undef SK_GO
+#undef SK_WIDE
+#undef SK_WPF
     CU_LAUNCHED(be, "skinny GEMM kernel");
     return NY_OK;
 }
 
-/* Rows in_idx[i] of each part's X -> rows out_idx[i] of its Y, i < n (device lists, NULL =
- * identity), the parts in as few launches as the kernels allow (bit-identical to one call per
- * part). */
-int cuda_gemm_rows_multi(struct engine_backend *be, const struct cuda_gemm_part *gp, int n_parts,
-                           const int *in_idx, int n, const int *out_idx, float beta,
-                           struct ny_err *err)
+/* A part of fp32 weights (or a bf16 shape the skinny kernel refuses): the generic kernel. */
+static int generic_part(struct engine_backend *be, const struct cuda_gemm_part *q, float beta)
 {
-    if (n <= 0 || n_parts <= 0)
-        return NY_OK;
-    int all_skinny = n_parts <= SK_MAX_PARTS;
-    for (int i = 0; i < n_parts; i++)
-        all_skinny = all_skinny && cuda_skinny_ok(gp[i].w);
-    if (!all_skinny) {
-        for (int i = 0; i < n_parts; i++) {
-            const struct cuda_gemm_part *q = &gp[i];
-            dim3 grid((unsigned)((q->N + 7) / 8), (unsigned)n);
-            if (cuda_skinny_ok(q->w)) {
-                int rc = cuda_gemm_rows_multi(be, q, 1, in_idx, n, out_idx, beta, err);
-                if (rc)
-                    return rc;
-                continue;
-            }
-            if (q->w->wtype == CUDA_W_BF16)
-                k_generic<__nv_bfloat16><<<grid, 256, 0, be->stream>>>(
-                    q->X, in_idx, n, q->K, (const __nv_bfloat16 *)q->w->d, q->N, out_idx, q->Y,
-                    q->ldy, q->alpha, beta);
-            else
-                k_generic<float><<<grid, 256, 0, be->stream>>>(
-                    q->X, in_idx, n, q->K, (const float *)q->w->d, q->N, out_idx, q->Y, q->ldy,
-                    q->alpha, beta);
-            CU_LAUNCHED(be, "generic GEMM kernel");
-        }
-        return NY_OK;
-    }
-    int split = n_parts <= CUDA_SPLIT_PARTS;
-    for (int i = 0; i < n_parts; i++)
-        split = split && gp[i].K == gp[0].K && cuda_split_wanted(gp[i].K, gp[i].N);
-    if (split) { /* narrow, long weights (LoRA A): K split over blocks, by shape alone */
-        struct cuda_split_part sp[CUDA_SPLIT_PARTS];
-        for (int i = 0; i < n_parts; i++)
-            sp[i] = {gp[i].X, gp[i].w, gp[i].Y, gp[i].N, gp[i].ldy, gp[i].alpha};
-        return cuda_gemm_split(be, sp, n_parts, gp[0].K, in_idx, n, out_idx, beta, err);
-    }
+    dim3 grid((unsigned)((q->N + 7) / 8), cuda_grid_rows(q->n));
+    if (q->w->wtype == CUDA_W_BF16)
+        k_generic<__nv_bfloat16><<<grid, 256, 0, be->stream>>>(
+            q->X, q->in_idx, q->n, q->K, (const __nv_bfloat16 *)q->w->d, q->N, q->out_idx, q->Y,
+            q->ldy, q->alpha, beta);
+    else
+        k_generic<float><<<grid, 256, 0, be->stream>>>(q->X, q->in_idx, q->n, q->K,
+                                                        (const float *)q->w->d, q->N, q->out_idx,
+                                                        q->Y, q->ldy, q->alpha, beta);
+    return NY_OK;
+}
+
+/* Each part's rows (its own lists), the skinny parts in as few launches as SK_MAX_PARTS allows:
+ * bit-identical to one call per part. */
+int cuda_gemm_rows_multi(struct engine_backend *be, const struct cuda_gemm_part *gp, int n_parts,
+                         float beta, struct ny_err *err)
+{
     struct sk_parts P;
     memset(&P, 0, sizeof P);
-    int tiles = 0;
-    for (int i = 0; i < n_parts; i++) {
-        P.p[i].X = gp[i].X;
-        P.p[i].W = (const __nv_bfloat16 *)gp[i].w->d;
-        P.p[i].Y = gp[i].Y;
-        P.p[i].K = gp[i].K;
-        P.p[i].N = gp[i].N;
-        P.p[i].ldy = gp[i].ldy;
-        P.p[i].alpha = gp[i].alpha;
-        P.p[i].tile0 = tiles;
-        tiles += (gp[i].N + SK_COLS - 1) / SK_COLS;
-    }
-    P.n = n_parts;
-    /* Passes of 64 rows; the last pass uses the smallest tile count that covers it. */
-    int full = n / 64, rest = n - full * 64;
-    if (full) {
-        int rc = skinny_launch(be, 4, P, tiles, full, in_idx, 0, full * 64, out_idx, beta, err);
-        if (rc)
-            return rc;
-    }
-    if (rest) {
-        return skinny_launch(be, (rest + 15) / 16, P, tiles, 1, in_idx, full * 64, n, out_idx,
-                             beta, err);
+    int nmax = 0;
+    for (int i = 0; i <= n_parts; i++) {
+        if (i == n_parts || P.n == SK_MAX_PARTS) { /* launch what is gathered */
+            int full = nmax / 64, rest = nmax - full * 64, rc = NY_OK;
+            if (P.n && full)
+                rc = skinny_launch(be, 4, P, full, 0, nmax, beta, err);
+            if (P.n && rest && !rc) /* the last pass: the fewest row tiles that cover it */
+                rc = skinny_launch(be, (rest + 15) / 16, P, 1, full * 64, rest, beta, err);
+            if (rc)
+                return rc;
+            memset(&P, 0, sizeof P);
+            nmax = 0;
+            if (i == n_parts)
+                break;
+        }
+        const struct cuda_gemm_part *q = &gp[i];
+        if (q->n <= 0)
+            continue;
+        if (!cuda_skinny_ok(q->w)) {
+            generic_part(be, q, beta);
+            CU_LAUNCHED(be, "generic GEMM kernel");
+            continue;
+        }
+        struct sk_part *sp = &P.p[P.n++];
+        *sp = {q->X, (const __nv_bfloat16 *)q->w->d, q->Y, q->in_idx, q->out_idx,
+               q->K, q->N, q->ldy, 0, q->n, q->alpha};
+        nmax = q->n > nmax ? q->n : nmax;
     }
     return NY_OK;
 }
@@ -386,9 +564,9 @@ int cuda_gemm_rows_multi(struct engine_backend *be, const struct cuda_gemm_part 
 /* Rows in_idx[i] of X (fp32, width K) -> rows out_idx[i] of Y (width ldy), i < n; index arrays
  * are device arrays (NULL = identity). */
 int cuda_gemm_rows(struct engine_backend *be, const float *X, const int *in_idx, int n, int K,
-                     const struct engine_buf *w, int N, const int *out_idx, float *Y, int ldy,
-                     float alpha, float beta, struct ny_err *err)
+                   const struct engine_buf *w, int N, const int *out_idx, float *Y, int ldy,
+                   float alpha, float beta, struct ny_err *err)
 {
-    struct cuda_gemm_part p = {X, w, K, N, Y, ldy, alpha};
-    return cuda_gemm_rows_multi(be, &p, 1, in_idx, n, out_idx, beta, err);
+    struct cuda_gemm_part p = {X, w, K, N, Y, ldy, alpha, in_idx, out_idx, n};
+    return cuda_gemm_rows_multi(be, &p, 1, beta, err);
 }

@@ -130,12 +130,19 @@ struct engine_tp {
     struct engine_backend *bes[CUDA_TP_MAX];
 };
 
+/* A grid's y and z sizes are at most 65,535: kernels with a block row a row of the step take
+ * gridDim.y = cuda_grid_rows(n) and stride over the rest. */
+#define CUDA_GRID_YZ_MAX 65535
+static inline unsigned cuda_grid_rows(int n)
+{
+    return (unsigned)(n < CUDA_GRID_YZ_MAX ? (n > 0 ? n : 1) : CUDA_GRID_YZ_MAX);
+}
+
 /* Scratch areas (cuda_scratch): 0..3 belong to the GEMM path, CUDA_SCRATCH_TP to the
  * tensor-parallel collectives, CUDA_SCRATCH_ARGMAX to argmax's chunk candidates. */
 #define CUDA_SCRATCH_TP 4
 #define CUDA_SCRATCH_ARGMAX 5
-#define CUDA_SCRATCH_SPLIT 6
-#define CUDA_N_SCRATCH 7
+#define CUDA_N_SCRATCH 6
 
 struct engine_backend {
     int device;
@@ -289,10 +296,10 @@ int cuda_gemm_bf16(struct engine_backend *be, const __nv_bfloat16 *xb, int m, in
 int cuda_rows_to_bf16(struct engine_backend *be, const float *src, const int *idx_d, int n,
                       int cols, __nv_bfloat16 *dst, struct ny_err *err);
 
-/* Decode and logits rows (cuda_gemm_rows.cu): for each part, rows in_idx[i] of X (fp32, width K)
- * -> rows out_idx[i] of Y (width ldy), Y = alpha · X · Wᵀ (+ beta · Y), i < n (device lists,
- * NULL = identity), in as few launches as the kernels allow (bit-identical to a call per part).
- * cuda_skinny_ok: whether W takes the tensor-core kernels (bf16, K % 8 == 0). */
+/* Decode and logits rows (cuda_gemm_rows.cu): for each part, rows in_idx[i] of X (fp32, width
+ * K) -> rows out_idx[i] of Y (width ldy), Y = alpha · X · Wᵀ (+ beta · Y), i < n (the part's own
+ * device lists, NULL = identity), in as few launches as the kernels allow (bit-identical to a
+ * call per part). cuda_skinny_ok: whether W takes the tensor-core kernels (bf16, K % 8 == 0). */
 struct cuda_gemm_part {
     const float *X;
     const struct engine_buf *w;
@@ -300,31 +307,15 @@ struct cuda_gemm_part {
     float *Y;
     int ldy;
     float alpha;
+    const int *in_idx, *out_idx;
+    int n;
 };
 int cuda_skinny_ok(const struct engine_buf *w);
 int cuda_gemm_rows_multi(struct engine_backend *be, const struct cuda_gemm_part *gp, int n_parts,
-                         const int *in_idx, int n, const int *out_idx, float beta,
-                         struct ny_err *err);
+                         float beta, struct ny_err *err);
 int cuda_gemm_rows(struct engine_backend *be, const float *X, const int *in_idx, int n, int K,
                    const struct engine_buf *w, int N, const int *out_idx, float *Y, int ldy,
                    float alpha, float beta, struct ny_err *err);
-
-/* Decode rows through narrow, long bf16 weights by a fixed split of K (cuda_gemm_split.cu): for
- * each part, Y[out_idx[i], :] = alpha · X[in_idx[i], :] · Wᵀ (+ beta · Y), i < n (device lists,
- * NULL = identity). cuda_split_wanted(K, N): whether a weight of that shape takes this scheme
- * (a function of the shape alone, as the determinism contract needs). */
-#define CUDA_SPLIT_PARTS 3
-struct cuda_split_part {
-    const float *X;
-    const struct engine_buf *w;
-    float *Y;
-    int N, ldy;
-    float alpha;
-};
-int cuda_split_wanted(int K, int N);
-int cuda_gemm_split(struct engine_backend *be, const struct cuda_split_part *parts, int n_parts,
-                    int K, const int *in_idx, int n, const int *out_idx, float beta,
-                    struct ny_err *err);
 
 /* SwiGLU of n contiguous rows of width cols (cuda_elementwise.cu, the swiglu op's own kernel):
  * v = silu(g) · u per element in fp32, stored to out (fp32, may alias g) and/or outb (bf16,

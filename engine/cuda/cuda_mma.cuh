@@ -32,7 +32,7 @@ __device__ __forceinline__ static uint4 cuda_load_x8(const float *p)
                       cuda_pack_bf16x2(b.x, b.y), cuda_pack_bf16x2(b.z, b.w));
 }
 
-/* ---- the skinny scheme's per-lane pieces (k_skinny, k_skinny_ring, k_split_part) -------------
+/* ---- the skinny scheme's per-lane pieces (k_skinny, k_skinny_ring, k_skinny_wide) ---------------
  * A block computes an 8-column tile for MT 16-row tiles; lane (g = lane / 4, t = lane % 4) of a
  * warp feeds rows g and g + 8 of each row tile with the 8 k at 32·b + 8·t of k-block b. */
 
@@ -51,12 +51,25 @@ __device__ __forceinline__ static void cuda_tile_rows(const float *(&xr)[MT][2],
         }
 }
 
-/* acc[mt] += the products of k-block b (k = 32·b + 8·t; zeros past K or past the rows) with this
- * lane's 16 bytes of W: two mma steps per row tile. */
-template <int MT>
-__device__ __forceinline__ static void cuda_tile_kblock(float (&acc)[MT][4],
+/* acc[nt] += one k-block's two mma steps for each of NT 8-column tiles: X fragments x0 (row g)
+ * and x1 (row g + 8) of one row tile, this lane's 16 bytes of W of each tile. */
+template <int NT>
+__device__ __forceinline__ static void cuda_tile_mma(float (*acc)[4], uint4 x0, uint4 x1,
+                                                     const uint4 *w)
+{
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++) {
+        cuda_mma_bf16(acc[nt], x0.x, x1.x, x0.y, x1.y, w[nt].x, w[nt].y);
+        cuda_mma_bf16(acc[nt], x0.z, x1.z, x0.w, x1.w, w[nt].z, w[nt].w);
+    }
+}
+
+/* acc[mt·NT + nt] += the products of k-block b (k = 32·b + 8·t; zeros past K or past the rows)
+ * with this lane's 16 bytes of W of each of NT column tiles: two mma steps per pair. */
+template <int MT, int NT>
+__device__ __forceinline__ static void cuda_tile_kblock(float (&acc)[MT * NT][4],
                                                         const float *const (&xr)[MT][2], int b,
-                                                        int k, int K, uint4 w)
+                                                        int k, int K, const uint4 (&w)[NT])
 {
 #pragma unroll
     for (int mt = 0; mt < MT; mt++) {
@@ -65,8 +78,7 @@ __device__ __forceinline__ static void cuda_tile_kblock(float (&acc)[MT][4],
             x0 = cuda_load_x8(xr[mt][0] + (size_t)b * 32);
         if (k < K && xr[mt][1])
             x1 = cuda_load_x8(xr[mt][1] + (size_t)b * 32);
-        cuda_mma_bf16(acc[mt], x0.x, x1.x, x0.y, x1.y, w.x, w.y);
-        cuda_mma_bf16(acc[mt], x0.z, x1.z, x0.w, x1.w, w.z, w.w);
+        cuda_tile_mma<NT>(&acc[mt * NT], x0, x1, w);
     }
 }
 

@@ -105,6 +105,20 @@ static double rel_err(const float *a, const float *ref, size_t n)
 }
 
 /* Read n floats of a pair; return the relative error of the GPU against the CPU. */
+/* FNV-1a of the n floats of a GPU buffer. */
+static uint64_t gpu_fnv(struct engine_buf *b, size_t n)
+{
+    float *g = malloc(n * 4);
+    assert_non_null(g);
+    OK(G->buf_read(gbe, b, 0, g, n, E));
+    uint64_t h = 1469598103934665603ull;
+    const unsigned char *p = (const unsigned char *)g;
+    for (size_t i = 0; i < n * 4; i++)
+        h = (h ^ p[i]) * 1099511628211ull;
+    free(g);
+    return h;
+}
+
 static double compare(struct wpair a, size_t n)
 {
     float *g = malloc(n * 4), *c = malloc(n * 4);
@@ -562,8 +576,11 @@ static void run_attention(int nh, int nkv, int hd, int plen, enum engine_dtype d
             OK(G->attention(gbe, kg, layer, q.g, k.g, v.g, nh, sc, o.g, E));
             OK(C->attention(cbe, kc, layer, q.c, k.c, v.c, nh, sc, o.c, E));
             double r = compare(o, (size_t)nr * nh * hd);
-            print_message("attention %d/%d heads x %d, %d tokens, step %d layer %d: %.2e\n", nh,
-                          nkv, hd, plen, step, layer, r);
+            /* the output's bits, to compare two builds of the kernels (same inputs: the test
+             * order and seeds are fixed) */
+            print_message("attention %d/%d heads x %d, %d tokens, step %d layer %d: %.2e "
+                          "(GPU bits %016llx)\n", nh, nkv, hd, plen, step, layer, r,
+                          (unsigned long long)gpu_fnv(o.g, (size_t)nr * nh * hd));
             assert_true(r < (dt == ENGINE_DTYPE_BF16 ? 1e-2 : 1e-5));
             wfree(q), wfree(k), wfree(v), wfree(o);
             free(qv), free(kv), free(vv);
@@ -589,7 +606,7 @@ static void test_attention(void **state)
  * give bit-identical matmul rows alone and inside batches of other requests, at other offsets. */
 static void inv_matmul_once(int K, int N, int pos_a, const int *rows, const int *ad, int n,
                             const float *xa, const float *xb, struct engine_buf *w,
-                            const struct engine_lora_term *l, float *ya, float *yb)
+                            const struct engine_lora_term *l, int n_lora, float *ya, float *yb)
 {
     struct tbatch t;
     make_batch(&t, n, rows, NULL, ad);
@@ -604,7 +621,7 @@ static void inv_matmul_once(int K, int N, int pos_a, const int *rows, const int 
     OK(G->buf_alloc(gbe, (size_t)nr * K, &xg, E));
     OK(G->buf_alloc(gbe, (size_t)nr * N, &yg, E));
     OK(G->buf_write(gbe, xg, 0, x, (size_t)nr * K, E));
-    OK(G->matmul(gbe, xg, K, w, N, l, 1, NULL, 0, yg, E));
+    OK(G->matmul(gbe, xg, K, w, N, l, n_lora, NULL, 0, yg, E));
     OK(G->buf_read(gbe, yg, (size_t)t.start[pos_a] * N, ya, (size_t)rows[pos_a] * N, E));
     OK(G->buf_read(gbe, yg, (size_t)t.start[n - 1] * N, yb, (size_t)N, E));
     G->buf_free(gbe, xg);
@@ -612,54 +629,68 @@ static void inv_matmul_once(int K, int N, int pos_a, const int *rows, const int 
     free(x);
 }
 
-static void run_matmul_invariance(int K)
+/* Request b (the last, one decode row) has adapter adb (-1: the base); the other requests take
+ * adapters -1, 0 and 1 (two adapters of ranks 16 and 8). */
+static void run_matmul_invariance(int K, int adb)
 {
-    int N = 1002, R = 16;
+    int N = 1002, R = 16, R2 = 8;
     float *wv = rand_vec((size_t)N * K, 0.05f), *av = rand_vec((size_t)R * K, 0.05f);
-    float *bv = rand_vec((size_t)N * R, 0.05f);
+    float *bv = rand_vec((size_t)N * R, 0.05f), *av2 = rand_vec((size_t)R2 * K, 0.05f);
+    float *bv2 = rand_vec((size_t)N * R2, 0.05f);
     struct wpair w = weight(ENGINE_DTYPE_BF16, wv, N, K), la = weight(ENGINE_DTYPE_BF16, av, R, K);
     struct wpair lb = weight(ENGINE_DTYPE_BF16, bv, N, R);
-    struct engine_lora_term l = {la.g, lb.g, R, 2.0f};
+    struct wpair la2 = weight(ENGINE_DTYPE_BF16, av2, R2, K);
+    struct wpair lb2 = weight(ENGINE_DTYPE_BF16, bv2, N, R2);
+    struct engine_lora_term l[2] = {{la.g, lb.g, R, 2.0f}, {la2.g, lb2.g, R2, 0.5f}};
     float *xa = rand_vec(7 * (size_t)K, 1.0f), *xb = rand_vec((size_t)K, 1.0f);
     float *ya0 = malloc(7 * (size_t)N * 4), *yb0 = malloc((size_t)N * 4);
     float *ya = malloc(7 * (size_t)N * 4), *yb = malloc((size_t)N * 4);
-    int r0[2] = {7, 1}, a0[2] = {0, -1};
-    inv_matmul_once(K, N, 0, r0, a0, 2, xa, xb, w.g, &l, ya0, yb0);
+    int r0[2] = {7, 1}, a0[2] = {0, adb};
+    inv_matmul_once(K, N, 0, r0, a0, 2, xa, xb, w.g, l, 2, ya0, yb0);
     /* inside larger batches: other prefills and decode rows before and after, other adapters */
     for (int trial = 0; trial < 4; trial++) {
         int rows[40], ad[40], n = 3 + 9 * trial, pos_a = 1 + trial * 3;
         for (int i = 0; i < n; i++) {
             rows[i] = (i % 3 == 0) ? 2 + i % 5 : 1;
-            ad[i] = i % 2 ? 0 : -1;
+            ad[i] = i % 3 - 1;
         }
         rows[pos_a] = 7;
         ad[pos_a] = 0;
         rows[n - 1] = 1;
-        ad[n - 1] = -1;
-        inv_matmul_once(K, N, pos_a, rows, ad, n, xa, xb, w.g, &l, ya, yb);
+        ad[n - 1] = adb;
+        inv_matmul_once(K, N, pos_a, rows, ad, n, xa, xb, w.g, l, 2, ya, yb);
         assert_memory_equal(ya, ya0, 7 * (size_t)N * 4);
         assert_memory_equal(yb, yb0, (size_t)N * 4);
     }
     /* 70 decode rows in one step (two skinny passes): row b still identical */
     int rows[71], ad[71];
     for (int i = 0; i < 71; i++)
-        rows[i] = 1, ad[i] = i % 3 ? 0 : -1;
+        rows[i] = 1, ad[i] = i % 3 - 1;
     rows[0] = 7;
     ad[0] = 0;
-    ad[70] = -1;
-    inv_matmul_once(K, N, 0, rows, ad, 71, xa, xb, w.g, &l, ya, yb);
+    ad[70] = adb;
+    inv_matmul_once(K, N, 0, rows, ad, 71, xa, xb, w.g, l, 2, ya, yb);
     assert_memory_equal(ya, ya0, 7 * (size_t)N * 4);
     assert_memory_equal(yb, yb0, (size_t)N * 4);
-    wfree(w), wfree(la), wfree(lb);
-    free(wv), free(av), free(bv), free(xa), free(xb), free(ya0), free(yb0), free(ya), free(yb);
+    /* every row with adapter adb (one group covering all rows) */
+    for (int i = 0; i < 71; i++)
+        ad[i] = i ? adb : 0;
+    inv_matmul_once(K, N, 0, rows, ad, 71, xa, xb, w.g, l, 2, ya, yb);
+    assert_memory_equal(ya, ya0, 7 * (size_t)N * 4);
+    assert_memory_equal(yb, yb0, (size_t)N * 4);
+    wfree(w), wfree(la), wfree(lb), wfree(la2), wfree(lb2);
+    free(wv), free(av), free(bv), free(av2), free(bv2), free(xa), free(xb), free(ya0), free(yb0);
+    free(ya), free(yb);
 }
 
-/* K 1024: LoRA A by the one-block skinny scheme; K 4096: by the split-K scheme (narrow, long). */
+/* Decode rows' LoRA A products ride in the base product's launch, over each adapter's rows:
+ * K 1024 and K 4096 (the prefill units' LoRA A takes split-K from K 4096 on). */
 static void test_matmul_invariance(void **state)
 {
     (void)state;
-    run_matmul_invariance(1024);
-    run_matmul_invariance(4096);
+    run_matmul_invariance(1024, 0);
+    run_matmul_invariance(4096, 1);
+    run_matmul_invariance(4096, -1);
 }
 
 /* Attention of request A (prefill 300 rows, then decode) is bit-identical whether it runs alone
@@ -727,6 +758,36 @@ static void expect_err(int rc, int code, const struct ny_err *e, const char *wha
     if (rc != code)
         fail_msg("%s: got %d, expected %d", what, rc, code);
     assert_true(e->msg[0] != '\0');
+}
+
+/* A step of more rows than a grid's y size holds (65,535): embed, the generic (fp32) and the
+ * prefill-unit (bf16, staged) matmul paths against the CPU. */
+static void test_many_rows(void **state)
+{
+    (void)state;
+    int rows[2] = {70000, 1}, K = 16, N = 8;
+    struct tbatch t;
+    make_batch(&t, 2, rows, NULL, NULL);
+    both_step(&t);
+    int nr = t.b.n_rows;
+    int32_t *ids = malloc((size_t)nr * sizeof *ids);
+    assert_non_null(ids);
+    for (int i = 0; i < nr; i++)
+        ids[i] = (int32_t)((i * 7919u) % 50u);
+    float *tab = rand_vec(50 * (size_t)K, 1.0f), *wv = rand_vec((size_t)N * K, 0.5f);
+    for (int dt = 0; dt < 2; dt++) {
+        enum engine_dtype d = dt ? ENGINE_DTYPE_BF16 : ENGINE_DTYPE_F32;
+        struct wpair e = weight(d, tab, 50, K), w = weight(d, wv, N, K);
+        struct wpair x = act(NULL, (size_t)nr * K), y = act(NULL, (size_t)nr * N);
+        OK(G->embed(gbe, e.g, ids, K, x.g, E));
+        OK(C->embed(cbe, e.c, ids, K, x.c, E));
+        assert_true(compare(x, (size_t)nr * K) == 0.0);
+        OK(G->matmul(gbe, x.g, K, w.g, N, NULL, 0, NULL, 0, y.g, E));
+        OK(C->matmul(cbe, x.c, K, w.c, N, NULL, 0, NULL, 0, y.c, E));
+        assert_true(compare(y, (size_t)nr * N) < (dt ? 1e-2 : 1e-5));
+        wfree(e), wfree(w), wfree(x), wfree(y);
+    }
+    free(ids), free(tab), free(wv);
 }
 
 static void test_errors(void **state)
@@ -800,6 +861,7 @@ int main(void)
         cmocka_unit_test(test_matmul_invariance),
         cmocka_unit_test(test_attention_invariance),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_many_rows),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     G->destroy(gbe);
