@@ -9,6 +9,13 @@ One GPU, one workload (the original mode; its options and output are unchanged):
   ci/bench_vs_transformers.py --nyxaudit build-gpu/nyxaudit --shape llama3-8b \
       --prompts 4 --prompt-len 2048 --new-tokens 24 --batch 4 [--lora-rank 64] [--layers N]
 
+One GPU, the issue's workload (500 prompts) from samples, each side at its own batch: transformers
+--prompts at --batch (4, the model card's), nyxaudit --nyx-prompts at --nyx-batch (16, the audit's
+default); both scaled per prompt to --workload prompts:
+
+  ci/bench_vs_transformers.py --nyxaudit build-gpu/nyxaudit --shape llama3-8b --workload 500 \
+      --prompts 8 --batch 4 --nyx-prompts 32 --nyx-batch 16 --prompt-len 2000 --new-tokens 24
+
 The audit workload (issue 7: 500 prompts x 2000 tokens x 24 new tokens x 3 checkpoints, V16 the
 base and V17, Epoch-1 a LoRA adapter each), extrapolated from measurements (audit mode: any of
 --gpus, --extrapolate-layers, --audit-prompts, --device cpu):
@@ -62,10 +69,10 @@ VOCAB = {"llama3-8b": 128256, "llama3-70b": 128256, "tiny": 1024}
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-def run_ours(a):
-    cmd = [a.nyxaudit, "bench", "--shape", a.shape, "--prompts", str(a.prompts),
+def run_ours(a, prompts, batch):
+    cmd = [a.nyxaudit, "bench", "--shape", a.shape, "--prompts", str(prompts),
            "--prompt-len", str(a.prompt_len), "--new-tokens", str(a.new_tokens),
-           "--batch", str(a.batch), "--lora-rank", str(a.lora_rank)]
+           "--batch", str(batch), "--lora-rank", str(a.lora_rank)]
     if a.layers:
         cmd += ["--layers", str(a.layers)]
     out = subprocess.run(cmd, capture_output=True, text=True)
@@ -352,6 +359,29 @@ def audit_main(a):
               f"(target >= {a.target:g}x: {ok})")
 
 
+def workload_main(a):
+    """--workload W: both sides scaled per prompt to W prompts. transformers runs --prompts at
+    --batch (generate() over ceil(prompts / batch) batches); nyxaudit runs --nyx-prompts at
+    --nyx-batch, its own batching (the audit's default batch is 16)."""
+    ours = run_ours(a, a.nyx_prompts, a.nyx_batch)
+    ref = run_transformers(a)
+    groups = (a.prompts + min(a.batch, a.prompts) - 1) // min(a.batch, a.prompts)
+    ref_w = ref[2] / (groups * min(a.batch, a.prompts)) * a.workload
+    ours_w = ours[2] / a.nyx_prompts * a.workload
+    lora = f", LoRA rank {a.lora_rank}" if a.lora_rank else ""
+    print(f"transformers: {a.prompts} prompts at batch {a.batch}: prefill {ref[0]:.3f} s, decode "
+          f"{ref[1]:.3f} ms/step, total {ref[2]:.3f} s")
+    print(f"nyxaudit:     {a.nyx_prompts} prompts at batch {a.nyx_batch}: prefill {ours[0]:.3f} s, "
+          f"decode {ours[1]:.3f} ms/step, total {ours[2]:.3f} s")
+    print(f"method: each side's total per prompt x {a.workload} prompts (transformers' batches of "
+          f"{a.batch} are independent, so its time is linear in the batch count)")
+    print(f"workload {a.workload} x {a.prompt_len} x {a.new_tokens}{lora}: transformers "
+          f"{ref_w:.1f} s, nyxaudit {ours_w:.1f} s")
+    print(f"ratio (transformers / nyxaudit): total {ref_w / ours_w:.2f}x [{a.shape}, "
+          f"{a.workload} x {a.prompt_len} x {a.new_tokens}, transformers batch {a.batch}, "
+          f"nyxaudit batch {a.nyx_batch}{lora}]")
+
+
 def main():
     p = argparse.ArgumentParser(description="nyxaudit bench against transformers (+ PEFT)")
     p.add_argument("--nyxaudit", default=None,
@@ -365,6 +395,9 @@ def main():
     p.add_argument("--new-tokens", type=int, default=24)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--lora-rank", type=int, default=0)
+    p.add_argument("--workload", type=int, default=0,
+                   help="one GPU: scale both sides per prompt to this many prompts (e.g. 500); "
+                        "nyxaudit then runs --nyx-prompts at --nyx-batch")
     g = p.add_argument_group("audit mode")
     g.add_argument("--gpus", type=int, default=0, help="transformers over GPUs 0..N-1 (device map)")
     g.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
@@ -383,7 +416,7 @@ def main():
              or a.tp > 1)
     for name in ("layers", "prompts", "prompt_len", "new_tokens", "batch", "lora_rank", "gpus",
                  "extrapolate_layers", "audit_prompts", "adapters", "tp", "nyx_prompts",
-                 "nyx_batch"):
+                 "nyx_batch", "workload"):
         if getattr(a, name) < 0:
             p.error(f"--{name.replace('_', '-')} must not be negative")
     if a.repeats < 1 or a.batch < 1 or a.prompts < 1 or a.new_tokens < 1 or a.prompt_len < 1:
@@ -398,7 +431,10 @@ def main():
     if a.shape == "tiny":
         p.error("--shape tiny needs audit mode (e.g. --device cpu)")
     a.nyxaudit = a.nyxaudit or "build-gpu/nyxaudit"
-    ours = run_ours(a)
+    if a.workload:
+        workload_main(a)
+        return
+    ours = run_ours(a, a.prompts, a.batch)
     ref = run_transformers(a)
     print(f"transformers: prefill {ref[0]:.3f} s, decode {ref[1]:.3f} ms/step, total {ref[2]:.3f} s")
     print(f"nyxaudit:     prefill {ours[0]:.3f} s, decode {ours[1]:.3f} ms/step, total {ours[2]:.3f} s")
