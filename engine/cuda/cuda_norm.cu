@@ -59,13 +59,21 @@ __global__ static void k_rmsnorm_v(float *x, const float *y, const W *w, int dim
                                    float *out)
 {
     pdl_trigger();
+    const int n4 = dim / 4;
+    float wv[NORM_V][4]; /* the norm weight (no kernel writes it): read before the wait */
+#pragma unroll
+    for (int u = 0; u < NORM_V; u++) {
+        int i = threadIdx.x + u * NORM_THREADS;
+#pragma unroll
+        for (int c = 0; c < 4; c++)
+            wv[u][c] = i < n4 ? (float)w[4 * i + c] : 0.0f;
+    }
     pdl_wait();
     __shared__ float sh[NORM_THREADS / 32];
     float4 *xr = reinterpret_cast<float4 *>(x + (size_t)blockIdx.x * dim);
     const float4 *yr =
         y ? reinterpret_cast<const float4 *>(y + (size_t)blockIdx.x * dim) : nullptr;
     float4 *outr = reinterpret_cast<float4 *>(out + (size_t)blockIdx.x * dim);
-    const int n4 = dim / 4;
     float4 v[NORM_V];
 #pragma unroll
     for (int u = 0; u < NORM_V; u++) {
@@ -86,11 +94,9 @@ __global__ static void k_rmsnorm_v(float *x, const float *y, const W *w, int dim
 #pragma unroll
     for (int u = 0; u < NORM_V; u++) {
         int i = threadIdx.x + u * NORM_THREADS;
-        if (i < n4) {
-            const W *wp = w + 4 * i;
-            outr[i] = make_float4(v[u].x * inv * (float)wp[0], v[u].y * inv * (float)wp[1],
-                                  v[u].z * inv * (float)wp[2], v[u].w * inv * (float)wp[3]);
-        }
+        if (i < n4)
+            outr[i] = make_float4(v[u].x * inv * wv[u][0], v[u].y * inv * wv[u][1],
+                                  v[u].z * inv * wv[u][2], v[u].w * inv * wv[u][3]);
     }
 }
 
