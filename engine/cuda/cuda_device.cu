@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "engine_cuda.h" /* first: brings ny_config.h (NY_HAVE_NCCL) */
+#include "cuda_int.cuh"    /* CUDA_PDL_MAX_ROWS */
 #if NY_HAVE_NCCL
 #include <nccl.h>
 #endif
@@ -17,15 +18,19 @@ struct engine_backend_ops;
 extern "C" const struct engine_backend_ops engine_cuda_ops;
 extern "C" const void *const engine_cuda_ops_anchor = &engine_cuda_ops;
 
-/* Whether kernels launch with programmatic dependent launch (cuda_int.cuh: cuda_launch): on
- * unless NY_PDL=0. Ranks' threads may race on the first call: they all store the same value. */
-int cuda_pdl_enabled(void)
+/* The most rows a step may have for its kernels to launch with programmatic dependent launch
+ * (cuda_int.cuh: cuda_launch): CUDA_PDL_MAX_ROWS, NY_PDL_ROWS=N (A/B timing), -1 (never) with
+ * NY_PDL=0. Ranks' threads may race on the first call: they all store the same value. */
+int cuda_pdl_max_rows(void)
 {
-    static int v = -1;
+    static int v = -2;
     int r = __atomic_load_n(&v, __ATOMIC_RELAXED);
-    if (r < 0) {
-        const char *e = getenv("NY_PDL");
-        r = !(e && e[0] == '0' && !e[1]);
+    if (r == -2) {
+        const char *e = getenv("NY_PDL"), *n = getenv("NY_PDL_ROWS");
+        char *end = NULL;
+        long l = n && *n ? strtol(n, &end, 10) : -1;
+        r = e && e[0] == '0' && !e[1] ? -1
+            : end && !*end && l >= 0 && l <= 1000000 ? (int)l : CUDA_PDL_MAX_ROWS;
         __atomic_store_n(&v, r, __ATOMIC_RELAXED);
     }
     return r;

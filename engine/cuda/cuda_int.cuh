@@ -27,9 +27,9 @@
  * pdl_trigger() once it no longer needs its SM slots to itself so the next kernel can start.
  * pdl_wait() returns once every earlier kernel has completed and its writes are visible, so no
  * result depends on the overlap. Both are no-ops for a kernel launched without the attribute.
- * The attribute is set for steps of at most CUDA_PDL_MAX_ROWS rows (measured on an H100, 8B
- * shape: decode at batch 1 and 4 gains 6-7%, at batch 16 it loses 11%); NY_PDL=0 never sets it
- * (for A/B timing). */
+ * The attribute is set for steps of at most cuda_pdl_max_rows() rows: CUDA_PDL_MAX_ROWS (measured
+ * on an H100, 8B shape: decode at batch 1 and 4 gains 6-7%, at batch 16 it lost 11% with the
+ * kernels of the time), NY_PDL_ROWS=N for A/B timing, none with NY_PDL=0. */
 #define CUDA_PDL_MAX_ROWS 8
 __device__ __forceinline__ static void pdl_wait(void)
 {
@@ -43,7 +43,7 @@ __device__ __forceinline__ static void pdl_trigger(void)
     asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
 #endif
 }
-int cuda_pdl_enabled(void);
+int cuda_pdl_max_rows(void);
 template <typename... KArgs, typename... Args>
 static inline cudaError_t cuda_launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t shm,
                                       cudaStream_t st, int rows, Args... args)
@@ -51,7 +51,7 @@ static inline cudaError_t cuda_launch(void (*kernel)(KArgs...), dim3 grid, dim3 
     cudaLaunchAttribute attr[1];
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[0].val.programmaticStreamSerializationAllowed =
-        rows <= CUDA_PDL_MAX_ROWS && cuda_pdl_enabled();
+        rows <= cuda_pdl_max_rows();
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = grid;
     cfg.blockDim = block;
