@@ -5,8 +5,7 @@
  * ATT_SPLIT positions: one block per (split, kv head, row) computes, for the kv head's group of
  * q heads, the split's max, sum of exponentials and weighted value sum (dot products over d in
  * order, max and sum over the split's positions by fixed xor shuffle trees, value sums over
- * positions in order); the last of a row's split blocks of a kv head to finish (an arrival
- * counter decides which; atomics take no part in arithmetic) combines the splits in split order.
+ * positions in order); a second kernel combines the splits in split order.
  * The number of splits depends only on the row's own position, so a row's result never depends
  * on the rest of the batch. Softmax in fp32 with max subtraction; expf/sqrtf are the precise ones.
  */
@@ -51,14 +50,12 @@ __global__ static void k_kv_store(const float *k, const float *v, const int *row
 /* ---- decode: one block per (split of ATT_SPLIT positions, kv head, row) -----------------------
  * Workspace (z = the row's index in the row list, hd = z * n_heads + head):
  *   acc [hd][max_splits][D]: the split's value sums Σ_j p_j · V_j;
- *   ml  [hd][max_splits][2]: the split's score max m and Σ_j p_j (p_j = expf(s_j - m));
- *   arrive [z][nkv]: the blocks of (row z, kv head) done so far this launch, 0 between launches.
+ *   ml  [hd][max_splits][2]: the split's score max m and Σ_j p_j (p_j = expf(s_j - m)).
  * A split lies within one KV page (ATT_SPLIT divides CUDA_KV_PAGE): one table lookup. The block
  * copies q of the kv head's group and the split's K and V rows into shared memory at once (16-byte
  * cp.async, one memory round trip), then lane j of each warp scores position j for the warp's
  * heads (d in order), takes the softmax partials of a head by fixed xor trees in that warp, and
- * each thread sums p_j · V[j][d] over j in order for its (head, d) outputs. The row's last split
- * block of the kv head then combines the row's splits (k_att_partial, att_combine). */
+ * each thread sums p_j · V[j][d] over j in order for its (head, d) outputs. */
 #define ATT_SPLIT 32
 #define ATT_THREADS 128
 #define ATT_WARPS (ATT_THREADS / 32)
@@ -254,100 +251,15 @@ __device__ static void att_values(const float *ps, const T *vs, int G, int D, in
     }
 }
 
-/* Combine a row's splits in split order, for the kv head's group of G q heads: per head,
- * M = max_s m_s (fmaxf from -inf, s in order), w_s = expf(m_s - M), L = Σ_s w_s · l_s and, per d,
- * out[d] = (Σ_s w_s · acc_s[d]) / L, every sum from 0 over s in order. hd: the group's first
- * head in the workspace; out: the row's output of that head. sm: the block's shared memory of
- * nf floats, which holds the maxima, weights and sums of as many heads at once as fit (at least
- * one: nf >= 2 * ATT_MAX_GROUP + 2 * ns). A thread's first ATT_COMB_UNROLL value sums are loaded
- * along with the maxima. Partials of other blocks are read from L2 (ld.cg). */
-#define ATT_COMB_UNROLL 20
-__device__ __forceinline__ static void att_comb_load(float *v, const float *ad, int s0, int ns,
-                                                     int D)
-{
-#pragma unroll
-    for (int k = 0; k < ATT_COMB_UNROLL; k++)
-        v[k] = __ldcg(ad + (size_t)min(s0 + k, ns - 1) * D); /* unconditional: no branches */
-}
-
-__device__ static void att_combine(const float *ws_acc, const float *ws_ml, size_t hd, int ns,
-                                   int max_splits, int G, int D, float *sm, int nf, float *out)
-{
-    float *Mh = sm, *Lh = sm + ATT_MAX_GROUP, *wsh = sm + 2 * ATT_MAX_GROUP;
-    const int hc = min(G, (nf - 2 * ATT_MAX_GROUP) / (2 * ns));
-    const float2 *ml = reinterpret_cast<const float2 *>(ws_ml) + hd * max_splits;
-    const float *acc = ws_acc + hd * max_splits * D; /* [g][max_splits][D] */
-    for (int g0 = 0; g0 < G; g0 += hc) {
-        /* heads g0 .. g0 + gn - 1; head g's [0, ns): maxima, then weights; [ns, 2 ns): sums */
-        const int gn = min(hc, G - g0), u0 = threadIdx.x;
-        float v[ATT_COMB_UNROLL]; /* splits a chunk: loads in flight, then the sums in order */
-        if (u0 < gn * D)
-            att_comb_load(v, acc + (size_t)(g0 + u0 / D) * max_splits * D + u0 % D, 0, ns, D);
-        for (int i = threadIdx.x; i < gn * ns; i += ATT_THREADS) {
-            const int g = i / ns, s = i % ns;
-            float2 t = __ldcg(ml + (size_t)(g0 + g) * max_splits + s);
-            wsh[g * 2 * ns + s] = t.x;
-            wsh[g * 2 * ns + ns + s] = t.y;
-        }
-        __syncthreads();
-        if (threadIdx.x < gn) {
-            const float *w = wsh + threadIdx.x * 2 * ns;
-            float M = -INFINITY;
-            for (int s = 0; s < ns; s++)
-                M = fmaxf(M, w[s]);
-            Mh[threadIdx.x] = M;
-        }
-        __syncthreads();
-        for (int i = threadIdx.x; i < gn * ns; i += ATT_THREADS) {
-            const int g = i / ns, s = i % ns;
-            wsh[g * 2 * ns + s] = expf(wsh[g * 2 * ns + s] - Mh[g]);
-        }
-        __syncthreads();
-        if (threadIdx.x < gn) {
-            const float *w = wsh + threadIdx.x * 2 * ns;
-            float L = 0.0f;
-            for (int s = 0; s < ns; s++)
-                L += w[s] * w[ns + s];
-            Lh[threadIdx.x] = L;
-        }
-        __syncthreads();
-        for (int u = u0; u < gn * D; u += ATT_THREADS) {
-            const int g = u / D, d = u % D;
-            const float *w = wsh + g * 2 * ns;
-            const float *ad = acc + (size_t)(g0 + g) * max_splits * D + d;
-            float a = 0.0f;
-            for (int s0 = 0; s0 < ns; s0 += ATT_COMB_UNROLL) {
-                if (s0 > 0 || u > u0)
-                    att_comb_load(v, ad, s0, ns, D);
-#pragma unroll
-                for (int k = 0; k < ATT_COMB_UNROLL; k++)
-                    if (s0 + k < ns)
-                        a += w[s0 + k] * v[k];
-            }
-            out[(size_t)(g0 + g) * D + d] = a / Lh[g];
-        }
-        __syncthreads(); /* the next heads' maxima overwrite these */
-    }
-}
-
-/* The block writes its split's partials; the last of the ns blocks of (row z, kv head h) to
- * arrive, by the arrival counter arrive[z * nkv + h], combines the row's splits for the group
- * (att_combine) and sets the counter back to 0 for the next launch. Counters start at 0 (zeroed
- * with the workspace); blocks past the row's last split exit before they count. Ordering: every
- * thread's partials, a fence, a barrier, then one thread's fence and atomicAdd (release); the
- * winner's fence after its atomicAdd (acquire), a barrier, then the reads. nf: the dynamic shared
- * memory in floats (the combine reuses it once the staged K, V and q are dead). */
 template <typename T>
 __global__ __launch_bounds__(ATT_THREADS) static void k_att_partial(
     const float *q, const int *rows, const int *row_slot, const int *row_pos, const int *table,
     int pps, int n_pages, int layer, int n_heads, int nkv, int D, float scale, const T *K,
-    const T *V, int max_splits, float *ws_acc, float *ws_ml, int *arrive, int nf, float *out,
-    int z0)
+    const T *V, int max_splits, float *ws_acc, float *ws_ml, int z0)
 {
     pdl_trigger();
     pdl_wait();
     extern __shared__ __align__(16) unsigned char att_smem[];
-    __shared__ int att_last;
     constexpr int VEC = att_vec<T>::n;
     const int split = blockIdx.x, h = blockIdx.y, z = z0 + blockIdx.z, r = rows ? rows[z] : z;
     const int G = n_heads / nkv, len = row_pos[r] + 1, j0 = split * ATT_SPLIT;
@@ -381,25 +293,59 @@ __global__ __launch_bounds__(ATT_THREADS) static void k_att_partial(
         att_values<T, 4>(ps, vs, G, D, cnt, acc, (size_t)max_splits * D);
     else
         att_values<T, 1>(ps, vs, G, D, cnt, acc, (size_t)max_splits * D);
-    /* arrival: the last of the row's ns = ceil((pos + 1) / ATT_SPLIT) split blocks combines */
-    const int ns = (len - 1) / ATT_SPLIT + 1;
-    __threadfence();
-    __syncthreads(); /* also: every thread is done with the staged K, V, q and p */
-    if (threadIdx.x == 0) {
-        int *c = arrive + (size_t)z * nkv + h;
-        __threadfence();
-        const int last = atomicAdd(c, 1) == ns - 1;
-        if (last) {
-            atomicExch(c, 0); /* every other block of the row has counted: ready for next time */
-            __threadfence();
-        }
-        att_last = last;
+}
+
+/* Combine a row's splits in split order: M = max_s m_s, w_s = expf(m_s - M),
+ * out[d] = (Σ_s w_s · acc_s[d]) / Σ_s w_s · l_s. One block per (head, row, blockDim.x d's), a
+ * thread per d; the first ATT_COMB_UNROLL value sums are loaded along with the maxima.
+ * Dynamic shared memory: 2 * max_splits floats. */
+#define ATT_COMB_UNROLL 32
+__global__ static void k_att_combine(const float *ws_acc, const float *ws_ml, const int *rows,
+                                     const int *row_pos, int n_heads, int D, int max_splits,
+                                     float *out, int z0)
+{
+    pdl_trigger();
+    pdl_wait();
+    extern __shared__ float wsh[]; /* [0, ns): split maxima, then weights; [ns, 2 ns): sums */
+    const int head = blockIdx.x, z = z0 + blockIdx.y, r = rows ? rows[z] : z;
+    const int d = blockIdx.z * blockDim.x + threadIdx.x, dd = d < D ? d : D - 1;
+    const int ns = row_pos[r] / ATT_SPLIT + 1; /* ceil((pos + 1) / ATT_SPLIT) */
+    const size_t hd = (size_t)z * n_heads + head;
+    const float2 *ml = reinterpret_cast<const float2 *>(ws_ml) + hd * max_splits;
+    const float *ad = ws_acc + hd * max_splits * D + dd;
+    float v[ATT_COMB_UNROLL]; /* a chunk of splits: all loads in flight, then the sums in order */
+#pragma unroll
+    for (int k = 0; k < ATT_COMB_UNROLL; k++)
+        v[k] = ad[(size_t)min(k, ns - 1) * D]; /* unconditional: no branches */
+    for (int s = threadIdx.x; s < ns; s += blockDim.x) {
+        float2 t = ml[s];
+        wsh[s] = t.x;
+        wsh[ns + s] = t.y;
     }
     __syncthreads();
-    if (!att_last)
-        return;
-    att_combine(ws_acc, ws_ml, hd, ns, max_splits, G, D, reinterpret_cast<float *>(att_smem),
-                nf, out + ((size_t)r * n_heads + (size_t)h * G) * D);
+    float M = -INFINITY;
+    for (int s = 0; s < ns; s++)
+        M = fmaxf(M, wsh[s]);
+    __syncthreads();
+    for (int s = threadIdx.x; s < ns; s += blockDim.x)
+        wsh[s] = expf(wsh[s] - M);
+    __syncthreads();
+    float L = 0.0f, a = 0.0f;
+    for (int s = 0; s < ns; s++)
+        L += wsh[s] * wsh[ns + s];
+    for (int s0 = 0; s0 < ns; s0 += ATT_COMB_UNROLL) {
+        if (s0 > 0) {
+#pragma unroll
+            for (int k = 0; k < ATT_COMB_UNROLL; k++)
+                v[k] = ad[(size_t)min(s0 + k, ns - 1) * D];
+        }
+#pragma unroll
+        for (int k = 0; k < ATT_COMB_UNROLL; k++)
+            if (s0 + k < ns)
+                a += wsh[s0 + k] * v[k];
+    }
+    if (d < D)
+        out[((size_t)r * n_heads + head) * D + d] = a / L;
 }
 
 /* ---- prefill: flash-style attention on the tensor cores --------------------------------------
@@ -680,45 +626,29 @@ __global__ __launch_bounds__(128, FA_MIN_BLOCKS(D)) static void k_flash_prefill(
         }
     }
 }
-/* The split path's workspace, one allocation of S bytes (S a multiple of 1,024): the arrival
- * counters in its first S / 64 bytes, zeroed when it is allocated (k_att_partial leaves them at
- * 0), then acc and ml from 16-byte boundaries (see the decode section). The counters' region
- * depends on S only, so that a call of another shape never finds its counters where an earlier
- * call wrote acc or ml. Grown on demand (and then zeroed again) for n rows. */
-static size_t att_arrive_bytes(size_t S) { return S / 1024 * 16; }
-
-static int att_workspace(struct engine_backend *be, int n, int n_heads, int nkv, int D,
-                         int max_splits, float **acc, float **ml, int **arrive,
-                         struct ny_err *err)
+/* The split path's workspace for n rows: acc, then ml from a 16-byte boundary (see the decode
+ * section); grown on demand. */
+static int att_workspace(struct engine_backend *be, int n, int n_heads, int D, int max_splits,
+                         float **acc, float **ml, struct ny_err *err)
 {
     size_t hs = (size_t)n * n_heads * max_splits, acc_n = (hs * D + 3) / 4 * 4;
-    size_t wsz = (acc_n + hs * 2) * sizeof(float), csz = (size_t)n * nkv * sizeof(int);
-    size_t cb = att_arrive_bytes(be->attn_ws_size);
-    if (be->attn_ws_size - cb < wsz || cb < csz) {
-        /* S = 1,024 K: S - S / 64 = 1,008 K bytes for acc and ml, 16 K for the counters */
-        size_t k = (wsz + 1007) / 1008, kc = (csz + 15) / 16;
-        size_t S = (k > kc ? k : kc) * 1024;
+    size_t wsz = (acc_n + hs * 2) * sizeof(float);
+    if (be->attn_ws_size < wsz) {
         int rc = cuda_stream_wait(be, "sync before workspace growth", err);
         if (rc)
             return rc;
         cudaFree(be->attn_ws);
         be->attn_ws = NULL;
         be->attn_ws_size = 0;
-        CU_CHECK(be, cudaMalloc((void **)&be->attn_ws, S), "cudaMalloc attention workspace");
-        CU_CHECK(be, cudaMemsetAsync(be->attn_ws, 0, att_arrive_bytes(S), be->stream),
-                 "attention arrival counters");
-        be->attn_ws_size = S;
-        cb = att_arrive_bytes(S);
+        CU_CHECK(be, cudaMalloc((void **)&be->attn_ws, wsz), "cudaMalloc attention workspace");
+        be->attn_ws_size = wsz;
     }
-    *arrive = (int *)be->attn_ws;
-    *acc = be->attn_ws + cb / sizeof(float);
-    *ml = *acc + acc_n;
+    *acc = be->attn_ws;
+    *ml = be->attn_ws + acc_n;
     return NY_OK;
 }
 
-/* Split path for n rows (list: their indices, NULL = rows 0..n-1) over a cache of T. The dynamic
- * shared memory: the larger of the split's staging and one head's combine (its maxima and sums,
- * 2 · max_splits floats, after the group's M and L). */
+/* Split path for n rows (list: their indices, NULL = rows 0..n-1) over a cache of T. */
 template <typename T>
 static int att_split(struct engine_backend *be, const struct engine_kv *kv, int layer,
                      const float *q, const int *list, int n, int n_heads, float scale,
@@ -726,26 +656,30 @@ static int att_split(struct engine_backend *be, const struct engine_kv *kv, int 
 {
     const int nkv = kv->shape.n_kv_heads, D = kv->shape.head_dim;
     float *acc, *ml;
-    int *arrive;
-    int rc = att_workspace(be, n, n_heads, nkv, D, max_splits, &acc, &ml, &arrive, err);
+    int rc = att_workspace(be, n, n_heads, D, max_splits, &acc, &ml, err);
     if (rc)
         return rc;
     size_t shm = att_smem_bytes(n_heads / nkv, D, sizeof(T));
-    size_t cshm = (2 * (size_t)ATT_MAX_GROUP + 2 * (size_t)max_splits) * sizeof(float);
-    if (shm < cshm)
-        shm = cshm;
     if (shm > 48 * 1024)
         CU_CHECK(be, cudaFuncSetAttribute(k_att_partial<T>,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shm),
                  "attention shared memory");
-    /* rows z0 .. z0 + c - 1 a launch (a grid's z holds at most 65,535) */
+    size_t cshm = (size_t)max_splits * 2 * sizeof(float);
+    if (cshm > 48 * 1024)
+        CU_CHECK(be, cudaFuncSetAttribute(k_att_combine,
+                                          cudaFuncAttributeMaxDynamicSharedMemorySize, (int)cshm),
+                 "attention combine shared memory");
+    const int tb = D < 128 ? 64 : 128;
+    /* rows z0 .. z0 + c - 1 a launch pair (a grid's y and z hold at most 65,535) */
     for (int z0 = 0; z0 < n; z0 += CUDA_GRID_YZ_MAX) {
         unsigned c = cuda_grid_rows(n - z0);
         CU_LAUNCH(be, "attention kernel", k_att_partial<T>, dim3((unsigned)max_splits,
                   (unsigned)nkv, c), dim3(ATT_THREADS), shm, q, list, be->row_slot_d,
                   be->row_pos_d, kv->table_d, kv->pages_per_slot, kv->n_pages, layer, n_heads,
-                  nkv, D, scale, (const T *)kv->k, (const T *)kv->v, max_splits, acc, ml, arrive,
-                  (int)(shm / sizeof(float)), out, z0);
+                  nkv, D, scale, (const T *)kv->k, (const T *)kv->v, max_splits, acc, ml, z0);
+        CU_LAUNCH(be, "attention combine kernel", k_att_combine,
+                  dim3((unsigned)n_heads, c, (unsigned)((D + tb - 1) / tb)), dim3(tb), cshm, acc,
+                  ml, list, be->row_pos_d, n_heads, D, max_splits, out, z0);
     }
     return NY_OK;
 }
