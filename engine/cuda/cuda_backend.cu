@@ -18,6 +18,24 @@ int cuda_fail(struct engine_backend *be, struct ny_err *err, const char *file, i
     return ny_err_set(err, NY_E_DEVICE, file, line, "cuda: %s: %s", what, detail);
 }
 
+/* The most rows a step may have for its kernels to launch with programmatic dependent launch
+ * (cuda_int.cuh: cuda_launch): CUDA_PDL_MAX_ROWS, NY_PDL_ROWS=N (A/B timing), -1 (never) with
+ * NY_PDL=0. Ranks' threads may race on the first call: they all store the same value. */
+int cuda_pdl_max_rows(void)
+{
+    static int v = -2;
+    int r = __atomic_load_n(&v, __ATOMIC_RELAXED);
+    if (r == -2) {
+        const char *e = getenv("NY_PDL"), *n = getenv("NY_PDL_ROWS");
+        char *end = NULL;
+        long l = n && *n ? strtol(n, &end, 10) : -1;
+        r = e && e[0] == '0' && !e[1] ? -1
+            : end && !*end && l >= 0 && l <= 1000000 ? (int)l : CUDA_PDL_MAX_ROWS;
+        __atomic_store_n(&v, r, __ATOMIC_RELAXED);
+    }
+    return r;
+}
+
 #define POISON_CHECK(be)                                                                          \
     do {                                                                                          \
         if ((be)->failed)                                                                         \
