@@ -23,6 +23,7 @@ struct bench_times {
     long decode_steps, decode_rows;
     double kv_bytes;   /* KV bytes read over all decode steps (all ranks) */
     double ar_us;      /* one tp_allreduce of a decode step's rows, microseconds */
+    double ar_pre_us;  /* one tp_allreduce of a (full) prefill step's rows, microseconds */
 };
 
 struct bench {
@@ -103,27 +104,29 @@ static int run_group(struct bench *b, struct engine_model *rm, struct engine_fwd
     return rc;
 }
 
-/* Microseconds of one tp_allreduce of n rows x hidden (the sums of a decode step). */
+/* Microseconds of one tp_allreduce of the rows x hidden of a step of n requests of len rows each
+ * (decode: len 1; prefill: the prompt length), over reps sums after a warm-up. */
 static int time_allreduce(struct bench *b, struct engine_model *rm, struct engine_fwd *f, int n,
-                          double *us, struct ny_err *err)
+                          int len, int reps, double *us, struct ny_err *err)
 {
-    int rows[BENCH_MAX_BATCH + 1], zero[BENCH_MAX_BATCH], none[BENCH_MAX_BATCH];
+    int rows[BENCH_MAX_BATCH + 1], slot[BENCH_MAX_BATCH], zero[BENCH_MAX_BATCH];
+    int none[BENCH_MAX_BATCH];
     for (int s = 0; s <= n; s++)
-        rows[s] = s;
+        rows[s] = s * len;
     for (int s = 0; s < n; s++)
-        zero[s] = 0, none[s] = -1;
-    struct engine_batch bd = {n, n, rows, zero, zero, none};
+        slot[s] = len > 1 ? s : 0, zero[s] = 0, none[s] = -1;
+    struct engine_batch bd = {n * len, n, rows, slot, zero, none};
     int rc = rm->ops->step_begin(rm->be, &bd, err);
-    for (int i = 0; i < 10 && !rc; i++) /* warm-up */
+    for (int i = 0; i < (reps > 10 ? 10 : 2) && !rc; i++) /* warm-up */
         rc = rm->ops->tp_allreduce(rm->be, f->h, b->o->hidden, err);
     if (!rc)
         rc = engine_cuda_sync(rm->be, err);
     double t0 = now_s();
-    for (int i = 0; i < BENCH_AR_REPS && !rc; i++)
+    for (int i = 0; i < reps && !rc; i++)
         rc = rm->ops->tp_allreduce(rm->be, f->h, b->o->hidden, err);
     if (!rc)
         rc = engine_cuda_sync(rm->be, err);
-    *us = (now_s() - t0) * 1e6 / BENCH_AR_REPS;
+    *us = (now_s() - t0) * 1e6 / reps;
     return rc;
 }
 
@@ -146,7 +149,9 @@ static int bench_rank(struct engine_model *rm, void *ctx, struct ny_err *err)
     for (int p = 0; !rc && p < o->prompts; p += group)
         rc = run_group(b, rm, &f, p, o->prompts - p < group ? o->prompts - p : group, &mine, err);
     if (!rc && rm->tp > 1)
-        rc = time_allreduce(b, rm, &f, group, &mine.ar_us, err);
+        rc = time_allreduce(b, rm, &f, group, 1, BENCH_AR_REPS, &mine.ar_us, err);
+    if (!rc && rm->tp > 1) /* a full group's prefill step */
+        rc = time_allreduce(b, rm, &f, group, o->prompt_len, 5, &mine.ar_pre_us, err);
     if (!rc)
         rc = mem_sample(b, rm, err);
     if (rm->rank == 0)
@@ -199,6 +204,13 @@ static void report(struct bench *b, double copy, double gemm, FILE *out)
         fprintf(out, "all-reduce: %.1f us per sum of a decode step's rows; %d per step = %.3f ms "
                 "= %.0f%% of a decode step\n", t->ar_us, 2 * o->layers,
                 2 * o->layers * t->ar_us / 1e3, 100.0 * 2 * o->layers * t->ar_us / 1e3 / step_ms);
+    if (tp > 1) {
+        int group = o->batch < o->prompts ? o->batch : o->prompts;
+        long steps = (o->prompts + group - 1) / group, sums = steps * 2L * o->layers;
+        fprintf(out, "prefill all-reduce: %.2f ms per sum of a %d-row prefill step; %ld sums = "
+                "%.3f s = %.0f%% of the prefill\n", t->ar_pre_us / 1e3, group * o->prompt_len,
+                sums, sums * t->ar_pre_us / 1e6, 100.0 * sums * t->ar_pre_us / 1e6 / t->prefill_s);
+    }
     size_t peak = 0;
     for (int k = 0; k < tp; k++)
         peak = b->mem_peak[k] > peak ? b->mem_peak[k] : peak;
