@@ -395,13 +395,14 @@ int cuda_skinny_ok(const struct engine_buf *w)
 
 /* The schedule of a skinny launch. By default: up to SK_RING_ROWS rows the ring kernel
  * (k_skinny_ring<8>), else wide tiles (k_skinny_wide: 32 columns a block up to 32 rows, 16
- * beyond). NY_SKINNY_V forces one for A/B timing; for one-tile (<= 16 rows) launches: 0 (U 8,
+ * beyond); products of K <= SK_SHORT_K (LoRA B) take wide tiles at any row count. NY_SKINNY_V forces one for A/B timing; for one-tile (<= 16 rows) launches: 0 (U 8,
  * pipelined, no occupancy bound: the first version), 1 (U 8, not pipelined, 4 blocks an SM), 2
  * (U 4, pipelined, 4 blocks an SM), 3 (U 4, pipelined, 3 blocks an SM), 4 (ring of 8), 5 (ring of
  * 16); 6 wide tiles at any row count (X prefetched up to 2 row tiles), 7 no wide tiles (passes
  * of 2-4 row tiles: U 4, pipelined unless NY_SKINNY_PF=0), 8 wide tiles without the X prefetch.
  * All give bit-identical results (one arithmetic), so the choice may follow the row count. */
 #define SK_RING_ROWS 8
+#define SK_SHORT_K 256
 static int env_int(const char *name, int dflt)
 {
     const char *e = getenv(name);
@@ -428,15 +429,18 @@ static int skinny_variant(int *pf)
 static int skinny_launch(struct engine_backend *be, int mt, struct sk_parts &P, int passes,
                          int row0, int rows, float beta, struct ny_err *err)
 {
-    int pf, v = skinny_variant(&pf);
-    if (v == 9) /* the default: by the launch's row count */
-        v = rows <= SK_RING_ROWS ? 4 : 6;
+    int pf, v = skinny_variant(&pf), kmax = 0;
+    for (int i = 0; i < P.n; i++)
+        kmax = P.p[i].K > kmax ? P.p[i].K : kmax;
+    if (v == 9) /* the default: by the launch's row count and depth */
+        v = rows <= SK_RING_ROWS && kmax > SK_SHORT_K ? 4 : 6;
     /* 8-column tiles a block: 4 (2 from 3 row tiles on), fewer while that leaves under 256
-     * blocks (down's 4,096 columns, the 70B card's k and v) */
+     * blocks (down's 4,096 columns, the 70B card's k and v) — except for short products (the LoRA
+     * B matrices, K = rank), whose blocks are all start-up and finish */
     int nt = v != 6 && v != 8 ? 1 : mt == 1 || (v == 8 && mt == 2) ? 4 : 2, cols = 0;
     for (int i = 0; i < P.n; i++)
         cols += P.p[i].N;
-    while (nt > 1 && cols / (SK_COLS * nt) < 256)
+    while (nt > 1 && cols / (SK_COLS * nt) < 256 && kmax > SK_SHORT_K)
         nt /= 2;
     int tiles = 0;
     for (int i = 0; i < P.n; i++) {
