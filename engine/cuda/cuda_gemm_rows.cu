@@ -395,12 +395,13 @@ int cuda_skinny_ok(const struct engine_buf *w)
 
 /* The schedule of a skinny launch. By default: up to SK_RING_ROWS rows the ring kernel
  * (k_skinny_ring<8>), else wide tiles (k_skinny_wide: 32 columns a block up to 32 rows, 16
- * beyond); products of K <= SK_SHORT_K (LoRA B) take wide tiles at any row count. NY_SKINNY_V forces one for A/B timing; for one-tile (<= 16 rows) launches: 0 (U 8,
- * pipelined, no occupancy bound: the first version), 1 (U 8, not pipelined, 4 blocks an SM), 2
- * (U 4, pipelined, 4 blocks an SM), 3 (U 4, pipelined, 3 blocks an SM), 4 (ring of 8), 5 (ring of
- * 16); 6 wide tiles at any row count (X prefetched up to 2 row tiles), 7 no wide tiles (passes
- * of 2-4 row tiles: U 4, pipelined unless NY_SKINNY_PF=0), 8 wide tiles without the X prefetch.
- * All give bit-identical results (one arithmetic), so the choice may follow the row count. */
+ * beyond); products of K <= SK_SHORT_K (LoRA B) take wide tiles at any row count. NY_SKINNY_V
+ * forces one for A/B timing; for one-tile (<= 16 rows) launches: 0 (U 8, pipelined, no occupancy
+ * bound: the first version), 1 (U 8, not pipelined, 4 blocks an SM), 2 (U 4, pipelined, 4 blocks
+ * an SM), 3 (U 4, pipelined, 3 blocks an SM), 4 (ring of 8), 5 (ring of 16); 6 wide tiles at any
+ * row count (X prefetched up to 2 row tiles), 7 no wide tiles (passes of 2-4 row tiles: U 4,
+ * pipelined unless NY_SKINNY_PF=0), 8 wide tiles without the X prefetch. All give bit-identical
+ * results (one arithmetic), so the choice may follow the row count. */
 #define SK_RING_ROWS 8
 #define SK_SHORT_K 256
 static int env_int(const char *name, int dflt)
