@@ -477,6 +477,22 @@ static int matmul_check(struct engine_backend *be, const struct engine_buf *x, i
     return NY_OK;
 }
 
+/* A one-part job: X [n_rows, K] (fp32) times w [N, K] with its LoRA terms into Y. */
+static void mm_job_one(struct mm_job *j, const struct engine_buf *x, int K,
+                       const struct engine_buf *w, int N, const struct engine_lora_term *lora,
+                       int n_lora, struct engine_buf *y)
+{
+    memset(j, 0, sizeof *j);
+    j->w[0] = w;
+    j->lora[0] = n_lora > 0 ? lora : NULL;
+    j->Y[0] = (float *)y->d;
+    j->N[0] = N;
+    j->n_parts = 1;
+    j->n_lora = j->lora[0] ? n_lora : 0;
+    j->K = K;
+    j->X = (const float *)x->d;
+}
+
 int cuda_op_matmul(struct engine_backend *be, const struct engine_buf *x, int in,
                    const struct engine_buf *w, int out, const struct engine_lora_term *lora,
                    int n_lora, const int *rows, int n_out_rows, struct engine_buf *y,
@@ -486,15 +502,7 @@ int cuda_op_matmul(struct engine_backend *be, const struct engine_buf *x, int in
     if (rc)
         return rc;
     struct mm_job j;
-    memset(&j, 0, sizeof j);
-    j.w[0] = w;
-    j.lora[0] = n_lora > 0 ? lora : NULL;
-    j.Y[0] = (float *)y->d;
-    j.N[0] = out;
-    j.n_parts = 1;
-    j.n_lora = j.lora[0] ? n_lora : 0;
-    j.K = in;
-    j.X = (const float *)x->d;
+    mm_job_one(&j, x, in, w, out, lora, n_lora, y);
     if (rows) /* the final-logits rows: lists built here, one upload */
         return matmul_selected(be, &j, rows, n_out_rows, err);
     return be->n_rows ? matmul_all(be, &j, err) : NY_OK;
@@ -541,15 +549,7 @@ int cuda_op_swiglu_matmul(struct engine_backend *be, struct engine_buf *gate,
     if (y == gate || y == up || y->d == gate->d || y->d == up->d)
         return NY_ERR(err, NY_E_INVALID, "cuda swiglu_matmul: y may not alias gate or up");
     struct mm_job j;
-    memset(&j, 0, sizeof j);
-    j.w[0] = w;
-    j.lora[0] = n_lora > 0 ? lora : NULL;
-    j.Y[0] = (float *)y->d;
-    j.N[0] = out;
-    j.n_parts = 1;
-    j.n_lora = j.lora[0] ? n_lora : 0;
-    j.K = ff;
-    j.X = (const float *)gate->d;
+    mm_job_one(&j, gate, ff, w, out, lora, n_lora, y);
     j.U = (const float *)up->d;
     return be->n_rows ? matmul_all(be, &j, err) : NY_OK;
 }
