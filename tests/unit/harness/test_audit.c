@@ -17,6 +17,7 @@
 
 #include "datasets.h"
 #include "harness.h"
+#include "harness_test.h"
 #include "ny_test.h"
 
 static char dir[64];
@@ -74,21 +75,8 @@ static int setup(void **state)
     (void)state;
     if (ny_test_tmpdir_make(dir, sizeof dir, "audit"))
         return -1;
-    char *p = ny_path_join(dir, "records.sqlite");
-    struct dataset_store *ds;
-    struct ny_err err;
-    ny_err_init(&err);
-    int rc = dataset_store_open(p, &ds, &err);
-    if (!rc)
-        rc = dataset_synth_to_store(ds, "heldout", "ho", 11, 30, &err);
-    if (!rc)
-        rc = dataset_synth_to_store(ds, "train", "tr", 12, 120, &err);
-    if (rc)
-        fprintf(stderr, "setup: %s\n", err.msg);
-    dataset_store_close(ds);
-    ny_free(p);
     setenv("SOURCE_DATE_EPOCH", "1790000000", 1);
-    return rc ? -1 : 0;
+    return ht_records_store(dir, 11, 30, 12, 120);
 }
 
 static int teardown(void **state)

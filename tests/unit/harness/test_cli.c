@@ -13,6 +13,7 @@
 
 #include "datasets.h"
 #include "harness.h"
+#include "harness_test.h"
 #include "ny_test.h"
 
 static char dir[64];
@@ -24,17 +25,7 @@ static int setup(void **state)
     bin = getenv("NYXAUDIT_BIN");
     if (!bin || ny_test_tmpdir_make(dir, sizeof dir, "cli"))
         return -1;
-    char *p = ny_path_join(dir, "records.sqlite");
-    struct dataset_store *ds;
-    struct ny_err err;
-    int rc = dataset_store_open(p, &ds, &err);
-    if (!rc)
-        rc = dataset_synth_to_store(ds, "heldout", "ho", 5, 12, &err);
-    if (!rc)
-        rc = dataset_synth_to_store(ds, "train", "tr", 6, 40, &err);
-    dataset_store_close(ds);
-    ny_free(p);
-    return rc ? -1 : 0;
+    return ht_records_store(dir, 5, 12, 6, 40);
 }
 
 static int teardown(void **state)

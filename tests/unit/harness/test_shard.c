@@ -16,6 +16,7 @@
 
 #include "datasets.h"
 #include "harness.h"
+#include "harness_test.h"
 #include "ny_test.h"
 
 static char dir[64];
@@ -38,19 +39,8 @@ static int setup(void **state)
         unsetenv(launcher_vars[i]);
     setenv("SOURCE_DATE_EPOCH", "1790000000", 1);
     bin = getenv("NYXAUDIT_BIN");
-    if (!bin || ny_test_tmpdir_make(dir, sizeof dir, "shard"))
-        return -1;
-    char *p = ny_path_join(dir, "records.sqlite");
-    struct dataset_store *ds;
-    struct ny_err err;
-    int rc = dataset_store_open(p, &ds, &err);
-    if (!rc)
-        rc = dataset_synth_to_store(ds, "heldout", "ho", 5, 12, &err);
-    if (!rc)
-        rc = dataset_synth_to_store(ds, "train", "tr", 6, 40, &err);
-    dataset_store_close(ds);
-    ny_free(p);
-    if (rc)
+    if (!bin || ny_test_tmpdir_make(dir, sizeof dir, "shard") ||
+        ht_records_store(dir, 5, 12, 6, 40))
         return -1;
     /* 5 records x 2 checkpoints: shard 0 of 3 has positions 0 and 3, shard 1 has 1 and 4,
      * shard 2 has 2; the two checkpoints share the tokenizer, so 5 distinct prompts. */
