@@ -272,6 +272,21 @@ struct engine_backend_ops {
                          const struct engine_buf *up, int ff, const struct engine_buf *w, int out,
                          const struct engine_lora_term *lora, int n_lora, struct engine_buf *y,
                          struct ny_err *err);
+
+    /* ---- fused MLP (optional) ---- */
+    /* The MLP of a layer: gu[0] and gu[1] are the gate and up products of x (their y the ff-wide
+     * gate and up buffers), then y = the down product (w, out, lora) of silu(gate)·up: what
+     * matmul_multi(x, in, gu, 2, n_lora) followed by swiglu_matmul(gate, up, ff, w, out, lora,
+     * n_lora, y) gives, all rows, with one difference allowed: on the rows of requests with >= 2
+     * rows (prefill rows) the gate and up LoRA terms may be added where the swiglu reads them
+     * (rounded once there, not stored into gate and up), so those rows may differ from the two
+     * calls' in the last bits; a row's arithmetic still depends only on its own request. Decode
+     * rows are bit-identical to the two calls'. gate and up afterwards: unspecified. NULL: the
+     * caller makes the two calls. */
+    int (*mlp)(struct engine_backend *be, const struct engine_buf *x, int in,
+               const struct engine_matmul_part *gu, int n_lora, int ff,
+               const struct engine_buf *w, int out, const struct engine_lora_term *lora,
+               struct engine_buf *y, struct ny_err *err);
 };
 
 /* The CPU reference backend (engine/cpu/). Always built. */

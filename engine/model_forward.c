@@ -167,6 +167,31 @@ static int mlp_down(struct engine_fwd *f, int l, struct ny_err *err)
                                  L->lora[ENGINE_DOWN] ? m->n_adapters : 0, f->h, err);
 }
 
+/* h = the MLP of layer l on h (this rank's partial under tensor parallelism): one mlp call when
+ * the backend has it (the gate and up LoRA terms of prefill rows possibly rounded where the
+ * swiglu reads them), else the gate and up products then mlp_down. */
+static int mlp(struct engine_fwd *f, int l, const enum engine_proj *gu,
+               struct engine_buf *const *gu_out, struct ny_err *err)
+{
+    struct engine_model *m = f->m;
+    if (!m->ops->mlp || !m->ops->matmul_multi) {
+        int rc = proj_multi(f, l, gu, 2, f->h, gu_out, err);
+        return rc ? rc : mlp_down(f, l, err);
+    }
+    const struct engine_layer *L = &m->layers[l];
+    struct engine_matmul_part parts[2];
+    int in = 0, out, ff;
+    for (int i = 0; i < 2; i++) {
+        engine_proj_shape_local(m, gu[i], &parts[i].out, &in);
+        parts[i].w = L->w[gu[i]];
+        parts[i].lora = L->lora[gu[i]];
+        parts[i].y = gu_out[i];
+    }
+    engine_proj_shape_local(m, ENGINE_DOWN, &out, &ff);
+    return m->ops->mlp(m->be, f->h, in, parts, m->n_adapters, ff, L->w[ENGINE_DOWN], out,
+                       L->lora[ENGINE_DOWN], f->h, err);
+}
+
 /* One decoder layer on f->x [R, H], in place (this rank's heads and MLP columns). On entry f->h
  * holds norm(x) with this layer's input norm; on return it holds norm(x) with next_norm (the next
  * layer's input norm, or the final norm after the last layer): each residual add is fused with
@@ -192,8 +217,8 @@ static int fwd_layer(struct engine_fwd *f, int l, const struct engine_buf *next_
         (rc = add_norm(f, L->post_norm, err)))
         return rc;
     /* MLP block: x += (silu(h·Wgᵀ) ⊙ h·Wuᵀ)·Wdᵀ; h = next_norm(x) */
-    if ((rc = proj_multi(f, l, gu, 2, f->h, gu_out, err)) || (rc = mlp_down(f, l, err)) ||
-        (rc = tp_sum(f, f->h, err)) || (rc = add_norm(f, next_norm, err)))
+    if ((rc = mlp(f, l, gu, gu_out, err)) || (rc = tp_sum(f, f->h, err)) ||
+        (rc = add_norm(f, next_norm, err)))
         return rc;
     return NY_OK;
 }

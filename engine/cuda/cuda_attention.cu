@@ -18,6 +18,12 @@ __device__ __forceinline__ static float kv_load(const float *p) { return *p; }
 __device__ __forceinline__ static float kv_load(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
 __device__ __forceinline__ static void kv_store(float *p, float v) { *p = v; }
 __device__ __forceinline__ static void kv_store(__nv_bfloat16 *p, float v) { *p = __float2bfloat16_rn(v); }
+/* A cache element's value of v (kv_store's rounding; the pointer only picks the type). */
+__device__ __forceinline__ static float kv_round(float v, const float *) { return v; }
+__device__ __forceinline__ static __nv_bfloat16 kv_round(float v, const __nv_bfloat16 *)
+{
+    return __float2bfloat16_rn(v);
+}
 
 /* Offset of (layer, token pos of slot, kv head h, dim 0) in the pool. */
 __device__ __forceinline__ static size_t kv_off(const int *table, int pps, int n_pages, int layer,
@@ -251,26 +257,39 @@ __device__ static void att_values(const float *ps, const T *vs, int G, int D, in
     }
 }
 
+/* Fold (decode-only steps: every request brings one row): the kv store is done here instead of
+ * by k_kv_store. The split holding the row's own position takes that position's K and V from the
+ * fp32 k and v rows (knew, vnew [row][nkv][D]), rounded as k_kv_store rounds them, into shared
+ * memory and into the cache; every other split holds only positions stored by earlier steps, so
+ * it copies its K and V before waiting for the previous kernel. Same values, same arithmetic. */
 template <typename T>
 __global__ __launch_bounds__(ATT_THREADS) static void k_att_partial(
     const float *q, const int *rows, const int *row_slot, const int *row_pos, const int *table,
-    int pps, int n_pages, int layer, int n_heads, int nkv, int D, float scale, const T *K,
-    const T *V, int max_splits, float *ws_acc, float *ws_ml, int z0)
+    int pps, int n_pages, int layer, int n_heads, int nkv, int D, float scale, T *K, T *V,
+    int max_splits, float *ws_acc, float *ws_ml, int z0, const float *knew, const float *vnew)
 {
     pdl_trigger();
-    pdl_wait();
     extern __shared__ __align__(16) unsigned char att_smem[];
     constexpr int VEC = att_vec<T>::n;
     const int split = blockIdx.x, h = blockIdx.y, z = z0 + blockIdx.z, r = rows ? rows[z] : z;
-    const int G = n_heads / nkv, len = row_pos[r] + 1, j0 = split * ATT_SPLIT;
+    const int G = n_heads / nkv, pos = row_pos[r], len = pos + 1, j0 = split * ATT_SPLIT;
     /* read before the exit test (one dependent load less): every launched split's table entry
      * exists, j0 being at most the step's largest position */
     const size_t o = kv_off(table, pps, n_pages, layer, row_slot[r], j0, nkv, D, h);
-    if (j0 >= len)
+    if (j0 >= len) {
+        pdl_wait();
         return;
+    }
     const int cnt = len - j0 < ATT_SPLIT ? len - j0 : ATT_SPLIT, kstride = D + VEC;
     T *ks = reinterpret_cast<T *>(att_smem), *vs = ks + ATT_SPLIT * kstride;
     float *qs = reinterpret_cast<float *>(vs + ATT_SPLIT * D), *ps = qs + G * D;
+    const bool own = knew && j0 + cnt == len; /* fold: this split holds the row's position */
+    const size_t kvs = (size_t)nkv * D;
+    if (knew && !own) { /* positions of earlier steps only */
+        att_stage(ks, kstride, K + o, kvs, cnt, D);
+        att_stage(vs, D, V + o, kvs, cnt, D);
+    }
+    pdl_wait();
     /* every copy of the block in flight at once: q of the group, then the split's K and V */
     const float *qg = q + ((size_t)r * n_heads + (size_t)h * G) * D;
     if (D % 4 == 0) {
@@ -280,8 +299,22 @@ __global__ __launch_bounds__(ATT_THREADS) static void k_att_partial(
         for (int i = threadIdx.x; i < G * D; i += ATT_THREADS)
             qs[i] = qg[i];
     }
-    att_stage(ks, kstride, K + o, (size_t)nkv * D, cnt, D);
-    att_stage(vs, D, V + o, (size_t)nkv * D, cnt, D);
+    if (!knew) {
+        att_stage(ks, kstride, K + o, kvs, cnt, D);
+        att_stage(vs, D, V + o, kvs, cnt, D);
+    } else if (own) { /* the earlier positions by copy, the row's own from k and v */
+        att_stage(ks, kstride, K + o, kvs, cnt - 1, D);
+        att_stage(vs, D, V + o, kvs, cnt - 1, D);
+        const size_t src = ((size_t)r * nkv + h) * D, dst = o + (size_t)(cnt - 1) * kvs;
+        T *kr = ks + (cnt - 1) * kstride, *vr = vs + (cnt - 1) * D;
+        for (int d = threadIdx.x; d < D; d += ATT_THREADS) {
+            const T kt = kv_round(knew[src + d], K), vt = kv_round(vnew[src + d], V);
+            kr[d] = kt;
+            vr[d] = vt;
+            K[dst + d] = kt;
+            V[dst + d] = vt;
+        }
+    }
     att_cp_wait();
     __syncthreads();
     const size_t hd = (size_t)z * n_heads + (size_t)h * G; /* the group's first head */
@@ -479,7 +512,7 @@ template <int D>
 __global__ __launch_bounds__(128, FA_MIN_BLOCKS(D)) static void k_flash_prefill(
     const float *q, const int *units, const int *table, int pps, int n_pages, int layer,
     int n_heads, int nkv, float scale, const __nv_bfloat16 *K, const __nv_bfloat16 *V,
-    float *out)
+    float *out, __nv_bfloat16 *outb)
 {
     /* [stage][K: 0, V: 1][key][D + 8]: tile kt + 1 loads (cp.async) while tile kt is multiplied */
     extern __shared__ __align__(16) unsigned char fa_smem[];
@@ -611,21 +644,39 @@ __global__ __launch_bounds__(128, FA_MIN_BLOCKS(D)) static void k_flash_prefill(
         }
         fa_pv<D>(o, sc, va + stage);
     }
-    /* row rb's output is 8 rows of n_heads·D past row ra's */
-    float *opa = out + ((size_t)(row0 + ra) * n_heads + hq) * D + 2 * t;
-    float *opb = opa + 8 * n_heads * D;
+    /* row rb's output is 8 rows of n_heads·D past row ra's; outb (the bf16 shadow, when given):
+     * the same floats rounded as cuda_rows_to_bf16 rounds them */
+    const size_t oa = ((size_t)(row0 + ra) * n_heads + hq) * D + 2 * t;
+    const size_t ob = oa + 8 * (size_t)n_heads * D;
 #pragma unroll
     for (int dt = 0; dt < D / 8; dt++) {
         if (ra < len) {
-            opa[dt * 8] = o[dt][0] / la;
-            opa[dt * 8 + 1] = o[dt][1] / la;
+            const float v0 = o[dt][0] / la, v1 = o[dt][1] / la;
+            out[oa + dt * 8] = v0;
+            out[oa + dt * 8 + 1] = v1;
+            if (outb)
+                *reinterpret_cast<__nv_bfloat162 *>(outb + oa + dt * 8) =
+                    __floats2bfloat162_rn(v0, v1);
         }
         if (rb < len) {
-            opb[dt * 8] = o[dt][2] / lb;
-            opb[dt * 8 + 1] = o[dt][3] / lb;
+            const float v2 = o[dt][2] / lb, v3 = o[dt][3] / lb;
+            out[ob + dt * 8] = v2;
+            out[ob + dt * 8 + 1] = v3;
+            if (outb)
+                *reinterpret_cast<__nv_bfloat162 *>(outb + ob + dt * 8) =
+                    __floats2bfloat162_rn(v2, v3);
         }
     }
 }
+
+/* Whether decode-only steps fold the kv store into the split kernel: yes unless NY_ATT_FOLD=0
+ * (A/B timing; the results are bit-identical either way). */
+static int att_fold(void)
+{
+    static int v = -1;
+    return cuda_env_on("NY_ATT_FOLD", &v);
+}
+
 /* The split path's workspace for n rows: acc, then ml from a 16-byte boundary (see the decode
  * section); grown on demand. */
 static int att_workspace(struct engine_backend *be, int n, int n_heads, int D, int max_splits,
@@ -652,7 +703,8 @@ static int att_workspace(struct engine_backend *be, int n, int n_heads, int D, i
 template <typename T>
 static int att_split(struct engine_backend *be, const struct engine_kv *kv, int layer,
                      const float *q, const int *list, int n, int n_heads, float scale,
-                     int max_splits, float *out, struct ny_err *err)
+                     int max_splits, const float *knew, const float *vnew, float *out,
+                     struct ny_err *err)
 {
     const int nkv = kv->shape.n_kv_heads, D = kv->shape.head_dim;
     float *acc, *ml;
@@ -676,7 +728,7 @@ static int att_split(struct engine_backend *be, const struct engine_kv *kv, int 
         CU_LAUNCH(be, "attention kernel", k_att_partial<T>, dim3((unsigned)max_splits,
                   (unsigned)nkv, c), dim3(ATT_THREADS), shm, q, list, be->row_slot_d,
                   be->row_pos_d, kv->table_d, kv->pages_per_slot, kv->n_pages, layer, n_heads,
-                  nkv, D, scale, (const T *)kv->k, (const T *)kv->v, max_splits, acc, ml, z0);
+                  nkv, D, scale, (T *)kv->k, (T *)kv->v, max_splits, acc, ml, z0, knew, vnew);
         CU_LAUNCH(be, "attention combine kernel", k_att_combine,
                   dim3((unsigned)n_heads, c, (unsigned)((D + tb - 1) / tb)), dim3(tb), cshm, acc,
                   ml, list, be->row_pos_d, n_heads, D, max_splits, out, z0);
@@ -720,12 +772,22 @@ int cuda_op_attention(struct engine_backend *be, struct engine_kv *kv, int layer
     int tb = nr <= 64 ? (D < 128 ? 64 : 128) : 256;
     const float *qd = (const float *)q->d;
     float *od = (float *)out->d;
+    /* a step of one-row requests only: the split kernel stores k and v itself (fold) */
+    const float *kn = NULL, *vn = NULL;
+    int singles = 1;
+    for (int s = 0; s < be->n_seqs && singles; s++)
+        singles = be->seq_start_h[s + 1] - be->seq_start_h[s] <= 1;
+    if (singles && att_fold()) {
+        kn = (const float *)k->d;
+        vn = (const float *)v->d;
+    }
     if (kv->bf16) {
         const __nv_bfloat16 *Kc = (const __nv_bfloat16 *)kv->k, *Vc = (const __nv_bfloat16 *)kv->v;
-        CU_LAUNCH(be, "kv store kernel", k_kv_store<__nv_bfloat16>, gs, dim3(tb), 0,
-                  (const float *)k->d, (const float *)v->d, be->row_slot_d, be->row_pos_d,
-                  kv->table_d, kv->pages_per_slot, kv->n_pages, layer, nkv, D,
-                  (__nv_bfloat16 *)kv->k, (__nv_bfloat16 *)kv->v);
+        if (!kn)
+            CU_LAUNCH(be, "kv store kernel", k_kv_store<__nv_bfloat16>, gs, dim3(tb), 0,
+                      (const float *)k->d, (const float *)v->d, be->row_slot_d, be->row_pos_d,
+                      kv->table_d, kv->pages_per_slot, kv->n_pages, layer, nkv, D,
+                      (__nv_bfloat16 *)kv->k, (__nv_bfloat16 *)kv->v);
         if (flash) {
             dim3 gf((unsigned)((ss->units_max_len + FA_ROWS - 1) / FA_ROWS), (unsigned)n_heads,
                     (unsigned)ss->units_n);
@@ -735,24 +797,38 @@ int cuda_op_attention(struct engine_backend *be, struct engine_kv *kv, int layer
                                      allowed, err);
             if (rc)
                 return rc;
+            /* the bf16 shadow of out for the o projection's staging (its units are these rows) */
+            void *sb = NULL;
+            if (cuda_shadow_on() &&
+                (rc = cuda_scratch(be, CUDA_SCRATCH_SHADOW, (size_t)nr * n_heads * D * 2, &sb,
+                                   err)))
+                return rc;
+            __nv_bfloat16 *ob = (__nv_bfloat16 *)sb;
             if (D == 128)
                 k_flash_prefill<128><<<gf, 128, FA_SMEM(128), be->stream>>>(
                     qd, units, kv->table_d, kv->pages_per_slot, kv->n_pages, layer, n_heads, nkv,
-                    scale, Kc, Vc, od);
+                    scale, Kc, Vc, od, ob);
             else
                 k_flash_prefill<64><<<gf, 128, FA_SMEM(64), be->stream>>>(
                     qd, units, kv->table_d, kv->pages_per_slot, kv->n_pages, layer, n_heads, nkv,
-                    scale, Kc, Vc, od);
+                    scale, Kc, Vc, od, ob);
             CU_LAUNCHED(be, "flash prefill kernel");
+            if (ob) {
+                be->shadow_src = od;
+                be->shadow_dim = n_heads * D;
+            }
         }
         if (!n_split_rows)
             return NY_OK;
         return att_split<__nv_bfloat16>(be, kv, layer, qd, list, n_split_rows, n_heads, scale,
-                                        max_splits, od, err);
+                                        max_splits, kn, vn, od, err);
     }
-    k_kv_store<float><<<gs, tb, 0, be->stream>>>(
-        (const float *)k->d, (const float *)v->d, be->row_slot_d, be->row_pos_d, kv->table_d,
-        kv->pages_per_slot, kv->n_pages, layer, nkv, D, (float *)kv->k, (float *)kv->v);
-    CU_LAUNCHED(be, "kv store kernel");
-    return att_split<float>(be, kv, layer, qd, list, nr, n_heads, scale, max_splits, od, err);
+    if (!kn) {
+        k_kv_store<float><<<gs, tb, 0, be->stream>>>(
+            (const float *)k->d, (const float *)v->d, be->row_slot_d, be->row_pos_d, kv->table_d,
+            kv->pages_per_slot, kv->n_pages, layer, nkv, D, (float *)kv->k, (float *)kv->v);
+        CU_LAUNCHED(be, "kv store kernel");
+    }
+    return att_split<float>(be, kv, layer, qd, list, nr, n_heads, scale, max_splits, kn, vn, od,
+                            err);
 }

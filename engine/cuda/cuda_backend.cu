@@ -93,6 +93,17 @@ int cuda_read_host(struct engine_backend *be, void *dst, const void *src, size_t
     return cuda_stream_wait(be, what, err);
 }
 
+int cuda_env_on(const char *name, int *cache)
+{
+    int r = __atomic_load_n(cache, __ATOMIC_RELAXED);
+    if (r < 0) {
+        const char *e = getenv(name);
+        r = !(e && e[0] == '0' && !e[1]);
+        __atomic_store_n(cache, r, __ATOMIC_RELAXED);
+    }
+    return r;
+}
+
 int cuda_scratch(struct engine_backend *be, int i, size_t bytes, void **out, struct ny_err *err)
 {
     if (bytes == 0)
@@ -145,6 +156,7 @@ static void cuda_destroy(struct engine_backend *be)
     if (be->stream)
         cuda_stream_wait(be, "destroy", NULL);
     cuda_gemm_plans_free(be);
+    cuda_astack_drop(be, NULL);
     if (be->lt)
         cublasLtDestroy(be->lt);
     cudaFree(be->lt_ws);
@@ -235,8 +247,12 @@ static void cuda_buf_free(struct engine_backend *be, struct engine_buf *b)
         cudaSetDevice(be->device);
     if (be && be->stream)
         cuda_stream_wait(be, "buf_free", NULL);
-    if (be && b->wtype == CUDA_W_BF16)
+    if (be)
+        be->shadow_src = NULL;
+    if (be && b->wtype == CUDA_W_BF16) {
         be->n_bf16_weights--;
+        cuda_astack_drop(be, b->d);
+    }
     cudaFree(b->d);
     ny_free(b);
 }
@@ -249,6 +265,7 @@ static int cuda_buf_write(struct engine_backend *be, struct engine_buf *b, size_
         return NY_ERR(err, NY_E_RANGE, "cuda: buf_write of %zu floats at %zu outside %zu",
                       n_floats, off, b->n);
     SET_DEVICE(be);
+    be->shadow_src = NULL;
     if (be->tp) { /* a pageable upload may wait for the stream: drain it abort-aware first */
         int rc = cuda_stream_wait(be, "buf_write", err);
         if (rc)
@@ -394,6 +411,7 @@ static int cuda_step_begin(struct engine_backend *be, const struct engine_batch 
 {
     POISON_CHECK(be);
     SET_DEVICE(be);
+    be->shadow_src = NULL;
     if (be->tp) { /* the uploads below are pageable: drain the stream abort-aware first */
         int rc = cuda_stream_wait(be, "step_begin", err);
         if (rc)
@@ -546,19 +564,25 @@ int cuda_kv_map_step(struct engine_backend *be, struct engine_kv *kv, struct ny_
 }
 
 /* ---- wrappers that refuse a poisoned backend ----------------------------------------------- */
-#define WRAP(name, params, args)                                                                  \
+/* Every op drops the bf16 shadow but the matmul family, its readers (a writer of the mirrored
+ * buffer drops it in cuda_gemm.cu). */
+#define WRAP_OP(name, params, args, keep_shadow)                                                  \
     static int cuda_##name params                                                                 \
     {                                                                                             \
         POISON_CHECK(be);                                                                         \
         CU_CHECK(be, cudaSetDevice(be->device), "cudaSetDevice");                                 \
+        if (!(keep_shadow))                                                                       \
+            be->shadow_src = NULL;                                                                \
         return cuda_op_##name args;                                                               \
     }
+#define WRAP(name, params, args) WRAP_OP(name, params, args, 0)
+#define WRAP_KEEP(name, params, args) WRAP_OP(name, params, args, 1)
 WRAP(embed, (struct engine_backend * be, const struct engine_buf *t, const int32_t *ids, int dim,
              struct engine_buf *o, struct ny_err *err), (be, t, ids, dim, o, err))
 WRAP(rmsnorm, (struct engine_backend * be, const struct engine_buf *x, const struct engine_buf *w,
                int dim, float eps, struct engine_buf *o, struct ny_err *err),
      (be, x, w, dim, eps, o, err))
-WRAP(matmul, (struct engine_backend * be, const struct engine_buf *x, int in,
+WRAP_KEEP(matmul, (struct engine_backend * be, const struct engine_buf *x, int in,
               const struct engine_buf *w, int out, const struct engine_lora_term *lora, int nl,
               const int *rows, int nor, struct engine_buf *y, struct ny_err *err),
      (be, x, in, w, out, lora, nl, rows, nor, y, err))
@@ -579,7 +603,7 @@ WRAP(weight_random, (struct engine_backend * be, size_t rows, size_t cols, size_
                      struct engine_buf **o, struct ny_err *err),
      (be, rows, cols, row0, col0, full_cols, seed, scale, o, err))
 
-WRAP(matmul_multi, (struct engine_backend * be, const struct engine_buf *x, int in,
+WRAP_KEEP(matmul_multi, (struct engine_backend * be, const struct engine_buf *x, int in,
                     const struct engine_matmul_part *parts, int np, int nl, struct ny_err *err),
      (be, x, in, parts, np, nl, err))
 WRAP(add_rmsnorm, (struct engine_backend * be, struct engine_buf *x, const struct engine_buf *y,
@@ -592,6 +616,10 @@ WRAP(swiglu_matmul, (struct engine_backend * be, struct engine_buf *g, const str
                      int ff, const struct engine_buf *w, int out,
                      const struct engine_lora_term *lora, int nl, struct engine_buf *y,
                      struct ny_err *err), (be, g, u, ff, w, out, lora, nl, y, err))
+WRAP_KEEP(mlp, (struct engine_backend * be, const struct engine_buf *x, int in,
+           const struct engine_matmul_part *gu, int nl, int ff, const struct engine_buf *w,
+           int out, const struct engine_lora_term *lora, struct engine_buf *y,
+           struct ny_err *err), (be, x, in, gu, nl, ff, w, out, lora, y, err))
 
 #if NY_HAVE_NCCL
 /* cuda_tp.cu */
@@ -635,4 +663,5 @@ extern "C" const struct engine_backend_ops engine_cuda_ops = {
     cuda_add_rmsnorm,
     cuda_rope_qk,
     cuda_swiglu_matmul,
+    cuda_mlp,
 };

@@ -28,14 +28,15 @@ void cuda_gemm_plans_free(struct engine_backend *be)
     be->n_plans = 0;
 }
 
-/* The plan of D[m, n] = X[m, k] · W[n, k]ᵀ (bf16 in, fp32 out); batch > 1: batch independent
- * products over consecutive k-slices of rows of length ld (X and W), D slices [batch][m][n]. */
-static int plan_get(struct engine_backend *be, int m, int n, int k, int batch, int ld,
+/* The plan of D[m, n] = X[m, k] · W[n, k]ᵀ (bf16 in, fp32 out), rows of W ld long and of X ldx;
+ * batch > 1: batch independent products over consecutive k-slices of rows of length ld (X and W),
+ * D slices [batch][m][n]. */
+static int plan_get(struct engine_backend *be, int m, int n, int k, int batch, int ld, int ldx,
                     struct cuda_gemm_plan **out, struct ny_err *err)
 {
     for (int i = 0; i < be->n_plans; i++)
         if (be->plans[i].m == m && be->plans[i].n == n && be->plans[i].k == k &&
-            be->plans[i].batch == batch && be->plans[i].ld == ld) {
+            be->plans[i].batch == batch && be->plans[i].ld == ld && be->plans[i].ldx == ldx) {
             *out = &be->plans[i];
             return NY_OK;
         }
@@ -51,7 +52,7 @@ static int plan_get(struct engine_backend *be, int m, int n, int k, int batch, i
     CUBLAS_CHECK(be, cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb,
                                                     sizeof tb), "transb");
     CUBLAS_CHECK(be, cublasLtMatrixLayoutCreate(&p->la, CUDA_R_16BF, k, n, ld), "layout A");
-    CUBLAS_CHECK(be, cublasLtMatrixLayoutCreate(&p->lb, CUDA_R_16BF, k, m, ld), "layout B");
+    CUBLAS_CHECK(be, cublasLtMatrixLayoutCreate(&p->lb, CUDA_R_16BF, k, m, ldx), "layout B");
     CUBLAS_CHECK(be, cublasLtMatrixLayoutCreate(&p->lc, CUDA_R_32F, n, m, n), "layout C");
     if (batch > 1) {
         int32_t bc = batch;
@@ -104,6 +105,7 @@ static int plan_get(struct engine_backend *be, int m, int n, int k, int batch, i
     p->k = k;
     p->batch = batch;
     p->ld = ld;
+    p->ldx = ldx;
     be->n_plans++;
     *out = p;
     return NY_OK;
@@ -111,12 +113,12 @@ static int plan_get(struct engine_backend *be, int m, int n, int k, int batch, i
 
 /* Y[m, :] = alpha · Xb[m, :] · Wᵀ + beta · Y[m, :] for the m contiguous rows of one request;
  * Xb bf16 staged at an aligned address. Y is staged when its address is not 16-byte aligned. */
-static int gemm_unit(struct engine_backend *be, const __nv_bfloat16 *xb, int m, int K,
-                     const struct engine_buf *w, int N, float *Y, float alpha, float beta,
-                     struct ny_err *err)
+static int gemm_unit_ldx(struct engine_backend *be, const __nv_bfloat16 *xb, int ldx, int m,
+                         int K, const struct engine_buf *w, int N, float *Y, float alpha,
+                         float beta, struct ny_err *err)
 {
     struct cuda_gemm_plan *p = NULL;
-    int rc = plan_get(be, m, N, K, 1, K, &p, err);
+    int rc = plan_get(be, m, N, K, 1, K, ldx, &p, err);
     if (rc)
         return rc;
     float *D = Y;
@@ -138,6 +140,13 @@ static int gemm_unit(struct engine_backend *be, const __nv_bfloat16 *xb, int m, 
         CU_CHECK(be, cudaMemcpyAsync(Y, D, bytes, cudaMemcpyDeviceToDevice, be->stream),
                  "unstage D");
     return NY_OK;
+}
+
+static int gemm_unit(struct engine_backend *be, const __nv_bfloat16 *xb, int m, int K,
+                     const struct engine_buf *w, int N, float *Y, float alpha, float beta,
+                     struct ny_err *err)
+{
+    return gemm_unit_ldx(be, xb, K, m, K, w, N, Y, alpha, beta, err);
 }
 
 /* ---- split-K for long, narrow products (a LoRA A matrix of down: K = 14,336, N = rank) -------
@@ -173,7 +182,7 @@ static int gemm_unit_splitk(struct engine_backend *be, const __nv_bfloat16 *xb, 
 {
     int S = K / slice;
     struct cuda_gemm_plan *p = NULL;
-    int rc = plan_get(be, m, N, slice, S, K, &p, err);
+    int rc = plan_get(be, m, N, slice, S, K, K, &p, err);
     void *c;
     if (!rc)
         rc = cuda_scratch(be, 3, (size_t)S * m * N * sizeof(float), &c, err);
@@ -238,6 +247,68 @@ static int matmul_unit(struct engine_backend *be, const float *X, const __nv_bfl
     return rc ? rc : gemm_unit(be, xb, m, K, w, N, Yr, 1.0f, 1.0f, err);
 }
 
+/* ---- stacked LoRA A matrices ----------------------------------------------------------------- */
+void cuda_astack_drop(struct engine_backend *be, const void *d)
+{
+    for (int i = 0; i < be->n_astack;) {
+        struct cuda_astack *e = &be->astack[i];
+        int hit = !d;
+        for (int p = 0; p < e->n; p++)
+            hit |= e->src[p] == d;
+        if (!hit) {
+            i++;
+            continue;
+        }
+        cudaFree(e->d);
+        *e = be->astack[--be->n_astack];
+    }
+    if (!d) {
+        ny_free(be->astack);
+        be->astack = NULL;
+        be->astack_cap = 0;
+    }
+}
+
+/* The [n·R, K] stack of the A matrices src[0..n) (each [R, K] bf16), built on first use. */
+static int astack_get(struct engine_backend *be, const void *const *src, int n, int R, int K,
+                      const __nv_bfloat16 **out, struct ny_err *err)
+{
+    for (int i = 0; i < be->n_astack; i++) {
+        const struct cuda_astack *e = &be->astack[i];
+        if (e->n == n && e->rank == R && e->K == K && !memcmp(e->src, src, n * sizeof *src)) {
+            *out = (const __nv_bfloat16 *)e->d;
+            return NY_OK;
+        }
+    }
+    if (be->n_astack == be->astack_cap) {
+        int cap = be->astack_cap ? 2 * be->astack_cap : 64;
+        void *g = ny_reallocarray(be->astack, (size_t)cap, sizeof *be->astack);
+        if (!g)
+            return NY_ERR(err, NY_E_NOMEM, "cuda: out of memory (stacked LoRA A)");
+        be->astack = (struct cuda_astack *)g;
+        be->astack_cap = cap;
+    }
+    struct cuda_astack *e = &be->astack[be->n_astack];
+    memset(e, 0, sizeof *e);
+    size_t one = (size_t)R * K * 2;
+    CU_CHECK(be, cudaMalloc(&e->d, one * n), "cudaMalloc stacked LoRA A");
+    for (int p = 0; p < n; p++) {
+        e->src[p] = src[p];
+        cudaError_t ce = cudaMemcpyAsync((char *)e->d + one * p, src[p], one,
+                                         cudaMemcpyDeviceToDevice, be->stream);
+        if (ce != cudaSuccess) {
+            cudaFree(e->d);
+            return cuda_fail(be, err, __FILE__, __LINE__, "stack LoRA A", cudaGetErrorString(ce));
+        }
+    }
+    e->n = n;
+    e->rank = R;
+    e->K = K;
+    be->n_astack++;
+    *out = (const __nv_bfloat16 *)e->d;
+    return NY_OK;
+}
+
 /* The products of one matmul call (a single projection, or the parts of matmul_multi). */
 struct mm_job {
     const struct engine_buf *w[ENGINE_MATMUL_MAX_PARTS];
@@ -249,7 +320,89 @@ struct mm_job {
     /* swiglu_matmul: X (a writable buffer) holds the gate and U the up rows; the job's input is
      * silu(X)·U, each row computed where a path reads it (see matmul_all). NULL: X is the input. */
     const float *U;
+    /* the mlp op's deferred gate and up LoRA terms (NULL tdef: none). The gate/up job writes each
+     * prefill unit's bf16(X·Aᵀ) of part p at tdef + (2·row + p)·trank (stacked_unit), its base
+     * products without the term; the down job (U set) stages such units through
+     * cuda_swiglu_lora_rows with the B matrices and scales of dlora[0] (gate) and dlora[1] (up). */
+    __nv_bfloat16 *tdef;
+    int trank;
+    const struct engine_lora_term *dlora[2];
+    int tdef_in; /* 0: the gate/up job (writes tdef), 1: the down job (reads it) */
 };
+
+/* Whether a unit's LoRA A products of one adapter over several parts run as one GEMM: yes unless
+ * NY_LORA_STACK=0 (A/B timing; the results are bit-identical either way). The mlp op's deferred
+ * terms always do. */
+static int lora_stack(void)
+{
+    static int v = -1;
+    return cuda_env_on("NY_LORA_STACK", &v);
+}
+
+/* The parts of j with a term of adapter a on the unit path (A and B), all of the rank of the
+ * first such part (*R): their indices into idx, their count returned (0 when stacking is off). */
+static int stack_parts(const struct mm_job *j, int a, int *idx, int *R)
+{
+    int n = 0;
+    if ((!lora_stack() && !(j->tdef && !j->tdef_in)) || a < 0 || a >= j->n_lora)
+        return 0;
+    for (int p = 0; p < j->n_parts; p++) {
+        const struct engine_lora_term *lt = j->lora[p] ? &j->lora[p][a] : NULL;
+        if (!lt || !lt->a || !unit_ok(lt->a) || !unit_ok(lt->b) || (n && lt->rank != *R))
+            continue;
+        *R = lt->rank;
+        idx[n++] = p;
+    }
+    return n;
+}
+
+/* The parts idx[0..ns) of a unit (rows [r0, r0 + m), staged in xb), adapter a, all of rank R:
+ * u = X · [A_0; A_1; ...]ᵀ as one GEMM over the stacked A matrices, bf16(u) staged once, then
+ * each part as matmul_unit does it (its B product from its slice of the staged rows, then the
+ * base product adding itself) — or, for the mlp op's gate/up job, bf16(u) kept in tdef and the
+ * base products alone. */
+static int stacked_unit(struct engine_backend *be, const struct mm_job *j,
+                        const __nv_bfloat16 *xb, int r0, int m, int a, const int *idx, int ns,
+                        int R, struct ny_err *err)
+{
+    const void *src[ENGINE_MATMUL_MAX_PARTS];
+    for (int i = 0; i < ns; i++)
+        src[i] = j->lora[idx[i]][a].a->d;
+    const __nv_bfloat16 *as = NULL;
+    int K = j->K, NR = ns * R, rc = astack_get(be, src, ns, R, K, &as, err);
+    struct engine_buf aw;
+    memset(&aw, 0, sizeof aw);
+    aw.d = (void *)as;
+    aw.wtype = CUDA_W_BF16;
+    aw.rows = (size_t)NR;
+    aw.cols = (size_t)K;
+    aw.n = aw.rows * aw.cols;
+    void *u = NULL, *ub = NULL;
+    if (!rc)
+        rc = cuda_scratch(be, 1, (size_t)m * NR * sizeof(float), &u, err);
+    int slice = splitk_slice(K, NR);
+    if (!rc)
+        rc = slice ? gemm_unit_splitk(be, xb, m, K, &aw, NR, slice, (float *)u, err)
+                   : gemm_unit(be, xb, m, K, &aw, NR, (float *)u, 1.0f, 0.0f, err);
+    const int defer = j->tdef && !j->tdef_in;
+    if (defer)
+        ub = j->tdef + (size_t)r0 * NR;
+    else if (!rc)
+        rc = cuda_scratch(be, 2, (size_t)m * NR * 2, &ub, err);
+    if (!rc)
+        rc = cuda_rows_to_bf16(be, (const float *)u, NULL, m, NR, (__nv_bfloat16 *)ub, err);
+    for (int i = 0; i < ns && !rc; i++) {
+        const int p = idx[i], N = j->N[p];
+        const struct engine_lora_term *lt = &j->lora[p][a];
+        float *Yr = j->Y[p] + (size_t)r0 * N;
+        if (!defer)
+            rc = gemm_unit_ldx(be, (const __nv_bfloat16 *)ub + (size_t)i * R, NR, m, R, lt->b, N,
+                               Yr, lt->scale, 0.0f, err);
+        if (!rc)
+            rc = gemm_unit(be, xb, m, K, j->w[p], N, Yr, 1.0f, defer ? 0.0f : 1.0f, err);
+    }
+    return rc;
+}
 
 /* Row groups by adapter (device lists; group a: in_d[a], out_d[a], n[a] rows). */
 struct lora_groups {
@@ -348,12 +501,25 @@ static int matmul_selected(struct engine_backend *be, const struct mm_job *j, co
 static int unit_stage(struct engine_backend *be, const struct mm_job *j, int r0, int m, int a,
                       void **xb, struct ny_err *err)
 {
-    int rc = cuda_scratch(be, 0, (size_t)m * j->K * 2, xb, err);
     const float *x = j->X + (size_t)r0 * j->K;
+    if (!j->U && be->shadow_src == j->X && be->shadow_dim == j->K) { /* staged by the norm */
+        *xb = (__nv_bfloat16 *)be->scratch[CUDA_SCRATCH_SHADOW] + (size_t)r0 * j->K;
+        return NY_OK;
+    }
+    int rc = cuda_scratch(be, 0, (size_t)m * j->K * 2, xb, err);
     if (rc)
         return rc;
     if (!j->U)
         return cuda_rows_to_bf16(be, x, NULL, m, j->K, (__nv_bfloat16 *)*xb, err);
+    if (j->tdef_in && a >= 0 && a < j->n_lora && j->dlora[0][a].a) { /* the mlp op's terms */
+        const struct engine_lora_term *lg = &j->dlora[0][a], *lu = &j->dlora[1][a];
+        const __nv_bfloat16 *tg = j->tdef + (size_t)r0 * 2 * j->trank;
+        return cuda_swiglu_lora_rows(be, x, j->U + (size_t)r0 * j->K, m, j->K, tg, tg + j->trank,
+                                     2 * j->trank, j->trank,
+                                     (const __nv_bfloat16 *)lg->b->d,
+                                     (const __nv_bfloat16 *)lu->b->d, lg->scale, lu->scale,
+                                     (__nv_bfloat16 *)*xb, err);
+    }
     int f32 = 0;
     for (int p = 0; p < j->n_parts; p++)
         if (a >= 0 && a < j->n_lora && j->lora[p] && j->lora[p][a].a)
@@ -434,10 +600,15 @@ static int matmul_all(struct engine_backend *be, const struct mm_job *j, struct 
         if (m < 2) /* a decode row: below */
             continue;
         void *xb;
+        int idx[ENGINE_MATMUL_MAX_PARTS], R = 0, ns = 0;
         rc = unit_stage(be, j, r0, m, a, &xb, err);
+        if (!rc && (ns = stack_parts(j, a, idx, &R)) >= 2)
+            rc = stacked_unit(be, j, (const __nv_bfloat16 *)xb, r0, m, a, idx, ns, R, err);
         for (int p = 0; p < j->n_parts && !rc; p++) {
             const struct engine_lora_term *lt =
                 a >= 0 && a < j->n_lora && j->lora[p] && j->lora[p][a].a ? &j->lora[p][a] : NULL;
+            if (ns >= 2 && lt && lt->rank == R && unit_ok(lt->a) && unit_ok(lt->b))
+                continue; /* done by stacked_unit */
             rc = matmul_unit(be, j->X, (const __nv_bfloat16 *)xb, r0, m, j->K, j->w[p], j->N[p],
                              lt, j->Y[p], err);
         }
@@ -493,6 +664,14 @@ static void mm_job_one(struct mm_job *j, const struct engine_buf *x, int K,
     j->X = (const float *)x->d;
 }
 
+/* An op is about to write y: the bf16 shadow of y, if it is one, goes stale (the op's own
+ * reads of its input happen before it writes y, as the ops are ordered on the stream). */
+static void shadow_written(struct engine_backend *be, const struct engine_buf *y)
+{
+    if (be->shadow_src == y->d)
+        be->shadow_src = NULL;
+}
+
 int cuda_op_matmul(struct engine_backend *be, const struct engine_buf *x, int in,
                    const struct engine_buf *w, int out, const struct engine_lora_term *lora,
                    int n_lora, const int *rows, int n_out_rows, struct engine_buf *y,
@@ -503,6 +682,7 @@ int cuda_op_matmul(struct engine_backend *be, const struct engine_buf *x, int in
         return rc;
     struct mm_job j;
     mm_job_one(&j, x, in, w, out, lora, n_lora, y);
+    shadow_written(be, y);
     if (rows) /* the final-logits rows: lists built here, one upload */
         return matmul_selected(be, &j, rows, n_out_rows, err);
     return be->n_rows ? matmul_all(be, &j, err) : NY_OK;
@@ -527,6 +707,7 @@ int cuda_op_matmul_multi(struct engine_backend *be, const struct engine_buf *x, 
         j.lora[p] = n_lora > 0 ? q->lora : NULL;
         j.Y[p] = (float *)q->y->d;
         j.N[p] = q->out;
+        shadow_written(be, q->y);
     }
     j.n_parts = n_parts;
     j.n_lora = n_lora > 0 ? n_lora : 0;
@@ -552,4 +733,92 @@ int cuda_op_swiglu_matmul(struct engine_backend *be, struct engine_buf *gate,
     mm_job_one(&j, gate, ff, w, out, lora, n_lora, y);
     j.U = (const float *)up->d;
     return be->n_rows ? matmul_all(be, &j, err) : NY_OK;
+}
+
+/* Whether the mlp op defers the gate and up LoRA terms of prefill units to the swiglu staging:
+ * yes unless NY_MLP_DEFER=0 (A/B timing and checks). */
+static int mlp_defer(void)
+{
+    static int v = -1;
+    return cuda_env_on("NY_MLP_DEFER", &v);
+}
+
+/* The rank of the gate and up LoRA terms the mlp op can defer (every adapter with a term on one
+ * has one on the other, all of the same rank: 16, 32 or 64; every matrix on the unit path,
+ * and down's A on it too), else 0: the op makes the two calls. */
+static int mlp_defer_rank(const struct engine_matmul_part *gu, int n_lora, int ff,
+                          const struct engine_buf *w, const struct engine_lora_term *lora)
+{
+    if (!mlp_defer() || n_lora <= 0 || !gu[0].lora || !gu[1].lora || !unit_ok(gu[0].w) ||
+        !unit_ok(gu[1].w) || !unit_ok(w) || gu[0].out != ff || gu[1].out != ff || ff % 2)
+        return 0;
+    int R = 0;
+    for (int a = 0; a < n_lora; a++) {
+        const struct engine_lora_term *g = &gu[0].lora[a], *u = &gu[1].lora[a];
+        if (!g->a && !u->a)
+            continue;
+        const int r = g->rank;
+        if (!g->a || !u->a || r != u->rank || (r != 16 && r != 32 && r != 64) || (R && r != R) ||
+            !unit_ok(g->a) || !unit_ok(u->a) || !unit_ok(g->b) || !unit_ok(u->b) ||
+            (lora && lora[a].a && !unit_ok(lora[a].a)))
+            return 0;
+        R = g->rank;
+    }
+    return R;
+}
+
+int cuda_op_mlp(struct engine_backend *be, const struct engine_buf *x, int in,
+                const struct engine_matmul_part *gu, int n_lora, int ff,
+                const struct engine_buf *w, int out, const struct engine_lora_term *lora,
+                struct engine_buf *y, struct ny_err *err)
+{
+    int R = mlp_defer_rank(gu, n_lora, ff, w, lora), rc;
+    if (!R) {
+        rc = cuda_op_matmul_multi(be, x, in, gu, 2, n_lora, err);
+        shadow_written(be, y);
+        return rc ? rc : cuda_op_swiglu_matmul(be, gu[0].y, gu[1].y, ff, w, out, lora, n_lora, y,
+                                               err);
+    }
+    for (int p = 0; p < 2; p++)
+        if ((rc = matmul_check(be, x, in, gu[p].w, gu[p].out, gu[p].lora, n_lora, NULL, 0,
+                               gu[p].y, err)))
+            return rc;
+    if ((rc = matmul_check(be, gu[0].y, ff, w, out, lora, n_lora, NULL, 0, y, err)))
+        return rc;
+    if (y->d == gu[0].y->d || y->d == gu[1].y->d)
+        return NY_ERR(err, NY_E_INVALID, "cuda mlp: y may not alias gate or up");
+    shadow_written(be, gu[0].y);
+    shadow_written(be, gu[1].y);
+    if (!be->n_rows)
+        return NY_OK;
+    void *t;
+    if ((rc = cuda_scratch(be, CUDA_SCRATCH_MLP, (size_t)2 * be->n_rows * R * 2, &t, err)))
+        return rc;
+    struct mm_job j;
+    memset(&j, 0, sizeof j);
+    for (int p = 0; p < 2; p++) {
+        j.w[p] = gu[p].w;
+        j.lora[p] = gu[p].lora;
+        j.Y[p] = (float *)gu[p].y->d;
+        j.N[p] = ff;
+    }
+    j.n_parts = 2;
+    j.n_lora = n_lora;
+    j.K = in;
+    j.X = (const float *)x->d;
+    j.tdef = (__nv_bfloat16 *)t;
+    j.trank = R;
+    if ((rc = matmul_all(be, &j, err)))
+        return rc;
+    struct mm_job d;
+    mm_job_one(&d, gu[0].y, ff, w, out, lora, n_lora, y);
+    d.U = (const float *)gu[1].y->d;
+    d.tdef = (__nv_bfloat16 *)t;
+    d.trank = R;
+    d.dlora[0] = gu[0].lora;
+    d.dlora[1] = gu[1].lora;
+    d.tdef_in = 1;
+    rc = matmul_all(be, &d, err); /* reads gate and up, not x: y may be x */
+    shadow_written(be, y);
+    return rc;
 }

@@ -5,7 +5,7 @@
  *     warp order: a row's result never depends on the other rows (each mma row is independent)
  *     nor on how many rows there are; the products of one input share one launch, each part
  *     with its own rows (q, k, v and their LoRA A matrices over each adapter's rows; the B
- *     matrices of every adapter group);
+ *     matrices of every adapter group, on a kernel of a warp a tile: k_skinny_short);
  *   - generic (fp32 weights, or shapes the others refuse): one warp per output element, lanes
  *     strided over k, a fixed xor-shuffle tree.
  */
@@ -24,6 +24,7 @@
  * tile0) of the grid's x belong to part p, and a block whose row tile starts at or past its
  * part's M leaves at once. A part's arithmetic is exactly that of a launch of its own. */
 #define SK_MAX_PARTS 8
+#define SK_SHORT_K 256 /* products of K <= this: k_skinny_short */
 struct sk_part {
     const float *X;
     const __nv_bfloat16 *W;
@@ -142,70 +143,6 @@ __device__ __forceinline__ static void sk_cp16(unsigned dst, const void *src, bo
                  : "memory");
 }
 
-template <int S>
-__global__ __launch_bounds__(SK_WARPS * 32) static void k_skinny_ring(const struct sk_parts P,
-                                                                      int row0, float beta)
-{
-    extern __shared__ uint4 sk_ring[]; /* [SK_WARPS][S][32] */
-    __shared__ float red[SK_WARPS][1][32][4];
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-    const struct sk_part pt = sk_select(P);
-    const int K = pt.K, N = pt.N, M = pt.M;
-    const int n0 = ((int)blockIdx.x - pt.tile0) * SK_COLS, m0 = row0 + blockIdx.y * 16;
-    if (m0 >= M) /* past this part's rows (the whole block) */
-        return;
-    const int nb = (K + 31) / 32;
-    const int jn = nb > warp ? (nb - warp + SK_WARPS - 1) / SK_WARPS : 0;
-    const bool wrow_ok = n0 + g < N;
-    const __nv_bfloat16 *wp = pt.W + (size_t)(wrow_ok ? n0 + g : 0) * K + t * 8;
-    uint4 *ring = sk_ring + (size_t)warp * S * 32 + lane;
-    const unsigned ring_s = (unsigned)__cvta_generic_to_shared(ring);
-#pragma unroll
-    for (int j = 0; j < S; j++) {
-        int b = warp + j * SK_WARPS;
-        bool ok = j < jn && wrow_ok && b * 32 + t * 8 < K;
-        sk_cp16(ring_s + j * 32 * 16, ok ? (const void *)(wp + (size_t)b * 32) : (const void *)wp,
-                ok);
-        asm volatile("cp.async.commit_group;\n" ::: "memory");
-    }
-    /* the ring's first S weight pieces are in flight: now wait for the previous kernel */
-    pdl_wait();
-    const float *xr2[1][2];
-    cuda_tile_rows<1>(xr2, pt.X, pt.in_idx, m0, M, K, g, t);
-    const float *const *xr = xr2[0];
-    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    for (int j = 0; j < jn; j++) {
-        const int b = warp + j * SK_WARPS, k = b * 32 + t * 8, slot = j % S;
-        uint4 x0 = make_uint4(0, 0, 0, 0), x1 = make_uint4(0, 0, 0, 0);
-        if (k < K && xr[0])
-            x0 = cuda_load_x8(xr[0] + (size_t)b * 32);
-        if (k < K && xr[1])
-            x1 = cuda_load_x8(xr[1] + (size_t)b * 32);
-        asm volatile("cp.async.wait_group %0;\n" ::"n"(S - 1) : "memory");
-        uint4 wv = ring[slot * 32];
-        cuda_mma_bf16(acc, x0.x, x1.x, x0.y, x1.y, wv.x, wv.y);
-        cuda_mma_bf16(acc, x0.z, x1.z, x0.w, x1.w, wv.z, wv.w);
-        const int jj = j + S, bb = warp + jj * SK_WARPS;
-        const bool ok = jj < jn && wrow_ok && bb * 32 + t * 8 < K;
-        sk_cp16(ring_s + slot * 32 * 16,
-                ok ? (const void *)(wp + (size_t)bb * 32) : (const void *)wp, ok);
-        asm volatile("cp.async.commit_group;\n" ::: "memory");
-    }
-    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
-    pdl_trigger();
-#pragma unroll
-    for (int j = 0; j < 4; j++)
-        red[warp][0][lane][j] = acc[j];
-    __syncthreads();
-    /* each output element: the 8 warps' partials summed in warp order */
-    if (threadIdx.x < 128) {
-        int row, col;
-        float s = cuda_tile_sum<1, SK_WARPS>(red, threadIdx.x, &row, &col);
-        if (m0 + row < M && n0 + col < N)
-            cuda_store_y(pt.Y, pt.ldy, pt.out_idx, m0 + row, n0 + col, pt.alpha, s, beta);
-    }
-}
-
 /* Wide tiles, for steps of more rows: a block computes NT 8-column tiles, each warp feeding all NT
  * from one load (and one bf16 rounding) of its X fragments. Every block reads its rows of X whole
  * (fp32, from L2): at 16 rows that is 4 times the bytes of an 8-column tile's W, so k_skinny's
@@ -270,6 +207,66 @@ __device__ __forceinline__ static void sk_wide_store(float (*red)[MT * NT][32][4
         if (m0 + row < pt.M && n0 + col < pt.N)
             cuda_store_y(pt.Y, pt.ldy, pt.out_idx, m0 + row, n0 + col, pt.alpha, s, beta);
     }
+}
+
+template <int S, int NT>
+__global__ __launch_bounds__(SK_WARPS * 32) static void k_skinny_ring(const struct sk_parts P,
+                                                                      int row0, float beta)
+{
+    extern __shared__ uint4 sk_ring[]; /* [SK_WARPS][S][NT][32] */
+    __shared__ float red[SK_WARPS][NT][32][4];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    struct sk_part pt;
+    int m0, n0;
+    const __nv_bfloat16 *wp[NT];
+    bool ok[NT];
+    if (!sk_wide_begin<1, NT>(P, row0, pt, m0, n0, wp, ok)) /* past this part's rows */
+        return;
+    const int K = pt.K, M = pt.M, nb = (K + 31) / 32;
+    const int jn = nb > warp ? (nb - warp + SK_WARPS - 1) / SK_WARPS : 0;
+    uint4 *ring = sk_ring + (size_t)warp * S * NT * 32 + lane;
+    const unsigned ring_s = (unsigned)__cvta_generic_to_shared(ring);
+    /* k-block j of this warp's, tile nt, into slot j % S (zeros past the end) */
+    auto fetch = [&](int j) {
+        const int b = warp + j * SK_WARPS, slot = j % S;
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+            bool on = j < jn && ok[nt] && b * 32 + t * 8 < K;
+            sk_cp16(ring_s + (slot * NT + nt) * 32 * 16,
+                    on ? (const void *)(wp[nt] + (size_t)b * 32) : (const void *)wp[nt], on);
+        }
+        asm volatile("cp.async.commit_group;\n" ::: "memory");
+    };
+#pragma unroll
+    for (int j = 0; j < S; j++)
+        fetch(j);
+    /* the ring's first S k-blocks are in flight: now wait for the previous kernel */
+    pdl_wait();
+    const float *xr2[1][2];
+    cuda_tile_rows<1>(xr2, pt.X, pt.in_idx, m0, M, K, g, t);
+    const float *const *xr = xr2[0];
+    float acc[NT][4];
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++)
+        acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
+    for (int j = 0; j < jn; j++) {
+        const int b = warp + j * SK_WARPS, k = b * 32 + t * 8, slot = j % S;
+        uint4 x0 = make_uint4(0, 0, 0, 0), x1 = make_uint4(0, 0, 0, 0);
+        if (k < K && xr[0])
+            x0 = cuda_load_x8(xr[0] + (size_t)b * 32);
+        if (k < K && xr[1])
+            x1 = cuda_load_x8(xr[1] + (size_t)b * 32);
+        asm volatile("cp.async.wait_group %0;\n" ::"n"(S - 1) : "memory");
+        uint4 wv[NT];
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+            wv[nt] = ring[(slot * NT + nt) * 32];
+        cuda_tile_mma<NT>(acc, x0, x1, wv);
+        fetch(j + S);
+    }
+    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+    pdl_trigger();
+    sk_wide_store<1, NT>(red, acc, pt, m0, n0, beta);
 }
 
 /* The raw X floats of k-block b (zeros past K or the rows), for XPF below, and their bf16 pack
@@ -360,6 +357,68 @@ __global__ __launch_bounds__(SK_WARPS * 32, 2) static void k_skinny_wide(const s
     sk_wide_store<MT, NT>(red, acc, pt, m0, n0, beta);
 }
 
+/* Short products (K <= SK_SHORT_K: the LoRA B matrices, K = rank): k_skinny's 8 warps would each
+ * own at most one k-block, most of them none, so a block is all start-up and reduction. Here a
+ * warp owns a whole 8-column tile: it computes every k-block's partial (two mma steps from zero,
+ * as warp b of k_skinny does for k-block b) and sums the 8 partials in warp order itself (zeros
+ * for the warps k_skinny would leave without a k-block), for MT row tiles. Same arithmetic as
+ * k_skinny's, bit for bit. SK_SHORT_WARPS tiles a block. */
+#define SK_SHORT_WARPS 4
+template <int MT>
+__global__ __launch_bounds__(SK_SHORT_WARPS * 32) static void k_skinny_short(
+    const struct sk_parts P, int row0, float beta)
+{
+    constexpr int NB = SK_SHORT_K / 32;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    const struct sk_part pt = sk_select(P);
+    const int K = pt.K, N = pt.N, M = pt.M, nb = (K + 31) / 32;
+    const int n0 = (((int)blockIdx.x - pt.tile0) * SK_SHORT_WARPS + warp) * SK_COLS;
+    const int m0 = row0 + blockIdx.y * 16 * MT;
+    const bool live = m0 < M && n0 < N, wrow_ok = n0 + g < N;
+    uint4 wv[NB];
+    const __nv_bfloat16 *wp = pt.W + (size_t)(wrow_ok ? n0 + g : 0) * K + t * 8;
+#pragma unroll
+    for (int b = 0; b < NB; b++) { /* weights only: before the wait */
+        wv[b] = make_uint4(0, 0, 0, 0);
+        if (live && wrow_ok && b < nb && b * 32 + t * 8 < K)
+            wv[b] = __ldg((const uint4 *)(wp + (size_t)b * 32));
+    }
+    pdl_wait();
+    if (!live)
+        return;
+    const float *xr[MT][2];
+    cuda_tile_rows<MT>(xr, pt.X, pt.in_idx, m0, M, K, g, t);
+    pdl_trigger();
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+        if (m0 + mt * 16 >= M)
+            break;
+        float acc[SK_WARPS][4];
+#pragma unroll
+        for (int w = 0; w < SK_WARPS; w++) {
+            acc[w][0] = acc[w][1] = acc[w][2] = acc[w][3] = 0.0f;
+            if (w < NB && w < nb) {
+                const float *const xm[1][2] = {{xr[mt][0], xr[mt][1]}};
+                float a1[1][4] = {{0.0f, 0.0f, 0.0f, 0.0f}};
+                const uint4 w1[1] = {wv[w < NB ? w : 0]};
+                cuda_tile_kblock<1, 1>(a1, xm, w, w * 32 + t * 8, K, w1);
+                acc[w][0] = a1[0][0], acc[w][1] = a1[0][1], acc[w][2] = a1[0][2];
+                acc[w][3] = a1[0][3];
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            float s = 0.0f; /* cuda_tile_sum's order */
+#pragma unroll
+            for (int w = 0; w < SK_WARPS; w++)
+                s += acc[w][j];
+            const int row = mt * 16 + g + (j >= 2 ? 8 : 0), col = 2 * t + (j & 1);
+            if (m0 + row < M && n0 + col < N)
+                cuda_store_y(pt.Y, pt.ldy, pt.out_idx, m0 + row, n0 + col, pt.alpha, s, beta);
+        }
+    }
+}
+
 /* ---- generic kernel --------------------------------------------------------------------------- */
 template <typename WT>
 __global__ static void k_generic(const float *X, const int *in_idx, int M, int K, const WT *W,
@@ -393,17 +452,20 @@ int cuda_skinny_ok(const struct engine_buf *w)
     return w->wtype == CUDA_W_BF16 && w->cols % 8 == 0;
 }
 
-/* The schedule of a skinny launch. By default: up to SK_RING_ROWS rows the ring kernel
- * (k_skinny_ring<8>), else wide tiles (k_skinny_wide: 32 columns a block up to 32 rows, 16
- * beyond); products of K <= SK_SHORT_K (LoRA B) take wide tiles at any row count. NY_SKINNY_V
- * forces one for A/B timing; for one-tile (<= 16 rows) launches: 0 (U 8, pipelined, no occupancy
- * bound: the first version), 1 (U 8, not pipelined, 4 blocks an SM), 2 (U 4, pipelined, 4 blocks
- * an SM), 3 (U 4, pipelined, 3 blocks an SM), 4 (ring of 8), 5 (ring of 16); 6 wide tiles at any
- * row count (X prefetched up to 2 row tiles), 7 no wide tiles (passes of 2-4 row tiles: U 4,
- * pipelined unless NY_SKINNY_PF=0), 8 wide tiles without the X prefetch. All give bit-identical
- * results (one arithmetic), so the choice may follow the row count. */
+/* The schedule of a skinny launch. By default: products of K <= SK_SHORT_K (the LoRA B matrices)
+ * take k_skinny_short (a warp a tile; NY_SKINNY_SHORT=0: the schedules below); up to
+ * SK_RING_ROWS rows the ring kernel (k_skinny_ring<8, 1>) where the launch is no deeper than
+ * ring_k() (2,048: the ring holds all of a lane's W before the wait) or has too few columns for
+ * 2 wide tiles a block (the 70B card's q, k, v), else wide tiles (k_skinny_wide, X prefetched:
+ * 32 columns a block up to 32 rows, 16 beyond). NY_SKINNY_V forces one for A/B timing; for
+ * one-tile (<= 16 rows) launches: 0 (U 8, pipelined, no occupancy bound: the first version), 1
+ * (U 8, not pipelined, 4 blocks an SM), 2 (U 4, pipelined, 4 blocks an SM), 3 (U 4, pipelined, 3
+ * blocks an SM), 4 (ring of 8), 5 (ring of 16 pieces a lane over up to 4 tiles: fewer tiles where
+ * that leaves under 256 blocks); 6 wide tiles at any row count (X prefetched up to 2 row tiles),
+ * 7 no wide tiles (passes of 2-4 row tiles: U 4, pipelined unless NY_SKINNY_PF=0), 8 wide tiles
+ * without the X prefetch. All give bit-identical results (one arithmetic), so the choice may
+ * follow the row count and the shapes. */
 #define SK_RING_ROWS 8
-#define SK_SHORT_K 256
 static int env_int(const char *name, int dflt)
 {
     const char *e = getenv(name);
@@ -424,23 +486,66 @@ static int skinny_variant(int *pf)
     return r;
 }
 
+/* Whether short products take k_skinny_short: yes unless NY_SKINNY_SHORT=0 (A/B timing; the
+ * results are bit-identical either way). */
+static int skinny_short(void)
+{
+    static int v = -1;
+    return cuda_env_on("NY_SKINNY_SHORT", &v);
+}
+
+/* The depth up to which launches of <= SK_RING_ROWS rows take the ring kernel: 2,048, or
+ * NY_SKINNY_RK=d: d·1,024 (A/B timing; every schedule gives the same bits). */
+static int ring_k(void)
+{
+    static int v = -1; /* ranks' threads may race here: they all store the same value */
+    int r = __atomic_load_n(&v, __ATOMIC_RELAXED);
+    if (r < 0) {
+        r = env_int("NY_SKINNY_RK", 2) * 1024;
+        __atomic_store_n(&v, r, __ATOMIC_RELAXED);
+    }
+    return r;
+}
+
 /* One skinny launch: rows [row0, row0 + 16·MT·grid.y) of every part (below the part's own
  * count); `rows` (the most rows left to any part from row0) picks the schedule, and with it the
  * columns a block computes (the parts' first tiles are set here). */
 static int skinny_launch(struct engine_backend *be, int mt, struct sk_parts &P, int passes,
                          int row0, int rows, float beta, struct ny_err *err)
 {
-    int pf, v = skinny_variant(&pf), kmax = 0;
-    for (int i = 0; i < P.n; i++)
+    int pf, v = skinny_variant(&pf), kmax = 0, cols = 0;
+    for (int i = 0; i < P.n; i++) {
         kmax = P.p[i].K > kmax ? P.p[i].K : kmax;
-    if (v == 9) /* the default: by the launch's row count and depth */
-        v = rows <= SK_RING_ROWS && kmax > SK_SHORT_K ? 4 : 6;
-    /* 8-column tiles a block: 4 (2 from 3 row tiles on), fewer while that leaves under 256
+        cols += P.p[i].N;
+    }
+    cudaStream_t st = be->stream;
+    if (kmax <= SK_SHORT_K && skinny_short()) { /* a warp a tile, SK_SHORT_WARPS tiles a block */
+        int tiles = 0;
+        for (int i = 0; i < P.n; i++) {
+            P.p[i].tile0 = tiles;
+            tiles += (P.p[i].N + SK_COLS * SK_SHORT_WARPS - 1) / (SK_COLS * SK_SHORT_WARPS);
+        }
+        dim3 grid((unsigned)tiles, (unsigned)passes), tb(SK_SHORT_WARPS * 32);
+#define SK_SHORT(MT_) cuda_launch(k_skinny_short<MT_>, grid, tb, 0, st, be->n_rows, P, row0, beta)
+        mt == 1 ? SK_SHORT(1) : mt == 2 ? SK_SHORT(2) : mt == 3 ? SK_SHORT(3) : SK_SHORT(4);
+#undef SK_SHORT
+        CU_LAUNCHED(be, "skinny GEMM kernel (short)");
+        return NY_OK;
+    }
+    /* 8-column tiles a wide block: 4 (2 from 3 row tiles on), fewer while that leaves under 256
      * blocks (down's 4,096 columns, the 70B card's k and v) — except for short products (the LoRA
      * B matrices, K = rank), whose blocks are all start-up and finish */
-    int nt = v != 6 && v != 8 ? 1 : mt == 1 || (v == 8 && mt == 2) ? 4 : 2, cols = 0;
-    for (int i = 0; i < P.n; i++)
-        cols += P.p[i].N;
+    int wide_nt = mt == 1 ? 4 : 2;
+    while (wide_nt > 1 && cols / (SK_COLS * wide_nt) < 256 && kmax > SK_SHORT_K)
+        wide_nt /= 2;
+    /* the default: up to SK_RING_ROWS rows the ring kernel where a launch has too few columns
+     * for 2 tiles a block or is no deeper than ring_k() (the ring holds that much of a lane's W
+     * in flight before the wait: all of it at K <= 2,048), else wide tiles (X prefetched); more
+     * rows: wide tiles */
+    if (v == 9)
+        v = rows > SK_RING_ROWS || kmax <= SK_SHORT_K || (wide_nt > 1 && kmax > ring_k()) ? 6 : 4;
+    int nt = v != 6 && v != 8 && !(v == 5 && mt == 1) ? 1
+             : mt == 1 || (v == 8 && mt == 2) ? 4 : 2;
     while (nt > 1 && cols / (SK_COLS * nt) < 256 && kmax > SK_SHORT_K)
         nt /= 2;
     int tiles = 0;
@@ -449,7 +554,6 @@ static int skinny_launch(struct engine_backend *be, int mt, struct sk_parts &P, 
         tiles += (P.p[i].N + SK_COLS * nt - 1) / (SK_COLS * nt);
     }
     dim3 grid((unsigned)tiles, (unsigned)passes), tb(SK_WARPS * 32);
-    cudaStream_t st = be->stream;
 #define SK_GO(MT_, U_, PF_, MINB_)                                                                \
     cuda_launch(k_skinny<MT_, U_, PF_, MINB_>, grid, tb, 0, st, be->n_rows, P, row0, beta)
 #define SK_WIDE(MT_, NT_, U_)                                                                     \
@@ -471,15 +575,25 @@ static int skinny_launch(struct engine_backend *be, int mt, struct sk_parts &P, 
         else
             mt == 3 ? SK_WIDE(3, 2, 1) : SK_WIDE(4, 2, 1);
     } else if (mt == 1 && v >= 4 && v <= 5) {
+        /* 4: 8 k-blocks a lane in flight, one tile; 5: 16 pieces a lane over nt tiles */
         size_t shm = (size_t)SK_WARPS * 32 * 16 * (v == 4 ? 8 : 16);
         if (v == 4) {
-            cuda_launch(k_skinny_ring<8>, grid, tb, shm, st, be->n_rows, P, row0, beta);
+            cuda_launch(k_skinny_ring<8, 1>, grid, tb, shm, st, be->n_rows, P, row0, beta);
         } else {
-            static int allowed[CUDA_MAX_DEVICES];
-            int rc = cuda_smem_allow(be, (const void *)k_skinny_ring<16>, shm, allowed, err);
+            static int allowed[3][CUDA_MAX_DEVICES];
+            int w = nt == 4 ? 2 : nt == 2 ? 1 : 0;
+            const void *fn = w == 2   ? (const void *)k_skinny_ring<4, 4>
+                             : w == 1 ? (const void *)k_skinny_ring<8, 2>
+                                      : (const void *)k_skinny_ring<16, 1>;
+            int rc = cuda_smem_allow(be, fn, shm, allowed[w], err);
             if (rc)
                 return rc;
-            cuda_launch(k_skinny_ring<16>, grid, tb, shm, st, be->n_rows, P, row0, beta);
+            if (w == 2)
+                cuda_launch(k_skinny_ring<4, 4>, grid, tb, shm, st, be->n_rows, P, row0, beta);
+            else if (w == 1)
+                cuda_launch(k_skinny_ring<8, 2>, grid, tb, shm, st, be->n_rows, P, row0, beta);
+            else
+                cuda_launch(k_skinny_ring<16, 1>, grid, tb, shm, st, be->n_rows, P, row0, beta);
         }
     } else if (mt == 1) {
         if (v == 0 || v == 7)

@@ -44,6 +44,7 @@ __device__ __forceinline__ static void pdl_trigger(void)
 #endif
 }
 int cuda_pdl_max_rows(void);
+
 template <typename... KArgs, typename... Args>
 static inline cudaError_t cuda_launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t shm,
                                       cudaStream_t st, int rows, Args... args)
@@ -103,11 +104,21 @@ struct engine_kv {
 struct cuda_gemm_plan {
     int m, n, k, accumulate;
     int batch, ld; /* split-K plans: batch slices of k along rows of length ld; else 1 and k */
+    int ldx;       /* X's row length (ld, or wider: a slice of stacked LoRA rows) */
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t la, lb, lc;
     cublasLtMatmulAlgo_t algo;
 };
 #define CUDA_GEMM_PLANS 64
+
+/* The LoRA A matrices of one adapter over the parts of one input (q, k, v; gate, up) copied once
+ * into one [n·rank, K] bf16 matrix, so that a prefill unit's A products are one GEMM
+ * (cuda_gemm.cu). An entry goes when any of its sources is freed (cuda_astack_drop). */
+struct cuda_astack {
+    const void *src[ENGINE_MATMUL_MAX_PARTS];
+    int n, rank, K;
+    void *d;
+};
 
 /* Device row lists of the current step (offsets into engine_backend.sets_d), built once by
  * step_begin so that a GEMM never uploads indices (a pageable upload can stall the stream). */
@@ -142,7 +153,9 @@ static inline unsigned cuda_grid_rows(int n)
  * tensor-parallel collectives, CUDA_SCRATCH_ARGMAX to argmax's chunk candidates. */
 #define CUDA_SCRATCH_TP 4
 #define CUDA_SCRATCH_ARGMAX 5
-#define CUDA_N_SCRATCH 6
+#define CUDA_SCRATCH_MLP 6    /* the mlp op's deferred LoRA rows (cuda_gemm.cu) */
+#define CUDA_SCRATCH_SHADOW 7 /* the bf16 shadow of a norm's output (cuda_norm.cu) */
+#define CUDA_N_SCRATCH 8
 
 struct engine_backend {
     int device;
@@ -160,6 +173,8 @@ struct engine_backend {
     size_t lt_ws_size;
     struct cuda_gemm_plan plans[CUDA_GEMM_PLANS];
     int n_plans;
+    struct cuda_astack *astack;   /* stacked LoRA A matrices (cuda_gemm.cu) */
+    int n_astack, astack_cap;
     int n_bf16_weights;
     /* the current step (copied from step_begin) */
     int n_rows, n_seqs;
@@ -181,6 +196,14 @@ struct engine_backend {
     int inv_freq_n;
     float *attn_ws;
     size_t attn_ws_size;
+    /* The bf16 shadow: an (add_)rmsnorm of a step with prefill units, and the flash attention,
+     * also write their output rounded to bf16 (scratch CUDA_SCRATCH_SHADOW), which the next
+     * matmul reading that buffer takes as its units' staged input. shadow_src: the fp32 buffer
+     * it mirrors (NULL: none), of rows shadow_dim wide. Every op but the matmul family clears
+     * it, as does a matmul writing the mirrored buffer, a buffer write or free, step_begin and
+     * tp_allreduce. */
+    const void *shadow_src;
+    int shadow_dim;
 };
 
 /* Record a device failure (poisons the backend) and return NY_E_DEVICE. */
@@ -279,11 +302,22 @@ int cuda_op_swiglu_matmul(struct engine_backend *be, struct engine_buf *gate,
                           const struct engine_buf *up, int ff, const struct engine_buf *w, int out,
                           const struct engine_lora_term *lora, int n_lora, struct engine_buf *y,
                           struct ny_err *err);
+int cuda_op_mlp(struct engine_backend *be, const struct engine_buf *x, int in,
+                const struct engine_matmul_part *gu, int n_lora, int ff,
+                const struct engine_buf *w, int out, const struct engine_lora_term *lora,
+                struct engine_buf *y, struct ny_err *err);
 int cuda_op_attention(struct engine_backend *be, struct engine_kv *kv, int layer,
                       const struct engine_buf *q, const struct engine_buf *k,
                       const struct engine_buf *v, int n_heads, float scale,
                       struct engine_buf *out, struct ny_err *err);
 void cuda_gemm_plans_free(struct engine_backend *be);
+/* Whether norms write the bf16 shadow: yes unless NY_SHADOW=0 (A/B timing; same bits). */
+int cuda_shadow_on(void);
+/* An on/off switch for A/B timing: on unless environment variable name is "0"; read once into
+ * *cache (-1 before; ranks' threads may race there: they all store the same value). */
+int cuda_env_on(const char *name, int *cache);
+/* Drop the stacked A matrices built from device pointer d (it is being freed); NULL: all. */
+void cuda_astack_drop(struct engine_backend *be, const void *d);
 /* Map KV pages for every row of the current step and upload the block table when it changed. */
 int cuda_kv_map_step(struct engine_backend *be, struct engine_kv *kv, struct ny_err *err);
 
@@ -322,5 +356,14 @@ int cuda_gemm_rows(struct engine_backend *be, const float *X, const int *in_idx,
  * rounded as cuda_rows_to_bf16 rounds: the same bits as staging the fp32 out); NULL: not stored. */
 int cuda_swiglu_rows(struct engine_backend *be, const float *g, const float *u, int n, int cols,
                      float *out, __nv_bfloat16 *outb, struct ny_err *err);
+
+/* Down's bf16 input for m contiguous prefill rows whose gate and up carry an adapter
+ * (cuda_mlp_lora.cu): outb = bf16(silu(g + sg · tg·bgᵀ) · (u + su · tu·buᵀ)); g, u fp32 [m, ff]
+ * (the base products), tg, tu bf16 [m, rank] in rows ldt apart (ldt % 8 == 0), bg, bu bf16
+ * [ff, rank]; rank 16, 32 or 64; ff even. */
+int cuda_swiglu_lora_rows(struct engine_backend *be, const float *g, const float *u, int m,
+                          int ff, const __nv_bfloat16 *tg, const __nv_bfloat16 *tu, int ldt,
+                          int rank, const __nv_bfloat16 *bg, const __nv_bfloat16 *bu, float sg,
+                          float su, __nv_bfloat16 *outb, struct ny_err *err);
 
 #endif

@@ -4,6 +4,8 @@
  * 4-wide groups i, i + 256, ...). The order depends only on the row width, never on the batch, so
  * a row's result is batch-invariant. rmsnorm and add_rmsnorm run the same kernels (y == NULL: no
  * add), so the fused op is bit-identical to add() followed by rmsnorm() by construction. */
+#include <stdlib.h>
+
 #include "cuda_int.cuh"
 
 #define NORM_THREADS 256
@@ -56,7 +58,7 @@ __global__ static void k_rmsnorm(float *x, const float *y, const W *w, int dim, 
 #define NORM_V 8
 template <typename W>
 __global__ static void k_rmsnorm_v(float *x, const float *y, const W *w, int dim, float eps,
-                                   float *out)
+                                   float *out, __nv_bfloat16 *outb)
 {
     pdl_trigger();
     const int n4 = dim / 4;
@@ -94,9 +96,17 @@ __global__ static void k_rmsnorm_v(float *x, const float *y, const W *w, int dim
 #pragma unroll
     for (int u = 0; u < NORM_V; u++) {
         int i = threadIdx.x + u * NORM_THREADS;
-        if (i < n4)
-            outr[i] = make_float4(v[u].x * inv * wv[u][0], v[u].y * inv * wv[u][1],
-                                  v[u].z * inv * wv[u][2], v[u].w * inv * wv[u][3]);
+        if (i >= n4)
+            continue;
+        const float4 o = make_float4(v[u].x * inv * wv[u][0], v[u].y * inv * wv[u][1],
+                                     v[u].z * inv * wv[u][2], v[u].w * inv * wv[u][3]);
+        outr[i] = o;
+        if (outb) { /* the bf16 shadow: cuda_rows_to_bf16's rounding of the same floats */
+            const __nv_bfloat162 p2[2] = {__floats2bfloat162_rn(o.x, o.y),
+                                          __floats2bfloat162_rn(o.z, o.w)};
+            reinterpret_cast<uint2 *>(outb + (size_t)blockIdx.x * dim)[i] =
+                *reinterpret_cast<const uint2 *>(p2);
+        }
     }
 }
 
@@ -113,6 +123,12 @@ static int norm_check(struct engine_backend *be, const char *op, const struct en
     return NY_OK;
 }
 
+int cuda_shadow_on(void)
+{
+    static int v = -1;
+    return cuda_env_on("NY_SHADOW", &v);
+}
+
 /* One launch of the kernel that fits dim and the weight type; y == NULL: plain rmsnorm. */
 static int norm_launch(struct engine_backend *be, float *x, const float *y,
                        const struct engine_buf *w, int dim, float eps, float *out,
@@ -126,10 +142,24 @@ static int norm_launch(struct engine_backend *be, float *x, const float *y,
     const char *what = y ? "add_rmsnorm kernel" : "rmsnorm kernel";
     dim3 grid((unsigned)be->n_rows), tb(NORM_THREADS);
     if (dim % 4 == 0 && dim <= NORM_THREADS * 4 * NORM_V) {
+        /* a step with prefill units: the bf16 shadow of out for their GEMMs' staging */
+        void *sb = NULL;
+        if (be->sets.units_n > 0 && cuda_shadow_on()) {
+            int rc = cuda_scratch(be, CUDA_SCRATCH_SHADOW, (size_t)be->n_rows * dim * 2, &sb,
+                                  err);
+            if (rc)
+                return rc;
+        }
+        __nv_bfloat16 *ob = (__nv_bfloat16 *)sb;
         if (bf)
-            CU_LAUNCH(be, what, k_rmsnorm_v<__nv_bfloat16>, grid, tb, 0, x, y, wb, dim, eps, out);
+            CU_LAUNCH(be, what, k_rmsnorm_v<__nv_bfloat16>, grid, tb, 0, x, y, wb, dim, eps, out,
+                      ob);
         else
-            CU_LAUNCH(be, what, k_rmsnorm_v<float>, grid, tb, 0, x, y, wf, dim, eps, out);
+            CU_LAUNCH(be, what, k_rmsnorm_v<float>, grid, tb, 0, x, y, wf, dim, eps, out, ob);
+        if (ob) {
+            be->shadow_src = out;
+            be->shadow_dim = dim;
+        }
     } else if (bf) {
         CU_LAUNCH(be, what, k_rmsnorm<__nv_bfloat16>, grid, tb, 0, x, y, wb, dim, eps, out);
     } else {

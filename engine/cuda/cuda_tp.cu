@@ -313,6 +313,7 @@ static int allreduce_large(struct engine_backend *be, float *x, size_t count, st
 int cuda_tp_allreduce(struct engine_backend *be, struct engine_buf *x, int dim,
                       struct ny_err *err)
 {
+    be->shadow_src = NULL; /* x changes in place */
     int rc = tp_enter(be, "tp_allreduce", err);
     if (rc)
         return rc;

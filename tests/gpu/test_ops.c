@@ -510,6 +510,166 @@ static void test_swiglu_matmul(void **state)
     free(wv);
 }
 
+/* The mlp op against matmul_multi(gate, up) then swiglu_matmul on the GPU and against the CPU's
+ * matmuls and swiglu: rows of decode requests and of base prefill requests bit-identical to the
+ * two calls', prefill rows with an adapter (their gate and up LoRA terms added where the swiglu
+ * reads them) within 1e-3 of them, every row within the bf16 tolerance of the CPU. Prefill units
+ * of 37 and 5 rows, decode rows, two adapters (ranks r0, r1; unequal ranks take the two calls)
+ * and base requests. */
+static void run_mlp(int K, int ff, int r0, int r1)
+{
+    int out = 264, rows[40], ad[40], rk[2] = {r0, r1};
+    for (int i = 0; i < 40; i++)
+        rows[i] = i % 9 == 0 ? 5 : 1, ad[i] = (i + i / 9) % 3 - 1;
+    rows[0] = 37;
+    struct tbatch t;
+    make_batch(&t, 40, rows, NULL, ad);
+    both_step(&t);
+    int nr = t.b.n_rows;
+    float *xv = rand_vec((size_t)nr * K, 1.0f);
+    struct wpair w[3], la[3][2], lb[3][2];
+    struct engine_lora_term lg[3][2], lc[3][2];
+    const int wo[3] = {ff, ff, out}, wi[3] = {K, K, ff};
+    for (int p = 0; p < 3; p++) {
+        float *wv = rand_vec((size_t)wo[p] * wi[p], 0.05f);
+        w[p] = weight(ENGINE_DTYPE_BF16, wv, wo[p], wi[p]);
+        free(wv);
+        for (int a = 0; a < 2; a++) {
+            float *av = rand_vec((size_t)rk[a] * wi[p], 0.05f);
+            float *bv = rand_vec((size_t)wo[p] * rk[a], 0.05f);
+            la[p][a] = weight(ENGINE_DTYPE_BF16, av, rk[a], wi[p]);
+            lb[p][a] = weight(ENGINE_DTYPE_BF16, bv, wo[p], rk[a]);
+            lg[p][a] = (struct engine_lora_term){la[p][a].g, lb[p][a].g, rk[a], 0.5f + p + a};
+            lc[p][a] = (struct engine_lora_term){la[p][a].c, lb[p][a].c, rk[a], 0.5f + p + a};
+            free(av), free(bv);
+        }
+    }
+    struct wpair x = act(xv, (size_t)nr * K), g = act(NULL, (size_t)nr * ff);
+    struct wpair u = act(NULL, (size_t)nr * ff), y = act(NULL, (size_t)nr * out);
+    /* the two calls on the GPU into gs, us, ys */
+    struct engine_buf *gs = gbuf(NULL, (size_t)nr * ff, 0), *us = gbuf(NULL, (size_t)nr * ff, 0);
+    struct engine_buf *ys = gbuf(NULL, (size_t)nr * out, 0);
+    struct engine_matmul_part ps[2] = {{w[0].g, ff, lg[0], gs}, {w[1].g, ff, lg[1], us}};
+    OK(G->matmul_multi(gbe, x.g, K, ps, 2, 2, E));
+    OK(G->swiglu_matmul(gbe, gs, us, ff, w[2].g, out, lg[2], 2, ys, E));
+    /* the op, y poisoned with NaN: every element must be written */
+    struct engine_buf *yf = gbuf(NULL, (size_t)nr * out, NAN);
+    struct engine_matmul_part pf[2] = {{w[0].g, ff, lg[0], g.g}, {w[1].g, ff, lg[1], u.g}};
+    OK(G->mlp(gbe, x.g, K, pf, 2, ff, w[2].g, out, lg[2], yf, E));
+    /* the CPU: gate, up, swiglu, down */
+    OK(C->matmul(cbe, x.c, K, w[0].c, ff, lc[0], 2, NULL, 0, g.c, E));
+    OK(C->matmul(cbe, x.c, K, w[1].c, ff, lc[1], 2, NULL, 0, u.c, E));
+    OK(C->swiglu(cbe, g.c, u.c, ff, g.c, E));
+    OK(C->matmul(cbe, g.c, ff, w[2].c, out, lc[2], 2, NULL, 0, y.c, E));
+    size_t ny = (size_t)nr * out;
+    float *a = malloc(ny * 4), *b = malloc(ny * 4), *c = malloc(ny * 4);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_non_null(c);
+    OK(G->buf_read(gbe, yf, 0, a, ny, E));
+    OK(G->buf_read(gbe, ys, 0, b, ny, E));
+    OK(C->buf_read(cbe, y.c, 0, c, ny, E));
+    double worst = 0;
+    for (int s = 0; s < 40; s++) {
+        size_t o = (size_t)t.start[s] * out, n = (size_t)rows[s] * out;
+        if (rows[s] == 1 || ad[s] < 0 || r0 != r1) {
+            assert_memory_equal(a + o, b + o, n * 4);
+        } else {
+            double r = rel_err(a + o, b + o, n);
+            worst = r > worst ? r : worst;
+            assert_true(r < 1e-3);
+        }
+        assert_true(rel_err(a + o, c + o, n) < 1e-2);
+    }
+    print_message("mlp %d -> %d -> %d, ranks %d/%d: prefill rows with an adapter within %.2e of "
+                  "the two calls\n", K, ff, out, r0, r1, worst);
+    free(a), free(b), free(c);
+    G->buf_free(gbe, gs), G->buf_free(gbe, us), G->buf_free(gbe, ys), G->buf_free(gbe, yf);
+    wfree(x), wfree(g), wfree(u), wfree(y);
+    for (int p = 0; p < 3; p++) {
+        wfree(w[p]);
+        for (int q = 0; q < 2; q++)
+            wfree(la[p][q]), wfree(lb[p][q]);
+    }
+    free(xv);
+}
+
+static void test_mlp(void **state)
+{
+    (void)state;
+    assert_non_null(G->mlp);
+    run_mlp(512, 1024, 64, 64);
+    run_mlp(5120, 136, 16, 16); /* the units' LoRA A by split-K; ff not a multiple of 64 */
+    run_mlp(512, 1024, 16, 32); /* unequal ranks: the two calls */
+}
+
+/* y = h·Wᵀ on the GPU into y (allocated beforehand: a buffer write would drop the shadow);
+ * returns its n = rows·N floats (caller frees). */
+static float *gpu_product(struct engine_buf *h, int K, struct engine_buf *w, int N, int nr,
+                          struct engine_buf *y)
+{
+    float *v = malloc((size_t)nr * N * 4);
+    assert_non_null(v);
+    OK(G->matmul(gbe, h, K, w, N, NULL, 0, NULL, 0, y, E));
+    OK(G->buf_read(gbe, y, 0, v, (size_t)nr * N, E));
+    return v;
+}
+
+/* The bf16 shadow of a norm's output (the staged GEMM input of a step's prefill units): a matmul
+ * reading the norm's output gives the bits of one reading a copy of it; after the output is
+ * rewritten (a buffer write, a matmul writing it), the next matmul reads the new values. */
+static void test_norm_shadow(void **state)
+{
+    (void)state;
+    int K = 1024, N = 264, rows[3] = {37, 1, 5};
+    struct tbatch t;
+    make_batch(&t, 3, rows, NULL, NULL);
+    OK(G->step_begin(gbe, &t.b, E));
+    int nr = t.b.n_rows;
+    size_t n = (size_t)nr * K;
+    float *xv = rand_vec(n, 2.0f), *yv = rand_vec(n, 1.0f), *nv = rand_vec((size_t)K, 1.0f);
+    float *wv = rand_vec((size_t)N * K, 0.05f), *hv = malloc(n * 4);
+    assert_non_null(hv);
+    struct wpair wn = weight(ENGINE_DTYPE_BF16, nv, 1, K), w = weight(ENGINE_DTYPE_BF16, wv, N, K);
+    struct engine_buf *x = gbuf(xv, n, 0), *y = gbuf(yv, n, 0), *h = gbuf(NULL, n, 0);
+    struct engine_buf *hc = gbuf(NULL, n, 0), *ya = gbuf(NULL, (size_t)nr * N, NAN);
+    struct engine_buf *yb = gbuf(NULL, (size_t)nr * N, NAN);
+    for (int add = 0; add < 2; add++) {
+        if (add)
+            OK(G->add_rmsnorm(gbe, x, y, wn.g, K, 1e-5f, h, E));
+        else
+            OK(G->rmsnorm(gbe, x, wn.g, K, 1e-5f, h, E));
+        float *a = gpu_product(h, K, w.g, N, nr, ya); /* through the shadow */
+        OK(G->buf_read(gbe, h, 0, hv, n, E));
+        OK(G->buf_write(gbe, hc, 0, hv, n, E));
+        float *b = gpu_product(hc, K, w.g, N, nr, yb);
+        assert_memory_equal(a, b, (size_t)nr * N * 4);
+        free(a), free(b);
+    }
+    /* rewritten by a buffer write: the new values */
+    OK(G->buf_write(gbe, hc, 0, yv, n, E));
+    OK(G->rmsnorm(gbe, x, wn.g, K, 1e-5f, h, E));
+    OK(G->buf_write(gbe, h, 0, yv, n, E));
+    float *a = gpu_product(h, K, w.g, N, nr, ya), *b = gpu_product(hc, K, w.g, N, nr, yb);
+    assert_memory_equal(a, b, (size_t)nr * N * 4);
+    free(a), free(b);
+    /* rewritten by a matmul (K x K weight): the new values */
+    float *sv = rand_vec((size_t)K * K, 0.05f);
+    struct wpair sq = weight(ENGINE_DTYPE_BF16, sv, K, K);
+    OK(G->rmsnorm(gbe, x, wn.g, K, 1e-5f, h, E));
+    OK(G->matmul(gbe, y, K, sq.g, K, NULL, 0, NULL, 0, h, E));
+    a = gpu_product(h, K, w.g, N, nr, ya); /* before any buffer write */
+    OK(G->buf_read(gbe, h, 0, hv, n, E));
+    OK(G->buf_write(gbe, hc, 0, hv, n, E));
+    b = gpu_product(hc, K, w.g, N, nr, yb);
+    assert_memory_equal(a, b, (size_t)nr * N * 4);
+    free(a), free(b);
+    G->buf_free(gbe, x), G->buf_free(gbe, y), G->buf_free(gbe, h), G->buf_free(gbe, hc);
+    G->buf_free(gbe, ya), G->buf_free(gbe, yb);
+    wfree(wn), wfree(w), wfree(sq);
+    free(xv), free(yv), free(nv), free(wv), free(hv), free(sv);
+}
+
 /* rope_qk gives q and k bit-identical to one rope call each (head_dim 128 with 32/8 heads, 64
  * with 16/2; rows at nonzero positions), and matches the CPU. */
 static void test_rope_qk(void **state)
@@ -547,6 +707,35 @@ static void test_rope_qk(void **state)
     }
 }
 
+/* The o projection of attention output o (n rows of width K) right after the attention op (the
+ * flash kernel's bf16 shadow feeds the prefill units' staging) is bit-identical to that of a
+ * copy of o. */
+static void check_att_shadow(struct engine_buf *o, int n, int K)
+{
+    const int N = 72;
+    size_t no = (size_t)n * K, ny = (size_t)n * N;
+    float *wv = rand_vec((size_t)N * K, 0.05f), *ov = malloc(no * 4);
+    float *a = malloc(ny * 4), *b = malloc(ny * 4);
+    assert_non_null(ov);
+    assert_non_null(a);
+    assert_non_null(b);
+    struct engine_buf *w, *ya, *yb, *oc;
+    uint16_t *wb = to_bf16(wv, (size_t)N * K);
+    OK(G->weight_upload(gbe, ENGINE_DTYPE_BF16, wb, N, K, &w, E));
+    OK(G->buf_alloc(gbe, ny, &ya, E));
+    OK(G->buf_alloc(gbe, ny, &yb, E));
+    OK(G->buf_alloc(gbe, no, &oc, E));
+    OK(G->matmul(gbe, o, K, w, N, NULL, 0, NULL, 0, ya, E)); /* first: through the shadow */
+    OK(G->buf_read(gbe, o, 0, ov, no, E));
+    OK(G->buf_write(gbe, oc, 0, ov, no, E));
+    OK(G->matmul(gbe, oc, K, w, N, NULL, 0, NULL, 0, yb, E));
+    OK(G->buf_read(gbe, ya, 0, a, ny, E));
+    OK(G->buf_read(gbe, yb, 0, b, ny, E));
+    assert_memory_equal(a, b, ny * 4);
+    G->buf_free(gbe, w), G->buf_free(gbe, ya), G->buf_free(gbe, yb), G->buf_free(gbe, oc);
+    free(wv), free(ov), free(a), free(b), free(wb);
+}
+
 /* Attention: prefill of two requests, then a decode step of three, against the CPU. */
 static void run_attention(int nh, int nkv, int hd, int plen, enum engine_dtype dt)
 {
@@ -574,6 +763,8 @@ static void run_attention(int nh, int nkv, int hd, int plen, enum engine_dtype d
             struct wpair v = act(vv, (size_t)nr * nkv * hd), o = act(NULL, (size_t)nr * nh * hd);
             float sc = 1.0f / sqrtf((float)hd);
             OK(G->attention(gbe, kg, layer, q.g, k.g, v.g, nh, sc, o.g, E));
+            if (layer == 0)
+                check_att_shadow(o.g, nr, nh * hd);
             OK(C->attention(cbe, kc, layer, q.c, k.c, v.c, nh, sc, o.c, E));
             double r = compare(o, (size_t)nr * nh * hd);
             /* the output's bits, to compare two builds of the kernels (same inputs: the test
@@ -857,6 +1048,8 @@ int main(void)
         cmocka_unit_test(test_add_rmsnorm),
         cmocka_unit_test(test_rope_qk),
         cmocka_unit_test(test_swiglu_matmul),
+        cmocka_unit_test(test_mlp),
+        cmocka_unit_test(test_norm_shadow),
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_matmul_invariance),
         cmocka_unit_test(test_attention_invariance),
