@@ -281,8 +281,8 @@ struct engine_backend_ops {
      * rows (prefill rows) the gate and up LoRA terms may be added where the swiglu reads them
      * (rounded once there, not stored into gate and up), so those rows may differ from the two
      * calls' in the last bits; a row's arithmetic still depends only on its own request. Decode
-     * rows are bit-identical to the two calls'. gate and up afterwards: unspecified. NULL: the
-     * caller makes the two calls. */
+     * rows are bit-identical to the two calls'. gate and up afterwards: unspecified. y may be x
+     * (not gate or up). NULL: the caller makes the two calls. */
     int (*mlp)(struct engine_backend *be, const struct engine_buf *x, int in,
                const struct engine_matmul_part *gu, int n_lora, int ff,
                const struct engine_buf *w, int out, const struct engine_lora_term *lora,

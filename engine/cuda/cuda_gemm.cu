@@ -502,7 +502,7 @@ static int unit_stage(struct engine_backend *be, const struct mm_job *j, int r0,
                       void **xb, struct ny_err *err)
 {
     const float *x = j->X + (size_t)r0 * j->K;
-    if (!j->U && be->shadow_src == j->X && be->shadow_dim == j->K) { /* staged by the norm */
+    if (!j->U && be->shadow_src == j->X && be->shadow_dim == j->K) { /* the bf16 shadow */
         *xb = (__nv_bfloat16 *)be->scratch[CUDA_SCRATCH_SHADOW] + (size_t)r0 * j->K;
         return NY_OK;
     }
