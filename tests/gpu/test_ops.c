@@ -1,7 +1,9 @@
 /* test_ops.c — the CUDA backend's primitives against the CPU reference backend on fresh random
  * inputs (fp32 weights: 1e-5 relative; bf16 weights: 1e-2 relative, the bf16 rounding of
  * activations the GPU does and the CPU does not), argmax ties and NaN, and batch invariance of
- * matmul (with LoRA) and attention: a request's rows are bit-identical alone and inside batches.
+ * matmul (with LoRA) and attention: a request's rows are bit-identical alone and inside batches;
+ * the fused ops (matmul_multi, add_rmsnorm, rope_qk, swiglu_matmul, mlp) against the separate
+ * calls, and the bf16 shadow of a norm's or the attention's output against a copy of it.
  * Exits 77 (SKIP) without the CUDA backend or a device. */
 #include <math.h>
 #include <setjmp.h>
