@@ -683,19 +683,12 @@ static int att_workspace(struct engine_backend *be, int n, int n_heads, int D, i
                          float **acc, float **ml, struct ny_err *err)
 {
     size_t hs = (size_t)n * n_heads * max_splits, acc_n = (hs * D + 3) / 4 * 4;
-    size_t wsz = (acc_n + hs * 2) * sizeof(float);
-    if (be->attn_ws_size < wsz) {
-        int rc = cuda_stream_wait(be, "sync before workspace growth", err);
-        if (rc)
-            return rc;
-        cudaFree(be->attn_ws);
-        be->attn_ws = NULL;
-        be->attn_ws_size = 0;
-        CU_CHECK(be, cudaMalloc((void **)&be->attn_ws, wsz), "cudaMalloc attention workspace");
-        be->attn_ws_size = wsz;
-    }
-    *acc = be->attn_ws;
-    *ml = be->attn_ws + acc_n;
+    void *ws;
+    int rc = cuda_scratch(be, CUDA_SCRATCH_ATT, (acc_n + hs * 2) * sizeof(float), &ws, err);
+    if (rc)
+        return rc;
+    *acc = (float *)ws;
+    *ml = (float *)ws + acc_n;
     return NY_OK;
 }
 
@@ -774,10 +767,7 @@ int cuda_op_attention(struct engine_backend *be, struct engine_kv *kv, int layer
     float *od = (float *)out->d;
     /* a step of one-row requests only: the split kernel stores k and v itself (fold) */
     const float *kn = NULL, *vn = NULL;
-    int singles = 1;
-    for (int s = 0; s < be->n_seqs && singles; s++)
-        singles = be->seq_start_h[s + 1] - be->seq_start_h[s] <= 1;
-    if (singles && att_fold()) {
+    if (ss->single_all_n == nr && att_fold()) {
         kn = (const float *)k->d;
         vn = (const float *)v->d;
     }
@@ -798,12 +788,9 @@ int cuda_op_attention(struct engine_backend *be, struct engine_kv *kv, int layer
             if (rc)
                 return rc;
             /* the bf16 shadow of out for the o projection's staging (its units are these rows) */
-            void *sb = NULL;
-            if (cuda_shadow_on() &&
-                (rc = cuda_scratch(be, CUDA_SCRATCH_SHADOW, (size_t)nr * n_heads * D * 2, &sb,
-                                   err)))
+            __nv_bfloat16 *ob;
+            if ((rc = cuda_shadow_room(be, n_heads * D, &ob, err)))
                 return rc;
-            __nv_bfloat16 *ob = (__nv_bfloat16 *)sb;
             if (D == 128)
                 k_flash_prefill<128><<<gf, 128, FA_SMEM(128), be->stream>>>(
                     qd, units, kv->table_d, kv->pages_per_slot, kv->n_pages, layer, n_heads, nkv,
@@ -813,10 +800,7 @@ int cuda_op_attention(struct engine_backend *be, struct engine_kv *kv, int layer
                     qd, units, kv->table_d, kv->pages_per_slot, kv->n_pages, layer, n_heads, nkv,
                     scale, Kc, Vc, od, ob);
             CU_LAUNCHED(be, "flash prefill kernel");
-            if (ob) {
-                be->shadow_src = od;
-                be->shadow_dim = n_heads * D;
-            }
+            cuda_shadow_mark(be, ob, od, n_heads * D);
         }
         if (!n_split_rows)
             return NY_OK;

@@ -166,7 +166,6 @@ static void cuda_destroy(struct engine_backend *be)
     cudaFree(be->ids_d);
     cudaFree(be->idx_d);
     cudaFree(be->inv_freq_d);
-    cudaFree(be->attn_ws);
     cudaFree(be->row_slot_d);
     cudaFree(be->row_pos_d);
     cudaFree(be->sets_d);

@@ -154,8 +154,9 @@ static inline unsigned cuda_grid_rows(int n)
 #define CUDA_SCRATCH_TP 4
 #define CUDA_SCRATCH_ARGMAX 5
 #define CUDA_SCRATCH_MLP 6    /* the mlp op's deferred LoRA rows (cuda_gemm.cu) */
-#define CUDA_SCRATCH_SHADOW 7 /* the bf16 shadow of a norm's output (cuda_norm.cu) */
-#define CUDA_N_SCRATCH 8
+#define CUDA_SCRATCH_SHADOW 7 /* the bf16 shadow of a norm's or attention's output */
+#define CUDA_SCRATCH_ATT 8    /* the split attention's partials (cuda_attention.cu) */
+#define CUDA_N_SCRATCH 9
 
 struct engine_backend {
     int device;
@@ -194,8 +195,6 @@ struct engine_backend {
     float *inv_freq_d;
     float inv_freq_h[512];
     int inv_freq_n;
-    float *attn_ws;
-    size_t attn_ws_size;
     /* The bf16 shadow: an (add_)rmsnorm of a step with prefill units, and the flash attention,
      * also write their output rounded to bf16 (scratch CUDA_SCRATCH_SHADOW), which the next
      * matmul reading that buffer takes as its units' staged input. shadow_src: the fp32 buffer
@@ -311,8 +310,19 @@ int cuda_op_attention(struct engine_backend *be, struct engine_kv *kv, int layer
                       const struct engine_buf *v, int n_heads, float scale,
                       struct engine_buf *out, struct ny_err *err);
 void cuda_gemm_plans_free(struct engine_backend *be);
-/* Whether norms write the bf16 shadow: yes unless NY_SHADOW=0 (A/B timing; same bits). */
-int cuda_shadow_on(void);
+/* Room for the bf16 shadow of the step's rows at width dim (cuda_norm.cu): *out NULL when the
+ * step has no prefill units or NY_SHADOW=0 (A/B timing; the same bits either way). */
+int cuda_shadow_room(struct engine_backend *be, int dim, __nv_bfloat16 **out,
+                     struct ny_err *err);
+/* After the launch that filled the room ob: the shadow now mirrors the fp32 buffer src. */
+static inline void cuda_shadow_mark(struct engine_backend *be, const __nv_bfloat16 *ob,
+                                    const void *src, int dim)
+{
+    if (ob) {
+        be->shadow_src = src;
+        be->shadow_dim = dim;
+    }
+}
 /* An on/off switch for A/B timing: on unless environment variable name is "0"; read once into
  * *cache (-1 before; ranks' threads may race there: they all store the same value). */
 int cuda_env_on(const char *name, int *cache);

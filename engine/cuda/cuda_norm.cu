@@ -4,8 +4,6 @@
  * 4-wide groups i, i + 256, ...). The order depends only on the row width, never on the batch, so
  * a row's result is batch-invariant. rmsnorm and add_rmsnorm run the same kernels (y == NULL: no
  * add), so the fused op is bit-identical to add() followed by rmsnorm() by construction. */
-#include <stdlib.h>
-
 #include "cuda_int.cuh"
 
 #define NORM_THREADS 256
@@ -123,10 +121,17 @@ static int norm_check(struct engine_backend *be, const char *op, const struct en
     return NY_OK;
 }
 
-int cuda_shadow_on(void)
+int cuda_shadow_room(struct engine_backend *be, int dim, __nv_bfloat16 **out,
+                     struct ny_err *err)
 {
-    static int v = -1;
-    return cuda_env_on("NY_SHADOW", &v);
+    static int on = -1;
+    void *sb = NULL;
+    *out = NULL;
+    if (be->sets.units_n == 0 || !cuda_env_on("NY_SHADOW", &on))
+        return NY_OK;
+    int rc = cuda_scratch(be, CUDA_SCRATCH_SHADOW, (size_t)be->n_rows * dim * 2, &sb, err);
+    *out = (__nv_bfloat16 *)sb;
+    return rc;
 }
 
 /* One launch of the kernel that fits dim and the weight type; y == NULL: plain rmsnorm. */
@@ -143,23 +148,16 @@ static int norm_launch(struct engine_backend *be, float *x, const float *y,
     dim3 grid((unsigned)be->n_rows), tb(NORM_THREADS);
     if (dim % 4 == 0 && dim <= NORM_THREADS * 4 * NORM_V) {
         /* a step with prefill units: the bf16 shadow of out for their GEMMs' staging */
-        void *sb = NULL;
-        if (be->sets.units_n > 0 && cuda_shadow_on()) {
-            int rc = cuda_scratch(be, CUDA_SCRATCH_SHADOW, (size_t)be->n_rows * dim * 2, &sb,
-                                  err);
-            if (rc)
-                return rc;
-        }
-        __nv_bfloat16 *ob = (__nv_bfloat16 *)sb;
+        __nv_bfloat16 *ob;
+        int rc = cuda_shadow_room(be, dim, &ob, err);
+        if (rc)
+            return rc;
         if (bf)
             CU_LAUNCH(be, what, k_rmsnorm_v<__nv_bfloat16>, grid, tb, 0, x, y, wb, dim, eps, out,
                       ob);
         else
             CU_LAUNCH(be, what, k_rmsnorm_v<float>, grid, tb, 0, x, y, wf, dim, eps, out, ob);
-        if (ob) {
-            be->shadow_src = out;
-            be->shadow_dim = dim;
-        }
+        cuda_shadow_mark(be, ob, out, dim);
     } else if (bf) {
         CU_LAUNCH(be, what, k_rmsnorm<__nv_bfloat16>, grid, tb, 0, x, y, wb, dim, eps, out);
     } else {
