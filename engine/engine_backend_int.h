@@ -40,8 +40,9 @@
  *   n instances (one per device, made by create()) are joined by tp_create into a group; rank i
  *   is bes[i]. Each rank holds a Megatron shard of the model (q, k, v, gate, up split by output
  *   rows; o, down by input columns; lm_head by vocabulary) and is then driven by its own thread
- *   through the same sequence of ops with the same shapes (SPMD). tp_allreduce and tp_argmax are
- *   collectives: every rank calls them in the same order with the same shape.
+ *   through the same sequence of ops with the same shapes (SPMD). tp_allreduce, tp_argmax and
+ *   tp_allreduce_add_rmsnorm are collectives: every rank calls them in the same order with the
+ *   same shape.
  *   Sums across ranks are deterministic and batch invariant: element e of the result is
  *   ((x_0[e] + x_1[e]) + x_2[e]) + ... in fp32, rank order, whatever the row count or the
  *   transport (no reduction inside the communication library).
@@ -287,6 +288,15 @@ struct engine_backend_ops {
                const struct engine_matmul_part *gu, int n_lora, int ff,
                const struct engine_buf *w, int out, const struct engine_lora_term *lora,
                struct engine_buf *y, struct ny_err *err);
+
+    /* ---- fused tensor-parallel sum (optional) ---- */
+    /* Exactly tp_allreduce(h, dim) followed by add_rmsnorm(x, h, w, dim, eps, out), all rows:
+     * the sum over ranks of the o or down partials, the residual add and the next norm, in fewer
+     * launches. x and out are bit-identical to the two calls'; h afterwards: unspecified unless
+     * out is h. x may not alias h or out. Collective. NULL: the caller makes the two calls. */
+    int (*tp_allreduce_add_rmsnorm)(struct engine_backend *be, struct engine_buf *x,
+                                    struct engine_buf *h, const struct engine_buf *w, int dim,
+                                    float eps, struct engine_buf *out, struct ny_err *err);
 };
 
 /* The CPU reference backend (engine/cpu/). Always built. */

@@ -135,6 +135,19 @@ static int add_norm(struct engine_fwd *f, const struct engine_buf *w, struct ny_
     return rc ? rc : m->ops->rmsnorm(m->be, f->x, w, c->hidden, c->rms_eps, f->h, err);
 }
 
+/* Under tensor parallelism, the sum of the partials in h, then add_norm: one call when the
+ * backend has it (bit-identical). */
+static int tp_sum_add_norm(struct engine_fwd *f, const struct engine_buf *w, struct ny_err *err)
+{
+    struct engine_model *m = f->m;
+    const struct engine_config *c = &m->cfg;
+    if (m->tp > 1 && m->ops->tp_allreduce_add_rmsnorm)
+        return m->ops->tp_allreduce_add_rmsnorm(m->be, f->x, f->h, w, c->hidden, c->rms_eps,
+                                                f->h, err);
+    int rc = tp_sum(f, f->h, err);
+    return rc ? rc : add_norm(f, w, err);
+}
+
 /* Rotary embedding of q [R, Q] and k [R, K]: one rope_qk call when the backend has it
  * (bit-identical), else one rope each. */
 static int fwd_rope(struct engine_fwd *f, struct ny_err *err)
@@ -213,12 +226,11 @@ static int fwd_layer(struct engine_fwd *f, int l, const struct engine_buf *next_
     if ((rc = proj_multi(f, l, qkv, 3, f->h, qkv_out, err)) || (rc = fwd_rope(f, err)) ||
         (rc = ops->attention(be, f->kv, l, f->q, f->k, f->v, m->l_heads,
                              1.0f / sqrtf((float)c->head_dim), f->att, err)) ||
-        (rc = proj(f, l, ENGINE_O, f->att, f->h, err)) || (rc = tp_sum(f, f->h, err)) ||
-        (rc = add_norm(f, L->post_norm, err)))
+        (rc = proj(f, l, ENGINE_O, f->att, f->h, err)) ||
+        (rc = tp_sum_add_norm(f, L->post_norm, err)))
         return rc;
     /* MLP block: x += (silu(h·Wgᵀ) ⊙ h·Wuᵀ)·Wdᵀ; h = next_norm(x) */
-    if ((rc = mlp(f, l, gu, gu_out, err)) || (rc = tp_sum(f, f->h, err)) ||
-        (rc = add_norm(f, next_norm, err)))
+    if ((rc = mlp(f, l, gu, gu_out, err)) || (rc = tp_sum_add_norm(f, next_norm, err)))
         return rc;
     return NY_OK;
 }

@@ -630,9 +630,14 @@ int cuda_tp_allreduce(struct engine_backend *be, struct engine_buf *x, int dim,
                       struct ny_err *err);
 int cuda_tp_argmax(struct engine_backend *be, const struct engine_buf *logits, int n,
                    int vocab_local, int vocab_off, int32_t *ids, struct ny_err *err);
+int cuda_tp_allreduce_add_rmsnorm(struct engine_backend *be, struct engine_buf *x,
+                                  struct engine_buf *h, const struct engine_buf *w, int dim,
+                                  float eps, struct engine_buf *out, struct ny_err *err);
 #define CUDA_TP_OPS cuda_tp_create, cuda_tp_abort, cuda_tp_destroy, cuda_tp_allreduce, cuda_tp_argmax
+#define CUDA_TP_FUSED cuda_tp_allreduce_add_rmsnorm
 #else
 #define CUDA_TP_OPS NULL, NULL, NULL, NULL, NULL /* built without NCCL: no tensor parallelism */
+#define CUDA_TP_FUSED NULL
 #endif
 
 extern "C" const struct engine_backend_ops engine_cuda_ops = {
@@ -663,4 +668,5 @@ extern "C" const struct engine_backend_ops engine_cuda_ops = {
     cuda_rope_qk,
     cuda_swiglu_matmul,
     cuda_mlp,
+    CUDA_TP_FUSED, /* tp_allreduce_add_rmsnorm */
 };

@@ -135,10 +135,19 @@ struct cuda_step_sets {
  * with __atomic builtins from any thread (tp_abort); each rank's NCCL communicator lives in its
  * instance and only that rank's thread touches it (see cuda_stream_wait). */
 #define CUDA_TP_MAX 16
+/* Sums of at most CUDA_TP_P2P_FLOATS floats go peer to peer when p2p is set (cuda_tp_p2p.cu):
+ * each rank's mailboxes [2][n][CUDA_TP_P2P_FLOATS] floats and flags [n][P2P_BLOCKS_MAX] on its
+ * device, abort_word in pinned host memory mapped into every device (set by tp_abort). */
+#define CUDA_TP_P2P_FLOATS (256 * 1024)
+#define P2P_BLOCKS_MAX 128
 struct engine_tp {
     int n;
     int aborted;
     struct engine_backend *bes[CUDA_TP_MAX];
+    int p2p;
+    float *mail[CUDA_TP_MAX];
+    unsigned *flags[CUDA_TP_MAX];
+    int *abort_word;
 };
 
 /* A grid's y and z sizes are at most 65,535: kernels with a block row a row of the step take
@@ -166,6 +175,7 @@ struct engine_backend {
     int tp_rank, tp_n;
     void *tp_comm;                /* ncclComm_t (void * so this header needs no nccl.h) */
     int tp_comm_aborted;          /* ncclCommAbort done on tp_comm (by this rank's thread) */
+    unsigned tp_epoch;            /* peer-to-peer sums issued (cuda_tp_p2p.cu) */
     void *tp_pairs_h;             /* pinned host copy of the gathered argmax pairs */
     size_t tp_pairs_cap;          /* pairs it holds */
     cudaStream_t stream;
@@ -238,6 +248,22 @@ int cuda_read_host(struct engine_backend *be, void *dst, const void *src, size_t
 #if NY_HAVE_NCCL
 /* cuda_tp.cu: abort this rank's communicator (its own thread only) once; marks tp_comm_aborted. */
 void cuda_tp_abort_own(struct engine_backend *be);
+/* cuda_tp_p2p.cu: set up the peer-to-peer sums of a group (p2p stays 0 where a pair of devices
+ * has no peer access or NY_TP_P2P=0), release them (after the ranks' last op), end waiting sum
+ * kernels (any thread), and sum count <= CUDA_TP_P2P_FLOATS floats of x over the group. */
+int cuda_tp_p2p_open(struct engine_tp *g, struct ny_err *err);
+void cuda_tp_p2p_close(struct engine_tp *g);
+void cuda_tp_p2p_abort(struct engine_tp *g);
+int cuda_tp_p2p_sum(struct engine_backend *be, float *x, size_t count, struct ny_err *err);
+/* cuda_tp.cu's all-reduce of h (width dim, the step's rows), then add_rmsnorm(x, h, w, dim, eps,
+ * out): one kernel when the sum goes peer to peer and fits (rows <= P2P_BLOCKS_MAX, a width the
+ * vectorised norm takes, no prefill unit), else the two ops. Bit-identical either way. On the
+ * rank's device, in a live group. */
+int cuda_tp_p2p_add_norm(struct engine_backend *be, struct engine_buf *x, struct engine_buf *h,
+                         const struct engine_buf *w, int dim, float eps, struct engine_buf *out,
+                         struct ny_err *err);
+int cuda_tp_allreduce(struct engine_backend *be, struct engine_buf *x, int dim,
+                      struct ny_err *err);
 #endif
 /* Device scratch area i (0..CUDA_N_SCRATCH-1) of at least bytes bytes; contents undefined. */
 int cuda_scratch(struct engine_backend *be, int i, size_t bytes, void **out, struct ny_err *err);

@@ -5,24 +5,7 @@
  * a row's result is batch-invariant. rmsnorm and add_rmsnorm run the same kernels (y == NULL: no
  * add), so the fused op is bit-identical to add() followed by rmsnorm() by construction. */
 #include "cuda_int.cuh"
-
-#define NORM_THREADS 256
-
-/* Fixed-order block sum over NORM_THREADS threads; every thread gets the total. */
-__device__ static float block_sum(float v, float *sh)
-{
-    for (int o = 16; o > 0; o >>= 1)
-        v += __shfl_xor_sync(0xffffffffu, v, o);
-    int w = threadIdx.x / 32, l = threadIdx.x % 32;
-    if (l == 0)
-        sh[w] = v;
-    __syncthreads();
-    float t = 0.0f;
-    for (int i = 0; i < NORM_THREADS / 32; i++)
-        t += sh[i];
-    __syncthreads();
-    return t;
-}
+#include "cuda_norm.cuh"
 
 /* y != NULL (add_rmsnorm): x[i] = x[i] + y[i] in fp32 first (what the add op does), written back,
  * then the norm of the updated row. Each element of x, y and out is touched by one thread only,
@@ -51,9 +34,7 @@ __global__ static void k_rmsnorm(float *x, const float *y, const W *w, int dim, 
 }
 
 /* dim % 4 == 0 and dim <= NORM_THREADS * 4 * NORM_V: the row is read once into registers with
- * 16-byte loads (y added and x written back when y != NULL); the sum of squares runs over each
- * thread's values in index order, then the same fixed tree. */
-#define NORM_V 8
+ * 16-byte loads (y added and x written back when y != NULL); then norm_row_v. */
 template <typename W>
 __global__ static void k_rmsnorm_v(float *x, const float *y, const W *w, int dim, float eps,
                                    float *out, __nv_bfloat16 *outb)
@@ -61,19 +42,12 @@ __global__ static void k_rmsnorm_v(float *x, const float *y, const W *w, int dim
     pdl_trigger();
     const int n4 = dim / 4;
     float wv[NORM_V][4]; /* the norm weight (no kernel writes it): read before the wait */
-#pragma unroll
-    for (int u = 0; u < NORM_V; u++) {
-        int i = threadIdx.x + u * NORM_THREADS;
-#pragma unroll
-        for (int c = 0; c < 4; c++)
-            wv[u][c] = i < n4 ? (float)w[4 * i + c] : 0.0f;
-    }
+    norm_load_w(w, n4, wv);
     pdl_wait();
     __shared__ float sh[NORM_THREADS / 32];
     float4 *xr = reinterpret_cast<float4 *>(x + (size_t)blockIdx.x * dim);
     const float4 *yr =
         y ? reinterpret_cast<const float4 *>(y + (size_t)blockIdx.x * dim) : nullptr;
-    float4 *outr = reinterpret_cast<float4 *>(out + (size_t)blockIdx.x * dim);
     float4 v[NORM_V];
 #pragma unroll
     for (int u = 0; u < NORM_V; u++) {
@@ -85,27 +59,8 @@ __global__ static void k_rmsnorm_v(float *x, const float *y, const W *w, int dim
             xr[i] = v[u];
         }
     }
-    float s = 0.0f;
-#pragma unroll
-    for (int u = 0; u < NORM_V; u++)
-        s += v[u].x * v[u].x + v[u].y * v[u].y + v[u].z * v[u].z + v[u].w * v[u].w;
-    float tot = block_sum(s, sh);
-    float inv = 1.0f / sqrtf(tot / (float)dim + eps);
-#pragma unroll
-    for (int u = 0; u < NORM_V; u++) {
-        int i = threadIdx.x + u * NORM_THREADS;
-        if (i >= n4)
-            continue;
-        const float4 o = make_float4(v[u].x * inv * wv[u][0], v[u].y * inv * wv[u][1],
-                                     v[u].z * inv * wv[u][2], v[u].w * inv * wv[u][3]);
-        outr[i] = o;
-        if (outb) { /* the bf16 shadow: cuda_rows_to_bf16's rounding of the same floats */
-            const __nv_bfloat162 p2[2] = {__floats2bfloat162_rn(o.x, o.y),
-                                          __floats2bfloat162_rn(o.z, o.w)};
-            reinterpret_cast<uint2 *>(outb + (size_t)blockIdx.x * dim)[i] =
-                *reinterpret_cast<const uint2 *>(p2);
-        }
-    }
+    norm_row_v(v, wv, n4, dim, eps, reinterpret_cast<float4 *>(out + (size_t)blockIdx.x * dim),
+               outb ? outb + (size_t)blockIdx.x * dim : nullptr, sh);
 }
 
 /* Checks shared by both ops; n_rows rows of width dim in x, y (if given) and out. */

@@ -1,5 +1,6 @@
 /* cuda_tp.cu — tensor parallelism over NCCL (built only with NY_HAVE_NCCL): the group
  * (tp_create/tp_abort/tp_destroy), the deterministic all-reduce and the vocabulary-sharded argmax.
+ * Small sums go peer to peer where the devices allow it (cuda_tp_p2p.cu, same arithmetic).
  *
  * SUMS: NCCL only moves bytes here (AllGather, Send/Recv); it never adds. Element e of an
  * all-reduce is ((p0[e] + p1[e]) + p2[e]) + ... in fp32, rank order, computed by k_sum_ranks on
@@ -207,7 +208,10 @@ int cuda_tp_create(struct engine_backend *const *bes, int n, struct engine_tp **
         bes[i]->tp_comm_aborted = 0;
     }
     int rc = tp_warmup(g, err);
+    if (!rc)
+        rc = cuda_tp_p2p_open(g, err);
     if (rc) {
+        cuda_tp_p2p_close(g);
         tp_unjoin(g, 1);
         ny_free(g);
         return rc;
@@ -222,8 +226,10 @@ int cuda_tp_create(struct engine_backend *const *bes, int n, struct engine_tp **
 
 void cuda_tp_abort(struct engine_tp *g)
 {
-    if (g)
+    if (g) {
         __atomic_store_n(&g->aborted, 1, __ATOMIC_RELEASE);
+        cuda_tp_p2p_abort(g); /* ends sum kernels waiting for a peer */
+    }
 }
 
 /* After an abort the remaining communicators are aborted too (a rank that never waited may still
@@ -232,6 +238,7 @@ void cuda_tp_destroy(struct engine_tp *g)
 {
     if (!g)
         return;
+    cuda_tp_p2p_close(g);
     tp_unjoin(g, __atomic_load_n(&g->aborted, __ATOMIC_ACQUIRE));
     ny_free(g);
 }
@@ -323,9 +330,20 @@ int cuda_tp_allreduce(struct engine_backend *be, struct engine_buf *x, int dim,
                       be->n_rows, dim);
     if (count == 0)
         return NY_OK;
+    if (be->tp->p2p && count <= CUDA_TP_P2P_FLOATS)
+        return cuda_tp_p2p_sum(be, (float *)x->d, count, err);
     if (count <= TP_SMALL_FLOATS)
         return allreduce_small(be, (float *)x->d, count, err);
     return allreduce_large(be, (float *)x->d, count, err);
+}
+
+int cuda_tp_allreduce_add_rmsnorm(struct engine_backend *be, struct engine_buf *x,
+                                  struct engine_buf *h, const struct engine_buf *w, int dim,
+                                  float eps, struct engine_buf *out, struct ny_err *err)
+{
+    be->shadow_src = NULL; /* h and out change */
+    int rc = tp_enter(be, "tp_allreduce_add_rmsnorm", err);
+    return rc ? rc : cuda_tp_p2p_add_norm(be, x, h, w, dim, eps, out, err);
 }
 
 /* Pinned host room for n pairs (see the prototype above). */

@@ -28,6 +28,11 @@ int engine_cuda_weight_random(struct engine_backend *be, size_t rows, size_t col
 int engine_cuda_weight_read(struct engine_backend *be, const struct engine_buf *w, float *dst,
                             struct ny_err *err);
 
+/* For tests: the floats up to which the tensor-parallel group g sums peer to peer (0: every
+ * sum over NCCL). Built with NCCL only. */
+struct engine_tp;
+size_t engine_cuda_tp_p2p_floats(const struct engine_tp *g);
+
 /* Wait for the backend's queued work. */
 int engine_cuda_sync(struct engine_backend *be, struct ny_err *err);
 /* Bytes of device memory in use on the backend's device now (total - free, all processes). */

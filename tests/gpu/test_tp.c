@@ -1,10 +1,13 @@
 /* test_tp.c — the CUDA backend's tensor-parallel ops over NCCL, one host thread per rank as the
- * engine drives them: tp_allreduce bit-identical to the host sum in rank order on both transports
- * (gathered partials, chunked all-to-all with and without padding) and batch invariant (a row
- * alone equals the same row among 2048), tp_argmax over uneven vocabulary shards (global max in
- * the last shard, ties across shards to the lowest id, NaN rows), tp_abort releasing a rank
- * blocked on the stream (NY_E_STATE, no hang), and weight_random blocks equal to the slices of
- * the whole matrix. Groups of 2 devices, and of 4 where present. Every case prints a line.
+ * engine drives them: tp_allreduce bit-identical to the host sum in rank order on every transport
+ * (peer to peer; NCCL: gathered partials, chunked all-to-all with and without padding; each group
+ * size runs once with peer-to-peer sums and once under NY_TP_P2P=0) and batch invariant (a row
+ * alone equals the same row among 2048), tp_allreduce_add_rmsnorm bit-identical to tp_allreduce
+ * then add_rmsnorm (one-kernel and fallback shapes), tp_argmax over uneven vocabulary shards
+ * (global max in the last shard, ties across shards to the lowest id, NaN rows), tp_abort
+ * releasing a rank blocked on the stream (NY_E_STATE, no hang; on both transports), and
+ * weight_random blocks equal to the slices of the whole matrix. Groups of 2 devices, and of 4
+ * where present. Every case prints a line.
  * Exits 77 (SKIP) with fewer than 2 CUDA devices or without NCCL in the build. */
 #include <math.h>
 #include <pthread.h>
@@ -33,6 +36,7 @@ static const struct engine_backend_ops *G;
 static struct engine_backend *bes[MAX_RANKS];
 static struct engine_tp *grp;
 static int n_ranks;
+static size_t p2p_floats; /* the group's peer-to-peer limit (0: NCCL only) */
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 static volatile const char *phase = "start";
 
@@ -64,7 +68,7 @@ static float frand_wide(void)
 }
 
 /* ---- one thread per rank --------------------------------------------------------------------- */
-enum job { JOB_ALLREDUCE, JOB_ARGMAX, JOB_ABORT_WAIT, JOB_ABORT_CALL };
+enum job { JOB_ALLREDUCE, JOB_ARGMAX, JOB_ABORT_WAIT, JOB_ABORT_CALL, JOB_FUSED };
 
 struct rank {
     struct engine_backend *be;
@@ -74,6 +78,12 @@ struct rank {
     int rows, dim;
     const float *in;
     float *out;
+    /* fused (tp_allreduce_add_rmsnorm against the two calls): residual xin [rows * dim], the
+     * same on every rank, partials in; fused x and out into out and out2, the two calls' into
+     * out3 and out4; decode = one request a row (else one request of all rows) */
+    const float *xin;
+    float *out2, *out3, *out4;
+    int decode;
     /* argmax: logits [n, vocab_local] of ids [vocab_off, vocab_off + vocab_local) */
     int n, vocab_local, vocab_off;
     int32_t ids[64];
@@ -108,6 +118,56 @@ static int do_allreduce(struct rank *r, struct ny_err *err)
     return rc;
 }
 
+/* A step of rows one-row requests (decode rows: slots 0..rows-1, position 0). */
+static int step_decode(struct engine_backend *be, int rows, struct ny_err *err)
+{
+    static int start[257], slot[256], pos0[256], adapter[256];
+    if (rows > 256)
+        return NY_ERR(err, NY_E_RANGE, "test: %d decode rows", rows);
+    for (int i = 0; i <= rows; i++) {
+        start[i] = i;
+        if (i < rows)
+            slot[i] = i, pos0[i] = 0, adapter[i] = -1;
+    }
+    struct engine_batch b = {rows, rows, start, slot, pos0, adapter};
+    return G->step_begin(be, &b, err);
+}
+
+/* The fused sum + add + norm, then the same inputs through tp_allreduce and add_rmsnorm. */
+static int do_fused(struct rank *r, struct ny_err *err)
+{
+    size_t cnt = (size_t)r->rows * r->dim;
+    const float eps = 1e-5f;
+    struct engine_buf *x = NULL, *h = NULL, *w = NULL;
+    int rc = r->decode ? step_decode(r->be, r->rows, err) : step(r->be, r->rows, err);
+    if (!rc)
+        rc = G->buf_alloc(r->be, cnt, &x, err);
+    if (!rc)
+        rc = G->buf_alloc(r->be, cnt, &h, err);
+    if (!rc)
+        rc = G->weight_random(r->be, 1, (size_t)r->dim, 0, 0, (size_t)r->dim, 99, 1.0f, &w, err);
+    for (int pass = 0; pass < 2 && !rc; pass++) {
+        rc = G->buf_write(r->be, x, 0, r->xin, cnt, err);
+        if (!rc)
+            rc = G->buf_write(r->be, h, 0, r->in, cnt, err);
+        if (!rc && pass == 0)
+            rc = G->tp_allreduce_add_rmsnorm(r->be, x, h, w, r->dim, eps, h, err);
+        if (!rc && pass == 1) {
+            rc = G->tp_allreduce(r->be, h, r->dim, err);
+            if (!rc)
+                rc = G->add_rmsnorm(r->be, x, h, w, r->dim, eps, h, err);
+        }
+        if (!rc)
+            rc = G->buf_read(r->be, x, 0, pass ? r->out3 : r->out, cnt, err);
+        if (!rc)
+            rc = G->buf_read(r->be, h, 0, pass ? r->out4 : r->out2, cnt, err);
+    }
+    G->buf_free(r->be, x);
+    G->buf_free(r->be, h);
+    G->buf_free(r->be, w);
+    return rc;
+}
+
 static int do_argmax(struct rank *r, struct ny_err *err)
 {
     size_t cnt = (size_t)r->n * r->vocab_local;
@@ -132,6 +192,9 @@ static void *rank_main(void *arg)
         break;
     case JOB_ARGMAX:
         r->rc = do_argmax(r, &err);
+        break;
+    case JOB_FUSED:
+        r->rc = do_fused(r, &err);
         break;
     case JOB_ABORT_WAIT: /* enters the collective; its peer never does */
         r->rc = do_allreduce(r, &err);
@@ -162,6 +225,15 @@ static void run_ranks(struct rank *rs, int n)
         pthread_join(t[i], NULL);
 }
 
+/* Whether rank r's job failed (then says so, naming the case). */
+static int rank_failed(const struct rank *r, const char *what)
+{
+    if (r->rc)
+        printf("  %s tp=%d rows=%d dim=%d: rank %d failed: %s\n", what, n_ranks, r->rows, r->dim,
+               r->rank, r->msg);
+    return r->rc != 0;
+}
+
 /* ---- groups ------------------------------------------------------------------------------------ */
 static int group_open(int n, struct ny_err *err)
 {
@@ -171,7 +243,9 @@ static int group_open(int n, struct ny_err *err)
             return rc;
     }
     n_ranks = n;
-    return G->tp_create(bes, n, &grp, err);
+    int rc = G->tp_create(bes, n, &grp, err);
+    p2p_floats = rc ? 0 : engine_cuda_tp_p2p_floats(grp);
+    return rc;
 }
 
 static void group_close(void)
@@ -224,9 +298,7 @@ static float *allreduce_case(int rows, int dim, float **parts_out)
     run_ranks(rs, n_ranks);
     int bad_total = 0;
     for (int k = 0; k < n_ranks; k++) {
-        if (rs[k].rc) {
-            printf("  allreduce tp=%d rows=%d dim=%d: rank %d failed: %s\n", n_ranks, rows, dim,
-                   k, rs[k].msg);
+        if (rank_failed(&rs[k], "allreduce")) {
             bad_total++;
             continue;
         }
@@ -235,8 +307,10 @@ static float *allreduce_case(int rows, int dim, float **parts_out)
             if (memcmp(&rs[k].out[e], &want[e], sizeof(float)) != 0 && bad++ == 0)
                 first = e;
         printf("  allreduce tp=%d rows=%d dim=%d (%zu floats, %s): rank %d %s", n_ranks, rows,
-               dim, cnt, cnt <= 65536 ? "gathered" : (cnt % n_ranks ? "chunked, padded"
-                                                                         : "chunked"),
+               dim, cnt,
+               cnt <= p2p_floats ? "peer to peer"
+                                 : cnt <= 65536 ? "gathered"
+                                                : (cnt % n_ranks ? "chunked, padded" : "chunked"),
                k, bad ? "MISMATCH" : "bit-identical");
         if (bad)
             printf(" (%zu elements, first %zu: got %.9g want %.9g)", bad, first,
@@ -264,6 +338,7 @@ static void test_allreduce(void **state)
         {1, 96},     {3, 96},    {1, 65536}, /* gathered (<= 64 Ki floats) */
         {1, 65537},  {2047, 97},             /* chunked, last chunk padded (odd count) */
         {2048, 96},  {2048, 1024},           /* chunked, n divides the count */
+        {256, 1024}, {1, 262145},            /* peer to peer's limit; chunked past it */
     };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         free(allreduce_case(shapes[i][0], shapes[i][1], NULL));
@@ -294,6 +369,64 @@ static void test_allreduce_invariance(void **state)
     }
     free(big);
     free(parts);
+}
+
+/* ---- tp_allreduce_add_rmsnorm ---------------------------------------------------------------- */
+/* On every rank: the fused op's x and out equal, bit for bit, tp_allreduce then add_rmsnorm on the
+ * same inputs, and every rank's equal rank 0's. Shapes: decode rows that take the one-kernel path
+ * (peer to peer: 9 to 128 rows, widths of the vectorised norm), and ones that run the two ops
+ * (one row, a prefill request, 200 rows, a width of 8,200). */
+static void test_fused(void **state)
+{
+    (void)state;
+    static const int cases[][3] = {
+        {32, 8192, 1}, {9, 4096, 1}, {128, 96, 1}, {12, 8192, 1}, /* one kernel (with p2p) */
+        {1, 8192, 1},  {6, 96, 0},   {200, 96, 1}, {20, 8200, 1}, /* the two ops */
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const int rows = cases[c][0], dim = cases[c][1];
+        size_t cnt = (size_t)rows * dim;
+        float *xin = malloc(cnt * sizeof(float));
+        float *parts = malloc((size_t)n_ranks * cnt * sizeof(float));
+        float *res = malloc((size_t)4 * n_ranks * cnt * sizeof(float));
+        assert_non_null(xin);
+        assert_non_null(parts);
+        assert_non_null(res);
+        for (size_t i = 0; i < cnt; i++)
+            xin[i] = frand_wide();
+        for (size_t i = 0; i < (size_t)n_ranks * cnt; i++)
+            parts[i] = frand_wide();
+        struct rank rs[MAX_RANKS];
+        memset(rs, 0, sizeof rs);
+        for (int k = 0; k < n_ranks; k++) {
+            float *o = res + (size_t)4 * k * cnt;
+            rs[k] = (struct rank){.be = bes[k], .rank = k, .job = JOB_FUSED, .rows = rows,
+                                  .dim = dim, .in = parts + (size_t)k * cnt, .xin = xin,
+                                  .out = o, .out2 = o + cnt, .out3 = o + 2 * cnt,
+                                  .out4 = o + 3 * cnt, .decode = cases[c][2]};
+        }
+        phase = "tp_allreduce_add_rmsnorm";
+        run_ranks(rs, n_ranks);
+        int bad = 0;
+        for (int k = 0; k < n_ranks; k++) {
+            if (rank_failed(&rs[k], "fused") && ++bad) /* a failed rank counts once */
+                continue;
+            int same = memcmp(rs[k].out, rs[k].out3, cnt * sizeof(float)) == 0 &&
+                       memcmp(rs[k].out2, rs[k].out4, cnt * sizeof(float)) == 0;
+            int as0 = memcmp(rs[k].out, rs[0].out, 2 * cnt * sizeof(float)) == 0;
+            bad += !same || !as0;
+            if (k == 0 || !same || !as0)
+                printf("  fused tp=%d rows=%d dim=%d (%s, %s): rank %d x and out %s the two "
+                       "calls'%s\n", n_ranks, rows, dim, cases[c][2] ? "decode rows" : "prefill",
+                       c < 4 && p2p_floats ? "one kernel" : "two ops", k,
+                       same ? "bit-identical to" : "DIFFER from",
+                       as0 ? "" : "; DIFFER from rank 0's");
+        }
+        free(xin);
+        free(parts);
+        free(res);
+        assert_int_equal(bad, 0);
+    }
 }
 
 /* ---- tp_argmax --------------------------------------------------------------------------------- */
@@ -456,7 +589,9 @@ static void test_abort(void **state)
     free(out);
 }
 
-static int run_size(int n)
+/* A group of n ranks; p2p = 0: NY_TP_P2P=0 (every sum over NCCL, only the sums tested), 1: the
+ * default, which must sum peer to peer on these machines (NVLink or PCIe peer access). */
+static int run_size(int n, int p2p)
 {
     struct ny_err err;
     ny_err_init(&err);
@@ -464,19 +599,39 @@ static int run_size(int n)
     snprintf(ph, sizeof ph, "tp_create of %d", n);
     phase = ph;
     alarm(240);
+    if (p2p)
+        unsetenv("NY_TP_P2P");
+    else
+        setenv("NY_TP_P2P", "0", 1);
     if (group_open(n, &err)) {
         printf("group of %d: %s\n", n, err.msg);
         group_close();
         return 1;
     }
-    printf("group of %d ranks ready\n", n);
+    printf("group of %d ranks ready, peer-to-peer sums up to %zu floats\n", n, p2p_floats);
+    if (!p2p && p2p_floats > 0) { /* NY_TP_P2P=0 must turn them off */
+        printf("group of %d: peer-to-peer sums on under NY_TP_P2P=0\n", n);
+        group_close();
+        return 1;
+    }
+    if (p2p && !p2p_floats) /* devices without peer access: NCCL is all there is */
+        printf("group of %d: no peer access between the devices, every sum over NCCL\n", n);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_allreduce),
         cmocka_unit_test(test_allreduce_invariance),
+        cmocka_unit_test(test_fused),
         cmocka_unit_test(test_argmax),
         cmocka_unit_test(test_weight_random),
     };
-    int rc = cmocka_run_group_tests_name(n == 2 ? "tp2" : "tp4", tests, NULL, NULL);
+    const struct CMUnitTest sum_tests[] = {
+        cmocka_unit_test(test_allreduce),
+        cmocka_unit_test(test_allreduce_invariance),
+        cmocka_unit_test(test_fused),
+    };
+    char name[32];
+    snprintf(name, sizeof name, "tp%d%s", n, p2p ? "" : "-nccl");
+    int rc = p2p ? cmocka_run_group_tests_name(name, tests, NULL, NULL)
+                 : cmocka_run_group_tests_name(name, sum_tests, NULL, NULL);
     phase = "tp_destroy";
     group_close();
     alarm(0);
@@ -499,23 +654,32 @@ int main(void)
     signal(SIGALRM, on_alarm);
     setvbuf(stdout, NULL, _IONBF, 0);
     printf("%d CUDA devices\n", n);
-    int rc = run_size(2);
+    int rc = run_size(2, 1) | run_size(2, 0);
     if (n >= 4)
-        rc |= run_size(4);
+        rc |= run_size(4, 1) | run_size(4, 0);
     else
         printf("group of 4: not run (%d devices)\n", n);
-    /* the abort poisons its group: a fresh one, last */
-    phase = "tp_create for the abort test";
-    alarm(120);
-    if (group_open(2, &err)) {
-        printf("group of 2 (abort): %s\n", err.msg);
+    /* the abort poisons its group: a fresh one for each transport, last */
+    for (int p2p = 1; p2p >= 0; p2p--) {
+        phase = "tp_create for the abort test";
+        alarm(120);
+        if (p2p)
+            unsetenv("NY_TP_P2P");
+        else
+            setenv("NY_TP_P2P", "0", 1);
+        if (group_open(2, &err)) {
+            printf("group of 2 (abort): %s\n", err.msg);
+            group_close();
+            return 1;
+        }
+        printf("abort test, peer-to-peer sums up to %zu floats\n", p2p_floats);
+        const struct CMUnitTest abort_tests[] = {cmocka_unit_test(test_abort)};
+        rc |= cmocka_run_group_tests_name(p2p ? "tp_abort" : "tp_abort-nccl", abort_tests, NULL,
+                                          NULL);
         group_close();
-        return 1;
+        alarm(0);
     }
-    const struct CMUnitTest abort_tests[] = {cmocka_unit_test(test_abort)};
-    rc |= cmocka_run_group_tests_name("tp_abort", abort_tests, NULL, NULL);
-    group_close();
-    alarm(0);
+    unsetenv("NY_TP_P2P");
     return rc ? 1 : 0;
 }
 

@@ -1,0 +1,77 @@
+/* cuda_norm.cuh — the device side of RMSNorm that kernels outside cuda_norm.cu share (the
+ * tensor-parallel sum fused with the residual add and the norm, cuda_tp_p2p.cu): one block of
+ * NORM_THREADS threads a row, the fixed-order block sum, and the vectorised row tail, so that a
+ * fused kernel's norm is the same code, hence the same bits, as k_rmsnorm_v's. */
+#ifndef NY_CUDA_NORM_CUH
+#define NY_CUDA_NORM_CUH
+
+#include "cuda_int.cuh"
+
+#define NORM_THREADS 256
+
+/* Fixed-order block sum over NORM_THREADS threads; every thread gets the total. */
+__device__ __forceinline__ static float block_sum(float v, float *sh)
+{
+    for (int o = 16; o > 0; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
+    int w = threadIdx.x / 32, l = threadIdx.x % 32;
+    if (l == 0)
+        sh[w] = v;
+    __syncthreads();
+    float t = 0.0f;
+    for (int i = 0; i < NORM_THREADS / 32; i++)
+        t += sh[i];
+    __syncthreads();
+    return t;
+}
+
+/* Widths the vectorised kernels take: dim % 4 == 0, dim <= NORM_THREADS * 4 * NORM_V; a thread
+ * holds the 4-wide groups i = threadIdx.x + u·NORM_THREADS, u < NORM_V. */
+#define NORM_V 8
+#define NORM_V_FITS(dim) ((dim) % 4 == 0 && (dim) <= NORM_THREADS * 4 * NORM_V)
+
+/* This thread's weights of the row (0 past n4 groups). */
+template <typename W>
+__device__ __forceinline__ static void norm_load_w(const W *w, int n4, float (&wv)[NORM_V][4])
+{
+#pragma unroll
+    for (int u = 0; u < NORM_V; u++) {
+        int i = threadIdx.x + u * NORM_THREADS;
+#pragma unroll
+        for (int c = 0; c < 4; c++)
+            wv[u][c] = i < n4 ? (float)w[4 * i + c] : 0.0f;
+    }
+}
+
+/* The norm of a row whose values this thread holds in v (zeros past n4 groups): the sum of
+ * squares over its values in index order, the fixed block tree, then outr = v · inv · w and,
+ * when outb is given, the same floats rounded to bf16 as cuda_rows_to_bf16 rounds them (the
+ * bf16 shadow). outr and outb point at the row. */
+__device__ __forceinline__ static void norm_row_v(const float4 (&v)[NORM_V],
+                                                  const float (&wv)[NORM_V][4], int n4, int dim,
+                                                  float eps, float4 *outr, __nv_bfloat16 *outb,
+                                                  float *sh)
+{
+    float s = 0.0f;
+#pragma unroll
+    for (int u = 0; u < NORM_V; u++)
+        s += v[u].x * v[u].x + v[u].y * v[u].y + v[u].z * v[u].z + v[u].w * v[u].w;
+    float tot = block_sum(s, sh);
+    float inv = 1.0f / sqrtf(tot / (float)dim + eps);
+#pragma unroll
+    for (int u = 0; u < NORM_V; u++) {
+        int i = threadIdx.x + u * NORM_THREADS;
+        if (i >= n4)
+            continue;
+        const float4 o = make_float4(v[u].x * inv * wv[u][0], v[u].y * inv * wv[u][1],
+                                     v[u].z * inv * wv[u][2], v[u].w * inv * wv[u][3]);
+        outr[i] = o;
+        if (outb) {
+            const __nv_bfloat162 p2[2] = {__floats2bfloat162_rn(o.x, o.y),
+                                          __floats2bfloat162_rn(o.z, o.w)};
+            reinterpret_cast<uint2 *>(outb)[i] = *reinterpret_cast<const uint2 *>(p2);
+        }
+    }
+}
+
+#endif

@@ -1,0 +1,393 @@
+/* cuda_tp_p2p.cu — peer-to-peer sums of small all-reduces (a decode step's rows): one kernel a
+ * sum, no NCCL call, and the sum fused with the residual add and the next RMSNorm. Built with
+ * cuda_tp.cu (NY_HAVE_NCCL) and used by it when every pair of the group's devices has peer
+ * access; NY_TP_P2P=0 keeps every sum on NCCL (A/B timing).
+ *
+ * SUMS: the same as cuda_tp.cu's: element e is ((p0[e] + p1[e]) + p2[e]) + ... in fp32, rank
+ * order, on every rank, so the result is bit-identical to the NCCL path's and independent of the
+ * row count and the block split.
+ *
+ * PROTOCOL (epoch = this rank's count of peer-to-peer sums so far + 1, the same on every rank
+ * since all ranks issue the same collectives): a block stores its part of this rank's partial
+ * into slot r (r = this rank) of every rank's mailbox of parity epoch % 2 (its own included;
+ * peers' over NVLink), then, after a block barrier, writes epoch into its flag on every rank
+ * (flags[k][r][slot], a system-scope release store). A block that sums waits until the flags of
+ * the slots it reads reach epoch from every rank (acquire loads), then adds the n slots in rank
+ * order. Why two mailboxes are enough: rank k reaches epoch e + 1 (and writes mailbox
+ * (e + 1) % 2) only after its kernel e saw every flag of this rank's kernel e; this rank's kernel
+ * e - 1, the last reader of that mailbox, has finished by then (stream order). So a rank is at
+ * most one epoch ahead, and a wait compares (int)(flag - epoch) >= 0.
+ * Both kernels trigger their dependents at once (every block is resident when the next kernel
+ * may launch, so a waiting block never starves a peer's) and wait for the kernel before them
+ * (programmatic dependent launch) before touching its output.
+ *
+ * ABORT: the waiting threads also poll the group's abort word (pinned host memory mapped into
+ * every device), which tp_abort sets: the kernel then returns at once and the host side reports
+ * the abort (cuda_stream_wait). A wait of more than P2P_TIMEOUT_NS without an abort traps (the
+ * device reports a launch failure and the instance is poisoned) instead of hanging. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda_int.cuh"
+#include "cuda_norm.cuh"
+#include "engine_cuda.h"
+
+#define P2P_THREADS 256
+/* Elements a block owns until the grid is full (P2P_BLOCKS_MAX blocks): the stores to the peers
+ * go out from more SMs at once. Measured on 4 x H100 (70B shape, tp 4, batch 1: 8,192 floats a
+ * sum; one call): 2,048 -> 11.1 us a sum, 8,192 -> 28.1, NCCL 13.5; 512 -> 9.8 (with a variant
+ * of the flag stores), 6.5-6.9 in the later calls' benchmarks. */
+#define P2P_PER 512
+/* Blocks a row of the fused sum + add + norm kernel (see fused_split). */
+#define P2P_SPLIT 8
+#define P2P_TIMEOUT_NS 120000000000ull
+
+/* The peers' addresses a kernel needs, by value. */
+struct p2p_peers {
+    float *mail[CUDA_TP_MAX];        /* rank k's mailboxes: [2][n][CUDA_TP_P2P_FLOATS] */
+    unsigned *flag[CUDA_TP_MAX];     /* rank k's flags: [n][P2P_BLOCKS_MAX] */
+};
+
+__device__ __forceinline__ static unsigned p2p_ld_acquire(const unsigned *p)
+{
+    unsigned v;
+    asm volatile("ld.acquire.sys.global.u32 %0, [%1];\n" : "=r"(v) : "l"(p) : "memory");
+    return v;
+}
+
+__device__ __forceinline__ static void p2p_st_release(unsigned *p, unsigned v)
+{
+    asm volatile("st.release.sys.global.u32 [%0], %1;\n" ::"l"(p), "r"(v) : "memory");
+}
+
+__device__ __forceinline__ static unsigned long long p2p_clock_ns(void)
+{
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;\n" : "=l"(t));
+    return t;
+}
+
+/* Step 2 of the protocol, after the block's stores and a barrier: flag `slot` of this rank on
+ * every rank, by a system-scope release store (cumulative: it orders the block's stores, seen by
+ * this thread through the barrier, before the flag). */
+__device__ __forceinline__ static void p2p_signal(int n, int rank, int slot, unsigned epoch,
+                                                  const struct p2p_peers &pp)
+{
+    if (threadIdx.x < n)
+        p2p_st_release(pp.flag[threadIdx.x] + (size_t)rank * P2P_BLOCKS_MAX + slot, epoch);
+}
+
+/* Step 3: wait until flags slot0 .. slot0 + ns - 1 of every rank reach epoch in this rank's
+ * memory (n·ns <= blockDim.x threads poll one each). Returns nonzero (to every thread) on an
+ * abort. */
+__device__ __forceinline__ static int p2p_wait(int n, int rank, int slot0, int ns,
+                                               unsigned epoch, const struct p2p_peers &pp,
+                                               const volatile int *abort_word)
+{
+    __shared__ int aborted;
+    if (threadIdx.x == 0)
+        aborted = 0;
+    __syncthreads();
+    if (threadIdx.x < n * ns) {
+        const int k = threadIdx.x / ns, sl = slot0 + threadIdx.x % ns;
+        const unsigned *f = pp.flag[rank] + (size_t)k * P2P_BLOCKS_MAX + sl;
+        unsigned long long t0 = 0;
+        for (unsigned it = 0; (int)(p2p_ld_acquire(f) - epoch) < 0; it++) {
+            if ((it & 255u) == 255u) {
+                if (*abort_word) {
+                    aborted = 1;
+                    break;
+                }
+                const unsigned long long t = p2p_clock_ns();
+                if (!t0)
+                    t0 = t;
+                else if (t - t0 > P2P_TIMEOUT_NS)
+                    __trap();
+            }
+        }
+    }
+    __syncthreads();
+    return aborted;
+}
+
+__global__ __launch_bounds__(P2P_THREADS) static void k_p2p_sum(float *x, size_t count, int n,
+                                                                int rank, unsigned epoch,
+                                                                struct p2p_peers pp,
+                                                                const volatile int *abort_word)
+{
+    pdl_trigger(); /* every block is resident from here: the next kernel may launch */
+    const size_t per = (count + gridDim.x - 1) / gridDim.x;
+    const size_t e0 = (size_t)blockIdx.x * per, e1 = e0 + per < count ? e0 + per : count;
+    const size_t box = (size_t)(epoch & 1u) * n * CUDA_TP_P2P_FLOATS;
+    pdl_wait();
+    /* 1. this block's elements into slot `rank` of every rank's mailbox */
+    for (size_t e = e0 + threadIdx.x; e < e1; e += P2P_THREADS) {
+        const float v = x[e];
+        for (int k = 0; k < n; k++)
+            __stcg(pp.mail[k] + box + (size_t)rank * CUDA_TP_P2P_FLOATS + e, v);
+    }
+    __syncthreads();
+    p2p_signal(n, rank, blockIdx.x, epoch, pp);
+    if (p2p_wait(n, rank, blockIdx.x, 1, epoch, pp, abort_word))
+        return;
+    /* 4. the sum in rank order (L2 loads: the mailbox was written over NVLink) */
+    const float *mb = pp.mail[rank] + box;
+    for (size_t e = e0 + threadIdx.x; e < e1; e += P2P_THREADS) {
+        float acc = __ldcg(mb + e);
+        for (int k = 1; k < n; k++)
+            acc = __fadd_rn(acc, __ldcg(mb + (size_t)k * CUDA_TP_P2P_FLOATS + e));
+        x[e] = acc;
+    }
+}
+
+/* The sum of h's rows over the ranks fused with the residual add and the norm: split blocks
+ * a row (grid rows·split, NORM_THREADS threads, NORM_V_FITS(dim)). Block s of a row sends the
+ * s-th slice of its 4-wide groups to the mailboxes and flags slot row·split + s; block 0 then
+ * waits for the row's split flags of every rank, adds the ranks' rows in rank order (as
+ * k_p2p_sum adds), adds that to x as add_rmsnorm adds y, writes x back and runs norm_row_v:
+ * bit-identical to tp_allreduce then add_rmsnorm. out may be h (a row's h is read before block
+ * 0's wait, which every block of the row signals after its reads); x is neither. */
+template <typename W>
+__global__ __launch_bounds__(NORM_THREADS) static void k_p2p_sum_add_norm(
+    float *x, const float *h, const W *w, int dim, float eps, float *out, int n, int rank,
+    unsigned epoch, int split, struct p2p_peers pp, const volatile int *abort_word)
+{
+    pdl_trigger(); /* every block is resident from here: the next kernel may launch */
+    __shared__ float sh[NORM_THREADS / 32];
+    const int n4 = dim / 4, row = blockIdx.x / split, part = blockIdx.x % split;
+    const size_t box = (size_t)(epoch & 1u) * n * CUDA_TP_P2P_FLOATS, r0 = (size_t)row * dim;
+    float wv[NORM_V][4];
+    if (part == 0) /* the norm weight (no kernel writes it): read before the wait */
+        norm_load_w(w, n4, wv);
+    pdl_wait();
+    const float4 *hr = reinterpret_cast<const float4 *>(h + r0);
+    const int gs = (n4 + split - 1) / split, g1 = min(n4, (part + 1) * gs);
+    for (int i = part * gs + threadIdx.x; i < g1; i += NORM_THREADS) {
+        const float4 hv = hr[i];
+        for (int k = 0; k < n; k++)
+            __stcg(reinterpret_cast<float4 *>(pp.mail[k] + box +
+                                              (size_t)rank * CUDA_TP_P2P_FLOATS + r0) + i,
+                   hv);
+    }
+    __syncthreads();
+    p2p_signal(n, rank, blockIdx.x, epoch, pp);
+    if (part != 0 || p2p_wait(n, rank, row * split, split, epoch, pp, abort_word))
+        return;
+    const float *mb = pp.mail[rank] + box + r0;
+    float4 *xr = reinterpret_cast<float4 *>(x + r0);
+    float4 v[NORM_V];
+#pragma unroll
+    for (int u = 0; u < NORM_V; u++) {
+        const int i = threadIdx.x + u * NORM_THREADS;
+        v[u] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        if (i < n4) {
+            float4 b = __ldcg(reinterpret_cast<const float4 *>(mb) + i);
+            for (int k = 1; k < n; k++) {
+                const float4 t = __ldcg(
+                    reinterpret_cast<const float4 *>(mb + (size_t)k * CUDA_TP_P2P_FLOATS) + i);
+                b = make_float4(__fadd_rn(b.x, t.x), __fadd_rn(b.y, t.y), __fadd_rn(b.z, t.z),
+                                __fadd_rn(b.w, t.w));
+            }
+            const float4 a = xr[i];
+            v[u] = make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
+            xr[i] = v[u];
+        }
+    }
+    norm_row_v(v, wv, n4, dim, eps, reinterpret_cast<float4 *>(out + r0), nullptr, sh);
+}
+
+/* Whether a new group's sums may go peer to peer: yes unless NY_TP_P2P=0 (read at each
+ * tp_create, so that one process can compare the two transports). */
+static int p2p_wanted(void)
+{
+    int v = -1;
+    return cuda_env_on("NY_TP_P2P", &v);
+}
+
+int cuda_tp_p2p_open(struct engine_tp *g, struct ny_err *err)
+{
+    g->p2p = 0;
+    if (!p2p_wanted()) {
+        ny_log_info("cuda tp: peer-to-peer sums off (NY_TP_P2P=0): every sum over NCCL");
+        return NY_OK;
+    }
+    for (int i = 0; i < g->n; i++)
+        for (int k = 0; k < g->n; k++) {
+            int ok = 0;
+            if (i != k && (cudaDeviceCanAccessPeer(&ok, g->bes[i]->device, g->bes[k]->device) !=
+                               cudaSuccess ||
+                           !ok)) {
+                (void)cudaGetLastError();
+                ny_log_info("cuda tp: device %d cannot access device %d: every sum over NCCL",
+                            g->bes[i]->device, g->bes[k]->device);
+                return NY_OK;
+            }
+        }
+    /* peer access for every pair (a device may reach a limited number of peers): where it
+     * cannot be enabled, the sums stay on NCCL */
+    for (int i = 0; i < g->n; i++) {
+        CU_CHECK(g->bes[i], cudaSetDevice(g->bes[i]->device), "cudaSetDevice");
+        for (int k = 0; k < g->n; k++) {
+            if (k == i)
+                continue;
+            cudaError_t e = cudaDeviceEnablePeerAccess(g->bes[k]->device, 0);
+            (void)cudaGetLastError();
+            if (e != cudaSuccess && e != cudaErrorPeerAccessAlreadyEnabled) {
+                ny_log_info("cuda tp: device %d: peer access to device %d: %s; every sum over "
+                            "NCCL", g->bes[i]->device, g->bes[k]->device, cudaGetErrorString(e));
+                return NY_OK;
+            }
+        }
+    }
+    if (cudaHostAlloc((void **)&g->abort_word, sizeof(int),
+                      cudaHostAllocMapped | cudaHostAllocPortable) != cudaSuccess) {
+        (void)cudaGetLastError();
+        g->abort_word = NULL;
+        return NY_ERR(err, NY_E_DEVICE, "cuda tp: cudaHostAlloc of the abort word failed");
+    }
+    *(volatile int *)g->abort_word = 0;
+    const size_t mail = (size_t)2 * g->n * CUDA_TP_P2P_FLOATS * sizeof(float);
+    const size_t flags = (size_t)g->n * P2P_BLOCKS_MAX * sizeof(unsigned);
+    for (int i = 0; i < g->n; i++) {
+        struct engine_backend *be = g->bes[i];
+        CU_CHECK(be, cudaSetDevice(be->device), "cudaSetDevice");
+        CU_CHECK(be, cudaMalloc((void **)&g->mail[i], mail), "p2p mailbox");
+        CU_CHECK(be, cudaMalloc((void **)&g->flags[i], flags), "p2p flags");
+        CU_CHECK(be, cudaMemset(g->flags[i], 0, flags), "p2p flags");
+        be->tp_epoch = 0;
+    }
+    for (int i = 0; i < g->n; i++) {
+        CU_CHECK(g->bes[i], cudaSetDevice(g->bes[i]->device), "cudaSetDevice");
+        CU_CHECK(g->bes[i], cudaDeviceSynchronize(), "p2p set-up");
+    }
+    g->p2p = 1;
+    ny_log_info("cuda tp: peer-to-peer sums up to %d floats (%.1f MiB of mailboxes a rank)",
+                CUDA_TP_P2P_FLOATS, (double)mail / (1024.0 * 1024.0));
+    return NY_OK;
+}
+
+/* Every rank's kernels are done (tp_destroy runs after the ranks' last op, or after an abort,
+ * which ends the kernels through the abort word). */
+void cuda_tp_p2p_close(struct engine_tp *g)
+{
+    for (int i = 0; i < g->n; i++) {
+        if (!g->mail[i] && !g->flags[i])
+            continue;
+        cudaSetDevice(g->bes[i]->device);
+        cudaDeviceSynchronize();
+        cudaFree(g->mail[i]);
+        cudaFree(g->flags[i]);
+        g->mail[i] = NULL;
+        g->flags[i] = NULL;
+        (void)cudaGetLastError();
+    }
+    if (g->abort_word)
+        cudaFreeHost(g->abort_word);
+    g->abort_word = NULL;
+    g->p2p = 0;
+}
+
+void cuda_tp_p2p_abort(struct engine_tp *g)
+{
+    if (g->abort_word)
+        __atomic_store_n(g->abort_word, 1, __ATOMIC_RELEASE);
+}
+
+int cuda_tp_p2p_sum(struct engine_backend *be, float *x, size_t count, struct ny_err *err)
+{
+    struct engine_tp *g = be->tp;
+    if (count > CUDA_TP_P2P_FLOATS)
+        return NY_ERR(err, NY_E_RANGE, "cuda tp: a peer-to-peer sum of %zu floats (at most %d)",
+                      count, CUDA_TP_P2P_FLOATS);
+    struct p2p_peers pp;
+    memset(&pp, 0, sizeof pp);
+    for (int k = 0; k < g->n; k++) {
+        pp.mail[k] = g->mail[k];
+        pp.flag[k] = g->flags[k];
+    }
+    size_t blocks = (count + P2P_PER - 1) / P2P_PER;
+    if (blocks > P2P_BLOCKS_MAX)
+        blocks = P2P_BLOCKS_MAX;
+    be->tp_epoch++;
+    CU_LAUNCH(be, "tp peer-to-peer sum kernel", k_p2p_sum, dim3((unsigned)blocks),
+              dim3(P2P_THREADS), 0, x, count, g->n, be->tp_rank, be->tp_epoch, pp,
+              (const volatile int *)g->abort_word);
+    return NY_OK;
+}
+
+extern "C" size_t engine_cuda_tp_p2p_floats(const struct engine_tp *g)
+{
+    return g && g->p2p ? (size_t)CUDA_TP_P2P_FLOATS : 0;
+}
+
+/* Whether a step's sum of width dim goes through k_p2p_sum_add_norm: when it fits, and only on
+ * steps launched without programmatic dependent launch (more than cuda_pdl_max_rows() rows),
+ * where the norm's own launch is not hidden. Measured on 4 x H100, 70B shape, tp 4 (ms a decode
+ * step, same call): batch 1: the two kernels 16.62, fused 17.23 (NCCL 18.01); batch 32: the two
+ * kernels 29.59, fused 25.60 (NCCL 28.40). NY_TP_FUSED=0: never (A/B timing). */
+static int fused_fits(const struct engine_backend *be, int dim)
+{
+    static int on = -1;
+    return be->tp->p2p && be->n_rows > cuda_pdl_max_rows() && be->n_rows <= P2P_BLOCKS_MAX &&
+           NORM_V_FITS(dim) && (size_t)be->n_rows * dim <= CUDA_TP_P2P_FLOATS &&
+           be->sets.units_n == 0 && cuda_env_on("NY_TP_FUSED", &on);
+}
+
+/* Blocks a row of the fused kernel: P2P_SPLIT (NY_P2P_SPLIT=s for A/B timing), at most
+ * P2P_BLOCKS_MAX flags a step and NORM_THREADS polling threads. */
+static int fused_split(const struct engine_backend *be)
+{
+    static int env = -1;
+    int s = __atomic_load_n(&env, __ATOMIC_RELAXED);
+    if (s < 0) {
+        const char *e = getenv("NY_P2P_SPLIT");
+        s = e && atoi(e) > 0 ? atoi(e) : P2P_SPLIT;
+        __atomic_store_n(&env, s, __ATOMIC_RELAXED);
+    }
+    if (s > P2P_BLOCKS_MAX / be->n_rows)
+        s = P2P_BLOCKS_MAX / be->n_rows;
+    if (s > NORM_THREADS / be->tp_n)
+        s = NORM_THREADS / be->tp_n;
+    return s > 0 ? s : 1;
+}
+
+int cuda_tp_p2p_add_norm(struct engine_backend *be, struct engine_buf *x, struct engine_buf *h,
+                         const struct engine_buf *w, int dim, float eps, struct engine_buf *out,
+                         struct ny_err *err)
+{
+    size_t count = (size_t)be->n_rows * (size_t)(dim > 0 ? dim : 0);
+    if (dim <= 0 || count > x->n || count > h->n || count > out->n || w->n != (size_t)dim ||
+        w->wtype == CUDA_W_NONE || x->wtype != CUDA_W_NONE || h->wtype != CUDA_W_NONE)
+        return NY_ERR(err, NY_E_INVALID, "cuda tp_allreduce_add_rmsnorm: dim %d, weight of %zu, "
+                      "%d rows", dim, w->n, be->n_rows);
+    if (x->d == h->d || x->d == out->d)
+        return NY_ERR(err, NY_E_INVALID, "cuda tp_allreduce_add_rmsnorm: x may not alias h or "
+                      "out");
+    if (!fused_fits(be, dim)) { /* the two ops */
+        int rc = cuda_tp_allreduce(be, h, dim, err);
+        return rc ? rc : cuda_op_add_rmsnorm(be, x, h, w, dim, eps, out, err);
+    }
+    if (count == 0)
+        return NY_OK;
+    struct engine_tp *g = be->tp;
+    struct p2p_peers pp;
+    memset(&pp, 0, sizeof pp);
+    for (int k = 0; k < g->n; k++) {
+        pp.mail[k] = g->mail[k];
+        pp.flag[k] = g->flags[k];
+    }
+    be->tp_epoch++;
+    const volatile int *aw = (const volatile int *)g->abort_word;
+    const int split = fused_split(be);
+    const unsigned grid = (unsigned)(be->n_rows * split);
+    const char *what = "tp peer-to-peer sum + add + rmsnorm kernel";
+    if (w->wtype == CUDA_W_BF16)
+        CU_LAUNCH(be, what, k_p2p_sum_add_norm<__nv_bfloat16>, dim3(grid), dim3(NORM_THREADS),
+                  0, (float *)x->d, (const float *)h->d, (const __nv_bfloat16 *)w->d, dim, eps,
+                  (float *)out->d, g->n, be->tp_rank, be->tp_epoch, split, pp, aw);
+    else
+        CU_LAUNCH(be, what, k_p2p_sum_add_norm<float>, dim3(grid), dim3(NORM_THREADS), 0,
+                  (float *)x->d, (const float *)h->d, (const float *)w->d, dim, eps,
+                  (float *)out->d, g->n, be->tp_rank, be->tp_epoch, split, pp, aw);
+    return NY_OK;
+}
