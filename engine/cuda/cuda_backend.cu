@@ -620,19 +620,7 @@ WRAP_KEEP(mlp, (struct engine_backend * be, const struct engine_buf *x, int in,
            int out, const struct engine_lora_term *lora, struct engine_buf *y,
            struct ny_err *err), (be, x, in, gu, nl, ff, w, out, lora, y, err))
 
-#if NY_HAVE_NCCL
-/* cuda_tp.cu */
-int cuda_tp_create(struct engine_backend *const *bes, int n, struct engine_tp **out,
-                   struct ny_err *err);
-void cuda_tp_abort(struct engine_tp *g);
-void cuda_tp_destroy(struct engine_tp *g);
-int cuda_tp_allreduce(struct engine_backend *be, struct engine_buf *x, int dim,
-                      struct ny_err *err);
-int cuda_tp_argmax(struct engine_backend *be, const struct engine_buf *logits, int n,
-                   int vocab_local, int vocab_off, int32_t *ids, struct ny_err *err);
-int cuda_tp_allreduce_add_rmsnorm(struct engine_backend *be, struct engine_buf *x,
-                                  struct engine_buf *h, const struct engine_buf *w, int dim,
-                                  float eps, struct engine_buf *out, struct ny_err *err);
+#if NY_HAVE_NCCL /* cuda_tp.cu, declared in cuda_int.cuh */
 #define CUDA_TP_OPS cuda_tp_create, cuda_tp_abort, cuda_tp_destroy, cuda_tp_allreduce, cuda_tp_argmax
 #define CUDA_TP_FUSED cuda_tp_allreduce_add_rmsnorm
 #else

@@ -262,8 +262,18 @@ int cuda_tp_p2p_sum(struct engine_backend *be, float *x, size_t count, struct ny
 int cuda_tp_p2p_add_norm(struct engine_backend *be, struct engine_buf *x, struct engine_buf *h,
                          const struct engine_buf *w, int dim, float eps, struct engine_buf *out,
                          struct ny_err *err);
+/* cuda_tp.cu: the tensor-parallel ops of the ops table (engine_backend_int.h). */
+int cuda_tp_create(struct engine_backend *const *bes, int n, struct engine_tp **out,
+                   struct ny_err *err);
+void cuda_tp_abort(struct engine_tp *g);
+void cuda_tp_destroy(struct engine_tp *g);
 int cuda_tp_allreduce(struct engine_backend *be, struct engine_buf *x, int dim,
                       struct ny_err *err);
+int cuda_tp_argmax(struct engine_backend *be, const struct engine_buf *logits, int n,
+                   int vocab_local, int vocab_off, int32_t *ids, struct ny_err *err);
+int cuda_tp_allreduce_add_rmsnorm(struct engine_backend *be, struct engine_buf *x,
+                                  struct engine_buf *h, const struct engine_buf *w, int dim,
+                                  float eps, struct engine_buf *out, struct ny_err *err);
 #endif
 /* Device scratch area i (0..CUDA_N_SCRATCH-1) of at least bytes bytes; contents undefined. */
 int cuda_scratch(struct engine_backend *be, int i, size_t bytes, void **out, struct ny_err *err);

@@ -38,7 +38,9 @@
  * sum; one call): 2,048 -> 11.1 us a sum, 8,192 -> 28.1, NCCL 13.5; 512 -> 9.8 (with a variant
  * of the flag stores), 6.5-6.9 in the later calls' benchmarks. */
 #define P2P_PER 512
-/* Blocks a row of the fused sum + add + norm kernel (see fused_split). */
+/* Blocks a row of the fused sum + add + norm kernel (see fused_split). Measured on 4 x H100 (70B,
+ * tp 4, batch 1, before PDL; ms a decode step): 1 -> 17.83, 2 -> 17.61, 4 -> 17.48, 8 -> 17.39,
+ * 16 -> 17.40. */
 #define P2P_SPLIT 8
 #define P2P_TIMEOUT_NS 120000000000ull
 
@@ -293,22 +295,30 @@ void cuda_tp_p2p_abort(struct engine_tp *g)
         __atomic_store_n(g->abort_word, 1, __ATOMIC_RELEASE);
 }
 
-int cuda_tp_p2p_sum(struct engine_backend *be, float *x, size_t count, struct ny_err *err)
+/* The group's addresses for a kernel, by value, and the rank's next epoch (be->tp_epoch). */
+static struct p2p_peers p2p_next(struct engine_backend *be)
 {
-    struct engine_tp *g = be->tp;
-    if (count > CUDA_TP_P2P_FLOATS)
-        return NY_ERR(err, NY_E_RANGE, "cuda tp: a peer-to-peer sum of %zu floats (at most %d)",
-                      count, CUDA_TP_P2P_FLOATS);
+    const struct engine_tp *g = be->tp;
     struct p2p_peers pp;
     memset(&pp, 0, sizeof pp);
     for (int k = 0; k < g->n; k++) {
         pp.mail[k] = g->mail[k];
         pp.flag[k] = g->flags[k];
     }
+    be->tp_epoch++;
+    return pp;
+}
+
+int cuda_tp_p2p_sum(struct engine_backend *be, float *x, size_t count, struct ny_err *err)
+{
+    struct engine_tp *g = be->tp;
+    if (count > CUDA_TP_P2P_FLOATS)
+        return NY_ERR(err, NY_E_RANGE, "cuda tp: a peer-to-peer sum of %zu floats (at most %d)",
+                      count, CUDA_TP_P2P_FLOATS);
+    const struct p2p_peers pp = p2p_next(be);
     size_t blocks = (count + P2P_PER - 1) / P2P_PER;
     if (blocks > P2P_BLOCKS_MAX)
         blocks = P2P_BLOCKS_MAX;
-    be->tp_epoch++;
     CU_LAUNCH(be, "tp peer-to-peer sum kernel", k_p2p_sum, dim3((unsigned)blocks),
               dim3(P2P_THREADS), 0, x, count, g->n, be->tp_rank, be->tp_epoch, pp,
               (const volatile int *)g->abort_word);
@@ -333,17 +343,11 @@ static int fused_fits(const struct engine_backend *be, int dim)
            be->sets.units_n == 0 && cuda_env_on("NY_TP_FUSED", &on);
 }
 
-/* Blocks a row of the fused kernel: P2P_SPLIT (NY_P2P_SPLIT=s for A/B timing), at most
- * P2P_BLOCKS_MAX flags a step and NORM_THREADS polling threads. */
+/* Blocks a row of the fused kernel: P2P_SPLIT, at most P2P_BLOCKS_MAX flags a step and
+ * NORM_THREADS polling threads. */
 static int fused_split(const struct engine_backend *be)
 {
-    static int env = -1;
-    int s = __atomic_load_n(&env, __ATOMIC_RELAXED);
-    if (s < 0) {
-        const char *e = getenv("NY_P2P_SPLIT");
-        s = e && atoi(e) > 0 ? atoi(e) : P2P_SPLIT;
-        __atomic_store_n(&env, s, __ATOMIC_RELAXED);
-    }
+    int s = P2P_SPLIT;
     if (s > P2P_BLOCKS_MAX / be->n_rows)
         s = P2P_BLOCKS_MAX / be->n_rows;
     if (s > NORM_THREADS / be->tp_n)
@@ -370,13 +374,7 @@ int cuda_tp_p2p_add_norm(struct engine_backend *be, struct engine_buf *x, struct
     if (count == 0)
         return NY_OK;
     struct engine_tp *g = be->tp;
-    struct p2p_peers pp;
-    memset(&pp, 0, sizeof pp);
-    for (int k = 0; k < g->n; k++) {
-        pp.mail[k] = g->mail[k];
-        pp.flag[k] = g->flags[k];
-    }
-    be->tp_epoch++;
+    const struct p2p_peers pp = p2p_next(be);
     const volatile int *aw = (const volatile int *)g->abort_word;
     const int split = fused_split(be);
     const unsigned grid = (unsigned)(be->n_rows * split);
