@@ -147,6 +147,7 @@ struct engine_tp {
     int p2p;
     float *mail[CUDA_TP_MAX];
     unsigned *flags[CUDA_TP_MAX];
+    int *arrive[CUDA_TP_MAX]; /* rank k's row counters of the last-block norm: [P2P_BLOCKS_MAX] */
     int *abort_word;
 };
 

@@ -198,6 +198,74 @@ __global__ __launch_bounds__(NORM_THREADS) static void k_p2p_sum_add_norm(
     norm_row_v(v, wv, n4, dim, eps, reinterpret_cast<float4 *>(out + r0), nullptr, sh);
 }
 
+/* The same op for a step of few rows (the decode steps that take programmatic dependent launch):
+ * split blocks a row (grid rows·split, NORM_THREADS threads, NORM_V_FITS(dim)), each of which
+ * sends its slice of the row's h, waits for that slice from every rank, adds the ranks in rank
+ * order and the sum to x (the arithmetic of k_p2p_sum_add_norm) and writes its slice of x; the
+ * last block of the row to finish (a counter a row, arrive[row], back to 0 by that block) reads
+ * the whole row of x back and runs norm_row_v. The sums go out of split blocks at once, and the
+ * norm needs no launch of its own. out may be h (every block of the row has read its slice of h
+ * before the last one writes out); x is neither. */
+template <typename W>
+__global__ __launch_bounds__(NORM_THREADS) static void k_p2p_sum_add_norm_last(
+    float *x, const float *h, const W *w, int dim, float eps, float *out, int n, int rank,
+    unsigned epoch, int split, int *arrive, struct p2p_peers pp, const volatile int *abort_word)
+{
+    pdl_trigger(); /* every block is resident from here: the next kernel may launch */
+    __shared__ float sh[NORM_THREADS / 32];
+    __shared__ int last;
+    const int n4 = dim / 4, row = blockIdx.x / split, part = blockIdx.x % split;
+    const size_t box = (size_t)(epoch & 1u) * n * CUDA_TP_P2P_FLOATS, r0 = (size_t)row * dim;
+    float wv[NORM_V][4];
+    norm_load_w(w, n4, wv); /* any block may be the row's last: all read the weight, early */
+    pdl_wait();
+    const float4 *hr = reinterpret_cast<const float4 *>(h + r0);
+    const int gs = (n4 + split - 1) / split, g0 = part * gs, g1 = min(n4, g0 + gs);
+    for (int i = g0 + threadIdx.x; i < g1; i += NORM_THREADS) {
+        const float4 hv = hr[i];
+        for (int k = 0; k < n; k++)
+            __stcg(reinterpret_cast<float4 *>(pp.mail[k] + box +
+                                              (size_t)rank * CUDA_TP_P2P_FLOATS + r0) + i,
+                   hv);
+    }
+    __syncthreads();
+    p2p_signal(n, rank, blockIdx.x, epoch, pp);
+    if (p2p_wait(n, rank, blockIdx.x, 1, epoch, pp, abort_word))
+        return;
+    const float *mb = pp.mail[rank] + box + r0;
+    float4 *xr = reinterpret_cast<float4 *>(x + r0);
+    for (int i = g0 + threadIdx.x; i < g1; i += NORM_THREADS) {
+        float4 b = __ldcg(reinterpret_cast<const float4 *>(mb) + i);
+        for (int k = 1; k < n; k++) {
+            const float4 t =
+                __ldcg(reinterpret_cast<const float4 *>(mb + (size_t)k * CUDA_TP_P2P_FLOATS) + i);
+            b = make_float4(__fadd_rn(b.x, t.x), __fadd_rn(b.y, t.y), __fadd_rn(b.z, t.z),
+                            __fadd_rn(b.w, t.w));
+        }
+        const float4 a = xr[i];
+        xr[i] = make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
+    }
+    /* the row's last block (its slices of x visible to it: each block's fence before arriving) */
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        last = atomicAdd(arrive + row, 1) == split - 1;
+        if (last)
+            arrive[row] = 0;
+    }
+    __syncthreads();
+    if (!last)
+        return;
+    __threadfence();
+    float4 v[NORM_V];
+#pragma unroll
+    for (int u = 0; u < NORM_V; u++) {
+        const int i = threadIdx.x + u * NORM_THREADS;
+        v[u] = i < n4 ? __ldcg(xr + i) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    }
+    norm_row_v(v, wv, n4, dim, eps, reinterpret_cast<float4 *>(out + r0), nullptr, sh);
+}
+
 /* Whether a new group's sums may go peer to peer: yes unless NY_TP_P2P=0 (read at each
  * tp_create, so that one process can compare the two transports). */
 static int p2p_wanted(void)
@@ -250,12 +318,15 @@ int cuda_tp_p2p_open(struct engine_tp *g, struct ny_err *err)
     *(volatile int *)g->abort_word = 0;
     const size_t mail = (size_t)2 * g->n * CUDA_TP_P2P_FLOATS * sizeof(float);
     const size_t flags = (size_t)g->n * P2P_BLOCKS_MAX * sizeof(unsigned);
+    const size_t arrive = (size_t)P2P_BLOCKS_MAX * sizeof(int);
     for (int i = 0; i < g->n; i++) {
         struct engine_backend *be = g->bes[i];
         CU_CHECK(be, cudaSetDevice(be->device), "cudaSetDevice");
         CU_CHECK(be, cudaMalloc((void **)&g->mail[i], mail), "p2p mailbox");
         CU_CHECK(be, cudaMalloc((void **)&g->flags[i], flags), "p2p flags");
         CU_CHECK(be, cudaMemset(g->flags[i], 0, flags), "p2p flags");
+        CU_CHECK(be, cudaMalloc((void **)&g->arrive[i], arrive), "p2p row counters");
+        CU_CHECK(be, cudaMemset(g->arrive[i], 0, arrive), "p2p row counters");
         be->tp_epoch = 0;
     }
     for (int i = 0; i < g->n; i++) {
@@ -273,14 +344,16 @@ int cuda_tp_p2p_open(struct engine_tp *g, struct ny_err *err)
 void cuda_tp_p2p_close(struct engine_tp *g)
 {
     for (int i = 0; i < g->n; i++) {
-        if (!g->mail[i] && !g->flags[i])
+        if (!g->mail[i] && !g->flags[i] && !g->arrive[i])
             continue;
         cudaSetDevice(g->bes[i]->device);
         cudaDeviceSynchronize();
         cudaFree(g->mail[i]);
         cudaFree(g->flags[i]);
+        cudaFree(g->arrive[i]);
         g->mail[i] = NULL;
         g->flags[i] = NULL;
+        g->arrive[i] = NULL;
         (void)cudaGetLastError();
     }
     if (g->abort_word)
@@ -330,17 +403,31 @@ extern "C" size_t engine_cuda_tp_p2p_floats(const struct engine_tp *g)
     return g && g->p2p ? (size_t)CUDA_TP_P2P_FLOATS : 0;
 }
 
-/* Whether a step's sum of width dim goes through k_p2p_sum_add_norm: when it fits, and only on
- * steps launched without programmatic dependent launch (more than cuda_pdl_max_rows() rows),
- * where the norm's own launch is not hidden. Measured on 4 x H100, 70B shape, tp 4 (ms a decode
- * step, same call): batch 1: the two kernels 16.62, fused 17.23 (NCCL 18.01); batch 32: the two
- * kernels 29.59, fused 25.60 (NCCL 28.40). NY_TP_FUSED=0: never (A/B timing). */
-static int fused_fits(const struct engine_backend *be, int dim)
+/* Which fused kernel a step's sum of width dim takes: 0 none (the two ops), 1
+ * k_p2p_sum_add_norm (more than cuda_pdl_max_rows() rows: steps launched without programmatic
+ * dependent launch), 2 k_p2p_sum_add_norm_last (fewer rows, where block 0 doing the sum and the
+ * norm alone lost to the two kernels under PDL). Measured on 4 x H100, 70B shape, tp 4 (ms a
+ * decode step, same call): batch 1: the two kernels 16.62, k_p2p_sum_add_norm 17.23 (NCCL
+ * 18.01); batch 32: the two kernels 29.59, fused 25.60 (NCCL 28.40). NY_TP_FUSED=0: none (A/B
+ * timing); every choice gives the same bits. */
+static int fused_kind(const struct engine_backend *be, int dim)
 {
     static int on = -1;
-    return be->tp->p2p && be->n_rows > cuda_pdl_max_rows() && be->n_rows <= P2P_BLOCKS_MAX &&
-           NORM_V_FITS(dim) && (size_t)be->n_rows * dim <= CUDA_TP_P2P_FLOATS &&
-           be->sets.units_n == 0 && cuda_env_on("NY_TP_FUSED", &on);
+    if (!be->tp->p2p || be->n_rows > P2P_BLOCKS_MAX || !NORM_V_FITS(dim) ||
+        (size_t)be->n_rows * dim > CUDA_TP_P2P_FLOATS || be->sets.units_n != 0 ||
+        !cuda_env_on("NY_TP_FUSED", &on))
+        return 0;
+    return be->n_rows > cuda_pdl_max_rows() ? 1 : 2;
+}
+
+/* Blocks a row of k_p2p_sum_add_norm_last: P2P_PER elements a block, at most P2P_BLOCKS_MAX
+ * flags a step. */
+static int last_split(const struct engine_backend *be, int dim)
+{
+    int s = (dim + P2P_PER - 1) / P2P_PER;
+    if (s > P2P_BLOCKS_MAX / be->n_rows)
+        s = P2P_BLOCKS_MAX / be->n_rows;
+    return s > 0 ? s : 1;
 }
 
 /* Blocks a row of the fused kernel: P2P_SPLIT, at most P2P_BLOCKS_MAX flags a step and
@@ -367,7 +454,8 @@ int cuda_tp_p2p_add_norm(struct engine_backend *be, struct engine_buf *x, struct
     if (x->d == h->d || x->d == out->d)
         return NY_ERR(err, NY_E_INVALID, "cuda tp_allreduce_add_rmsnorm: x may not alias h or "
                       "out");
-    if (!fused_fits(be, dim)) { /* the two ops */
+    const int kind = fused_kind(be, dim);
+    if (!kind) { /* the two ops */
         int rc = cuda_tp_allreduce(be, h, dim, err);
         return rc ? rc : cuda_op_add_rmsnorm(be, x, h, w, dim, eps, out, err);
     }
@@ -376,6 +464,22 @@ int cuda_tp_p2p_add_norm(struct engine_backend *be, struct engine_buf *x, struct
     struct engine_tp *g = be->tp;
     const struct p2p_peers pp = p2p_next(be);
     const volatile int *aw = (const volatile int *)g->abort_word;
+    if (kind == 2) {
+        const int split = last_split(be, dim);
+        const unsigned grid = (unsigned)(be->n_rows * split);
+        const char *what = "tp peer-to-peer sum + add + rmsnorm kernel (last block)";
+        int *ar = g->arrive[be->tp_rank];
+        if (w->wtype == CUDA_W_BF16)
+            CU_LAUNCH(be, what, k_p2p_sum_add_norm_last<__nv_bfloat16>, dim3(grid),
+                      dim3(NORM_THREADS), 0, (float *)x->d, (const float *)h->d,
+                      (const __nv_bfloat16 *)w->d, dim, eps, (float *)out->d, g->n, be->tp_rank,
+                      be->tp_epoch, split, ar, pp, aw);
+        else
+            CU_LAUNCH(be, what, k_p2p_sum_add_norm_last<float>, dim3(grid), dim3(NORM_THREADS),
+                      0, (float *)x->d, (const float *)h->d, (const float *)w->d, dim, eps,
+                      (float *)out->d, g->n, be->tp_rank, be->tp_epoch, split, ar, pp, aw);
+        return NY_OK;
+    }
     const int split = fused_split(be);
     const unsigned grid = (unsigned)(be->n_rows * split);
     const char *what = "tp peer-to-peer sum + add + rmsnorm kernel";

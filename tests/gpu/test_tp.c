@@ -373,15 +373,19 @@ static void test_allreduce_invariance(void **state)
 
 /* ---- tp_allreduce_add_rmsnorm ---------------------------------------------------------------- */
 /* On every rank: the fused op's x and out equal, bit for bit, tp_allreduce then add_rmsnorm on the
- * same inputs, and every rank's equal rank 0's. Shapes: decode rows that take the one-kernel path
- * (peer to peer: 9 to 128 rows, widths of the vectorised norm), and ones that run the two ops
- * (one row, a prefill request, 200 rows, a width of 8,200). */
+ * same inputs, and every rank's equal rank 0's. Shapes: decode rows that take one kernel (peer to
+ * peer, widths of the vectorised norm: 9 to 128 rows on k_p2p_sum_add_norm; 1 to 8 rows on the
+ * last-block kernel, whose row counters are reused case after case: 16 blocks a row of 8,192,
+ * one block a row of 96), and ones that run the two ops (a prefill request, 200 rows, a width of
+ * 8,200). */
 static void test_fused(void **state)
 {
     (void)state;
     static const int cases[][3] = {
-        {32, 8192, 1}, {9, 4096, 1}, {128, 96, 1}, {12, 8192, 1}, /* one kernel (with p2p) */
-        {1, 8192, 1},  {6, 96, 0},   {200, 96, 1}, {20, 8200, 1}, /* the two ops */
+        {32, 8192, 1}, {9, 4096, 1}, {128, 96, 1}, {12, 8192, 1}, /* k_p2p_sum_add_norm */
+        {1, 8192, 1},  {8, 8192, 1}, {3, 4096, 1}, {1, 96, 1},    /* last block */
+        {5, 2048, 1},  {1, 8192, 1}, {6, 96, 0},   {200, 96, 1},  /* (from {6, 96}: two ops) */
+        {20, 8200, 1},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const int rows = cases[c][0], dim = cases[c][1];
@@ -418,7 +422,7 @@ static void test_fused(void **state)
             if (k == 0 || !same || !as0)
                 printf("  fused tp=%d rows=%d dim=%d (%s, %s): rank %d x and out %s the two "
                        "calls'%s\n", n_ranks, rows, dim, cases[c][2] ? "decode rows" : "prefill",
-                       c < 4 && p2p_floats ? "one kernel" : "two ops", k,
+                       c < 10 && p2p_floats ? "one kernel" : "two ops", k,
                        same ? "bit-identical to" : "DIFFER from",
                        as0 ? "" : "; DIFFER from rank 0's");
         }
