@@ -142,6 +142,36 @@ __global__ __launch_bounds__(P2P_THREADS) static void k_p2p_sum(float *x, size_t
     }
 }
 
+/* Groups [g0, g1) of 4 floats of the row at h + r0, this thread's share, into slot `rank` of
+ * every rank's mailbox (box: the epoch's parity). */
+__device__ __forceinline__ static void p2p_send_groups(const float *h, size_t r0, int g0, int g1,
+                                                       size_t box, int n, int rank,
+                                                       const struct p2p_peers &pp)
+{
+    const float4 *hr = reinterpret_cast<const float4 *>(h + r0);
+    for (int i = g0 + threadIdx.x; i < g1; i += NORM_THREADS) {
+        const float4 hv = hr[i];
+        for (int k = 0; k < n; k++)
+            __stcg(reinterpret_cast<float4 *>(pp.mail[k] + box +
+                                              (size_t)rank * CUDA_TP_P2P_FLOATS + r0) + i,
+                   hv);
+    }
+}
+
+/* Group i of the n ranks' slots at mb (this rank's mailbox, row offset included), added in rank
+ * order as k_p2p_sum adds (L2 loads: the slots were written over NVLink). */
+__device__ __forceinline__ static float4 p2p_rank_sum4(const float *mb, int i, int n)
+{
+    float4 b = __ldcg(reinterpret_cast<const float4 *>(mb) + i);
+    for (int k = 1; k < n; k++) {
+        const float4 t =
+            __ldcg(reinterpret_cast<const float4 *>(mb + (size_t)k * CUDA_TP_P2P_FLOATS) + i);
+        b = make_float4(__fadd_rn(b.x, t.x), __fadd_rn(b.y, t.y), __fadd_rn(b.z, t.z),
+                        __fadd_rn(b.w, t.w));
+    }
+    return b;
+}
+
 /* The sum of h's rows over the ranks fused with the residual add and the norm: split blocks
  * a row (grid rows·split, NORM_THREADS threads, NORM_V_FITS(dim)). Block s of a row sends the
  * s-th slice of its 4-wide groups to the mailboxes and flags slot row·split + s; block 0 then
@@ -162,15 +192,8 @@ __global__ __launch_bounds__(NORM_THREADS) static void k_p2p_sum_add_norm(
     if (part == 0) /* the norm weight (no kernel writes it): read before the wait */
         norm_load_w(w, n4, wv);
     pdl_wait();
-    const float4 *hr = reinterpret_cast<const float4 *>(h + r0);
-    const int gs = (n4 + split - 1) / split, g1 = min(n4, (part + 1) * gs);
-    for (int i = part * gs + threadIdx.x; i < g1; i += NORM_THREADS) {
-        const float4 hv = hr[i];
-        for (int k = 0; k < n; k++)
-            __stcg(reinterpret_cast<float4 *>(pp.mail[k] + box +
-                                              (size_t)rank * CUDA_TP_P2P_FLOATS + r0) + i,
-                   hv);
-    }
+    const int gs = (n4 + split - 1) / split;
+    p2p_send_groups(h, r0, part * gs, min(n4, (part + 1) * gs), box, n, rank, pp);
     __syncthreads();
     p2p_signal(n, rank, blockIdx.x, epoch, pp);
     if (part != 0 || p2p_wait(n, rank, row * split, split, epoch, pp, abort_word))
@@ -183,14 +206,7 @@ __global__ __launch_bounds__(NORM_THREADS) static void k_p2p_sum_add_norm(
         const int i = threadIdx.x + u * NORM_THREADS;
         v[u] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
         if (i < n4) {
-            float4 b = __ldcg(reinterpret_cast<const float4 *>(mb) + i);
-            for (int k = 1; k < n; k++) {
-                const float4 t = __ldcg(
-                    reinterpret_cast<const float4 *>(mb + (size_t)k * CUDA_TP_P2P_FLOATS) + i);
-                b = make_float4(__fadd_rn(b.x, t.x), __fadd_rn(b.y, t.y), __fadd_rn(b.z, t.z),
-                                __fadd_rn(b.w, t.w));
-            }
-            const float4 a = xr[i];
+            const float4 b = p2p_rank_sum4(mb, i, n), a = xr[i];
             v[u] = make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
             xr[i] = v[u];
         }
@@ -219,15 +235,8 @@ __global__ __launch_bounds__(NORM_THREADS) static void k_p2p_sum_add_norm_last(
     float wv[NORM_V][4];
     norm_load_w(w, n4, wv); /* any block may be the row's last: all read the weight, early */
     pdl_wait();
-    const float4 *hr = reinterpret_cast<const float4 *>(h + r0);
     const int gs = (n4 + split - 1) / split, g0 = part * gs, g1 = min(n4, g0 + gs);
-    for (int i = g0 + threadIdx.x; i < g1; i += NORM_THREADS) {
-        const float4 hv = hr[i];
-        for (int k = 0; k < n; k++)
-            __stcg(reinterpret_cast<float4 *>(pp.mail[k] + box +
-                                              (size_t)rank * CUDA_TP_P2P_FLOATS + r0) + i,
-                   hv);
-    }
+    p2p_send_groups(h, r0, g0, g1, box, n, rank, pp);
     __syncthreads();
     p2p_signal(n, rank, blockIdx.x, epoch, pp);
     if (p2p_wait(n, rank, blockIdx.x, 1, epoch, pp, abort_word))
@@ -235,14 +244,7 @@ __global__ __launch_bounds__(NORM_THREADS) static void k_p2p_sum_add_norm_last(
     const float *mb = pp.mail[rank] + box + r0;
     float4 *xr = reinterpret_cast<float4 *>(x + r0);
     for (int i = g0 + threadIdx.x; i < g1; i += NORM_THREADS) {
-        float4 b = __ldcg(reinterpret_cast<const float4 *>(mb) + i);
-        for (int k = 1; k < n; k++) {
-            const float4 t =
-                __ldcg(reinterpret_cast<const float4 *>(mb + (size_t)k * CUDA_TP_P2P_FLOATS) + i);
-            b = make_float4(__fadd_rn(b.x, t.x), __fadd_rn(b.y, t.y), __fadd_rn(b.z, t.z),
-                            __fadd_rn(b.w, t.w));
-        }
-        const float4 a = xr[i];
+        const float4 b = p2p_rank_sum4(mb, i, n), a = xr[i];
         xr[i] = make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
     }
     /* the row's last block (its slices of x visible to it: each block's fence before arriving) */
