@@ -410,7 +410,7 @@ extern "C" size_t engine_cuda_tp_p2p_floats(const struct engine_tp *g)
  * dependent launch), 2 k_p2p_sum_add_norm_last (fewer rows, where block 0 doing the sum and the
  * norm alone lost to the two kernels under PDL). Measured on 4 x H100, 70B shape, tp 4 (ms a
  * decode step, same call): batch 1: the two kernels 16.62, k_p2p_sum_add_norm 17.23 (NCCL
- * 18.01); later calls: k_p2p_sum_add_norm_last 16.48-16.53, the two kernels 17.00-17.13;
+ * 18.01); later calls: k_p2p_sum_add_norm_last 16.48-16.70, the two kernels 17.00-17.13;
  * batch 32: the two kernels 29.59, fused 25.60 (NCCL 28.40). NY_TP_FUSED=0: none (A/B timing);
  * every choice gives the same bits. */
 static int fused_kind(const struct engine_backend *be, int dim)
