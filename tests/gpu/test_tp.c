@@ -381,11 +381,11 @@ static void test_allreduce_invariance(void **state)
 static void test_fused(void **state)
 {
     (void)state;
-    static const int cases[][3] = {
-        {32, 8192, 1}, {9, 4096, 1}, {128, 96, 1}, {12, 8192, 1}, /* k_p2p_sum_add_norm */
-        {1, 8192, 1},  {8, 8192, 1}, {3, 4096, 1}, {1, 96, 1},    /* last block */
-        {5, 2048, 1},  {1, 8192, 1}, {6, 96, 0},   {200, 96, 1},  /* (from {6, 96}: two ops) */
-        {20, 8200, 1},
+    static const int cases[][4] = { /* rows, dim, decode rows, one kernel (with p2p) */
+        {32, 8192, 1, 1}, {9, 4096, 1, 1}, {128, 96, 1, 1}, {12, 8192, 1, 1}, /* block 0 */
+        {1, 8192, 1, 1},  {8, 8192, 1, 1}, {3, 4096, 1, 1}, {1, 96, 1, 1},    /* last block */
+        {5, 2048, 1, 1},  {1, 8192, 1, 1},
+        {6, 96, 0, 0},    {200, 96, 1, 0}, {20, 8200, 1, 0}, /* two ops */
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const int rows = cases[c][0], dim = cases[c][1];
@@ -422,7 +422,7 @@ static void test_fused(void **state)
             if (k == 0 || !same || !as0)
                 printf("  fused tp=%d rows=%d dim=%d (%s, %s): rank %d x and out %s the two "
                        "calls'%s\n", n_ranks, rows, dim, cases[c][2] ? "decode rows" : "prefill",
-                       c < 10 && p2p_floats ? "one kernel" : "two ops", k,
+                       cases[c][3] && p2p_floats ? "one kernel" : "two ops", k,
                        same ? "bit-identical to" : "DIFFER from",
                        as0 ? "" : "; DIFFER from rank 0's");
         }
