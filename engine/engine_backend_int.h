@@ -297,6 +297,17 @@ struct engine_backend_ops {
     int (*tp_allreduce_add_rmsnorm)(struct engine_backend *be, struct engine_buf *x,
                                     struct engine_buf *h, const struct engine_buf *w, int dim,
                                     float eps, struct engine_buf *out, struct ny_err *err);
+
+    /* ---- overlapped tensor-parallel sums (optional) ---- */
+    /* Announces that the next product writing y (all rows, width dim: a matmul, swiglu_matmul or
+     * the mlp op's down product) is followed by tp_allreduce(y, dim) or
+     * tp_allreduce_add_rmsnorm(x, y, ...): the backend may sum each request's rows over the
+     * ranks as soon as the product has written them, beside the rest of the work, and run the
+     * residual add + norm of a request's rows as its sum lands, when the next product reads
+     * them. Every result stays bit-identical to the calls without it, and y holds this rank's
+     * partial until that sum call. Collective (every rank, same order). NULL: nothing to do. */
+    int (*tp_sum_announce)(struct engine_backend *be, const struct engine_buf *y, int dim,
+                           struct ny_err *err);
 };
 
 /* The CPU reference backend (engine/cpu/). Always built. */

@@ -123,6 +123,16 @@ static int tp_sum(struct engine_fwd *f, struct engine_buf *h, struct ny_err *err
     return m->tp > 1 ? m->ops->tp_allreduce(m->be, h, m->cfg.hidden, err) : NY_OK;
 }
 
+/* Under tensor parallelism, before the o or down product into h: its sum over the ranks may
+ * start as the product's rows are done (bit-identical). */
+static int tp_announce(struct engine_fwd *f, struct engine_buf *h, struct ny_err *err)
+{
+    struct engine_model *m = f->m;
+    if (m->tp < 2 || !m->ops->tp_sum_announce)
+        return NY_OK;
+    return m->ops->tp_sum_announce(m->be, h, m->cfg.hidden, err);
+}
+
 /* x += h (the residual), then h = norm(x) with weight w: one add_rmsnorm call when the backend
  * has it (bit-identical), else add then rmsnorm. */
 static int add_norm(struct engine_fwd *f, const struct engine_buf *w, struct ny_err *err)
@@ -226,11 +236,12 @@ static int fwd_layer(struct engine_fwd *f, int l, const struct engine_buf *next_
     if ((rc = proj_multi(f, l, qkv, 3, f->h, qkv_out, err)) || (rc = fwd_rope(f, err)) ||
         (rc = ops->attention(be, f->kv, l, f->q, f->k, f->v, m->l_heads,
                              1.0f / sqrtf((float)c->head_dim), f->att, err)) ||
-        (rc = proj(f, l, ENGINE_O, f->att, f->h, err)) ||
+        (rc = tp_announce(f, f->h, err)) || (rc = proj(f, l, ENGINE_O, f->att, f->h, err)) ||
         (rc = tp_sum_add_norm(f, L->post_norm, err)))
         return rc;
     /* MLP block: x += (silu(h·Wgᵀ) ⊙ h·Wuᵀ)·Wdᵀ; h = next_norm(x) */
-    if ((rc = mlp(f, l, gu, gu_out, err)) || (rc = tp_sum_add_norm(f, next_norm, err)))
+    if ((rc = tp_announce(f, f->h, err)) || (rc = mlp(f, l, gu, gu_out, err)) ||
+        (rc = tp_sum_add_norm(f, next_norm, err)))
         return rc;
     return NY_OK;
 }

@@ -153,8 +153,10 @@ static void cuda_destroy(struct engine_backend *be)
     if (!be)
         return;
     cudaSetDevice(be->device);
-    if (be->stream)
+    if (be->stream) {
+        cuda_tp_ovl_drop(be, NULL);
         cuda_stream_wait(be, "destroy", NULL);
+    }
     cuda_gemm_plans_free(be);
     cuda_astack_drop(be, NULL);
     if (be->lt)
@@ -244,8 +246,11 @@ static void cuda_buf_free(struct engine_backend *be, struct engine_buf *b)
         return;
     if (be)
         cudaSetDevice(be->device);
-    if (be && be->stream)
+    if (be && be->stream) {
+        if (cuda_ovl_busy(be))
+            cuda_tp_ovl_settle(be, NULL);
         cuda_stream_wait(be, "buf_free", NULL);
+    }
     if (be)
         be->shadow_src = NULL;
     if (be && b->wtype == CUDA_W_BF16) {
@@ -266,7 +271,9 @@ static int cuda_buf_write(struct engine_backend *be, struct engine_buf *b, size_
     SET_DEVICE(be);
     be->shadow_src = NULL;
     if (be->tp) { /* a pageable upload may wait for the stream: drain it abort-aware first */
-        int rc = cuda_stream_wait(be, "buf_write", err);
+        int rc = cuda_ovl_busy(be) ? cuda_tp_ovl_settle(be, err) : NY_OK;
+        if (!rc)
+            rc = cuda_stream_wait(be, "buf_write", err);
         if (rc)
             return rc;
     }
@@ -283,6 +290,11 @@ static int cuda_buf_read(struct engine_backend *be, const struct engine_buf *b, 
         return NY_ERR(err, NY_E_RANGE, "cuda: buf_read of %zu floats at %zu outside %zu",
                       n_floats, off, b->n);
     SET_DEVICE(be);
+    if (cuda_ovl_busy(be)) {
+        int rc = cuda_tp_ovl_settle(be, err);
+        if (rc)
+            return rc;
+    }
     return cuda_read_host(be, dst, (const float *)b->d + off, n_floats * sizeof(float),
                           "buf_read", err);
 }
@@ -412,7 +424,9 @@ static int cuda_step_begin(struct engine_backend *be, const struct engine_batch 
     SET_DEVICE(be);
     be->shadow_src = NULL;
     if (be->tp) { /* the uploads below are pageable: drain the stream abort-aware first */
-        int rc = cuda_stream_wait(be, "step_begin", err);
+        int rc = cuda_tp_ovl_drop(be, err); /* sums of a step that failed midway: wait */
+        if (!rc)
+            rc = cuda_stream_wait(be, "step_begin", err);
         if (rc)
             return rc;
     }
@@ -564,12 +578,18 @@ int cuda_kv_map_step(struct engine_backend *be, struct engine_kv *kv, struct ny_
 
 /* ---- wrappers that refuse a poisoned backend ----------------------------------------------- */
 /* Every op drops the bf16 shadow but the matmul family, its readers (a writer of the mirrored
- * buffer drops it in cuda_gemm.cu). */
+ * buffer drops it in cuda_gemm.cu). Every op but the matmul family also finishes overlapped tp
+ * sums first (the matmul family does it in cuda_gemm.cu, where it may take them unit by unit). */
 #define WRAP_OP(name, params, args, keep_shadow)                                                  \
     static int cuda_##name params                                                                 \
     {                                                                                             \
         POISON_CHECK(be);                                                                         \
         CU_CHECK(be, cudaSetDevice(be->device), "cudaSetDevice");                                 \
+        if (!(keep_shadow) && cuda_ovl_busy(be)) {                                                \
+            int rc_ = cuda_tp_ovl_settle(be, err);                                                \
+            if (rc_)                                                                              \
+                return rc_;                                                                       \
+        }                                                                                         \
         if (!(keep_shadow))                                                                       \
             be->shadow_src = NULL;                                                                \
         return cuda_op_##name args;                                                               \
@@ -623,9 +643,11 @@ WRAP_KEEP(mlp, (struct engine_backend * be, const struct engine_buf *x, int in,
 #if NY_HAVE_NCCL /* cuda_tp.cu, declared in cuda_int.cuh */
 #define CUDA_TP_OPS cuda_tp_create, cuda_tp_abort, cuda_tp_destroy, cuda_tp_allreduce, cuda_tp_argmax
 #define CUDA_TP_FUSED cuda_tp_allreduce_add_rmsnorm
+#define CUDA_TP_ANNOUNCE cuda_tp_sum_announce
 #else
 #define CUDA_TP_OPS NULL, NULL, NULL, NULL, NULL /* built without NCCL: no tensor parallelism */
 #define CUDA_TP_FUSED NULL
+#define CUDA_TP_ANNOUNCE NULL
 #endif
 
 extern "C" const struct engine_backend_ops engine_cuda_ops = {
@@ -657,4 +679,5 @@ extern "C" const struct engine_backend_ops engine_cuda_ops = {
     cuda_swiglu_matmul,
     cuda_mlp,
     CUDA_TP_FUSED, /* tp_allreduce_add_rmsnorm */
+    CUDA_TP_ANNOUNCE, /* tp_sum_announce */
 };

@@ -560,6 +560,22 @@ static int matmul_all(struct engine_backend *be, const struct mm_job *j, struct 
     int units = 0;
     for (int p = 0; p < j->n_parts; p++)
         units += unit_ok(j->w[p]);
+    /* overlapped tp sums (cuda_tp_overlap.cu): this job may run a pending add + norm unit by
+     * unit (consume: it reads the norm's out on the unit path), or queue each unit's sum as the
+     * unit is done (produce: the announced product); anything else waits for them first */
+    const int on_units = units == j->n_parts && ss->single_all_n == 0;
+    int consume = be->pend && !j->U && on_units && j->X == be->pend_out &&
+                  j->K == be->pend_dim && ss->units_n == be->pend_units;
+    if ((be->pend && !consume) || be->ovl_units) {
+        int rc = cuda_tp_ovl_settle(be, err);
+        if (rc)
+            return rc;
+        consume = consume && be->pend;
+    }
+    const int produce = be->ovl_y && !be->ovl_units && on_units && j->n_parts == 1 &&
+                        j->Y[0] == be->ovl_y && j->N[0] == be->ovl_dim;
+    if (consume)
+        cuda_shadow_mark(be, be->pend_ob, be->pend_out, be->pend_dim);
     if (j->U && units < j->n_parts) { /* the swiglu op on all rows, then a plain job */
         struct mm_job plain = *j;
         plain.U = NULL;
@@ -593,7 +609,7 @@ static int matmul_all(struct engine_backend *be, const struct mm_job *j, struct 
         }
         return matmul_rows(be, j, NULL, NULL, be->n_rows, &lg, err);
     }
-    int rc = NY_OK;
+    int rc = NY_OK, u = 0;
     for (int s = 0; s < be->n_seqs && !rc; s++) {
         int r0 = be->seq_start_h[s], m = be->seq_start_h[s + 1] - r0;
         int a = be->seq_adapter_h[s];
@@ -601,7 +617,10 @@ static int matmul_all(struct engine_backend *be, const struct mm_job *j, struct 
             continue;
         void *xb;
         int idx[ENGINE_MATMUL_MAX_PARTS], R = 0, ns = 0;
-        rc = unit_stage(be, j, r0, m, a, &xb, err);
+        if (consume)
+            rc = cuda_tp_ovl_norm_unit(be, u, r0, m, err);
+        if (!rc)
+            rc = unit_stage(be, j, r0, m, a, &xb, err);
         if (!rc && (ns = stack_parts(j, a, idx, &R)) >= 2)
             rc = stacked_unit(be, j, (const __nv_bfloat16 *)xb, r0, m, a, idx, ns, R, err);
         for (int p = 0; p < j->n_parts && !rc; p++) {
@@ -612,7 +631,14 @@ static int matmul_all(struct engine_backend *be, const struct mm_job *j, struct 
             rc = matmul_unit(be, j->X, (const __nv_bfloat16 *)xb, r0, m, j->K, j->w[p], j->N[p],
                              lt, j->Y[p], err);
         }
+        if (!rc && produce)
+            rc = cuda_tp_ovl_unit(be, u, r0, m, err);
+        u++;
     }
+    if (consume && !rc)
+        be->pend = 0;
+    if (produce && !rc)
+        be->ovl_units = u;
     if (rc || ss->single_all_n == 0)
         return rc;
     if (j->U && (rc = swiglu_singles(be, j, err)))
@@ -678,6 +704,8 @@ int cuda_op_matmul(struct engine_backend *be, const struct engine_buf *x, int in
                    struct ny_err *err)
 {
     int rc = matmul_check(be, x, in, w, out, lora, n_lora, rows, n_out_rows, y, err);
+    if (!rc && rows && cuda_ovl_busy(be)) /* the rows path: overlapped sums done first */
+        rc = cuda_tp_ovl_settle(be, err);
     if (rc)
         return rc;
     struct mm_job j;

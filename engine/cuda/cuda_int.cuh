@@ -140,6 +140,8 @@ struct cuda_step_sets {
  * device, abort_word in pinned host memory mapped into every device (set by tp_abort). */
 #define CUDA_TP_P2P_FLOATS (256 * 1024)
 #define P2P_BLOCKS_MAX 128
+/* Most prefill units (requests) of a step whose sums overlap the products (cuda_tp_overlap.cu). */
+#define CUDA_OVL_UNITS 128
 struct engine_tp {
     int n;
     int aborted;
@@ -149,6 +151,22 @@ struct engine_tp {
     unsigned *flags[CUDA_TP_MAX];
     int *arrive[CUDA_TP_MAX]; /* rank k's row counters of the last-block norm: [P2P_BLOCKS_MAX] */
     int *abort_word;
+    /* Overlapped prefill sums (cuda_tp_overlap.cu), set up where p2p is: ovl = 1 when the
+     * stream memory operations work. ovl_flags: pinned host words mapped into every device,
+     * [2][CUDA_TP_MAX][CUDA_OVL_UNITS] (0: rank's product of a unit done, 1: rank's chunk of the
+     * unit summed), holding the number of the last sum that reached that point (tp_abort sets
+     * them all to INT_MAX: the waits compare cyclically). ovl_arrive[k]: the last barrier rank k
+     * reached (atomics); ovl_pub: the buffers rank k published there (barrier number mod 4). */
+    int ovl;
+    unsigned *ovl_flags;
+    unsigned long ovl_arrive[CUDA_TP_MAX];
+    /* ovl_tick[0][k], [1][k]: the units rank k's thread has queued the flag write of, products
+     * (P) and chunk sums (S), counted over all sums (atomics): a rank queues a wait on a peer's
+     * flag only once the peer has queued its write (see cuda_tp_overlap.cu, HOST ORDER) */
+    unsigned long ovl_tick[2][CUDA_TP_MAX];
+    struct {
+        const float *h, *G;
+    } ovl_pub[CUDA_TP_MAX][4];
 };
 
 /* A grid's y and z sizes are at most 65,535: kernels with a block row a row of the step take
@@ -166,7 +184,8 @@ static inline unsigned cuda_grid_rows(int n)
 #define CUDA_SCRATCH_MLP 6    /* the mlp op's deferred LoRA rows (cuda_gemm.cu) */
 #define CUDA_SCRATCH_SHADOW 7 /* the bf16 shadow of a norm's or attention's output */
 #define CUDA_SCRATCH_ATT 8    /* the split attention's partials (cuda_attention.cu) */
-#define CUDA_N_SCRATCH 9
+#define CUDA_SCRATCH_OVL 9    /* the overlapped sums' G and staging (cuda_tp_overlap.cu) */
+#define CUDA_N_SCRATCH 10
 
 struct engine_backend {
     int device;
@@ -214,6 +233,32 @@ struct engine_backend {
      * tp_allreduce. */
     const void *shadow_src;
     int shadow_dim;
+    /* Overlapped prefill sums (cuda_tp_overlap.cu; see its header comment for the protocol).
+     * tp_stream: the sums' copies and rank-order sums (highest priority). ovl_ev[0][u]: unit u's
+     * product done (stream), ovl_ev[1][u]: unit u's sum complete here (tp_stream). */
+    cudaStream_t tp_stream;
+    cudaEvent_t ovl_ev[2][CUDA_OVL_UNITS];
+    /* the copies from each peer (slot k: the k-th other rank) on their own streams, so that
+     * several copy engines run at once; events reused unit after unit (each wait is queued
+     * right after its record) */
+    cudaStream_t ovl_cs[CUDA_TP_MAX];
+    cudaEvent_t ovl_evc[CUDA_TP_MAX], ovl_evd[CUDA_TP_MAX], ovl_evs;
+    unsigned ovl_seq;             /* overlapped sums announced (the flags' values) */
+    unsigned long ovl_bar;        /* barriers passed (ovl_arrive) */
+    unsigned ovl_taken;           /* sums that went overlapped (engine_cuda_tp_overlapped) */
+    unsigned long ovl_tick;       /* units queued (g->ovl_tick) */
+    const float *ovl_y;           /* the announced product's output; NULL: none armed */
+    int ovl_dim;                  /* its width */
+    int ovl_units;                /* > 0: the product ran, its units' sums are queued (active) */
+    const float *ovl_peer_h[CUDA_TP_MAX], *ovl_peer_G[CUDA_TP_MAX];
+    float *ovl_G, *ovl_stage;     /* the sums [n_rows, dim]; the peers' chunks of a unit */
+    /* the add + norm of an overlapped tp_allreduce_add_rmsnorm, deferred to the next op: the
+     * next matmul reading out runs it unit by unit as each unit's sum lands (pend_units units) */
+    int pend, pend_units, pend_dim;
+    float *pend_x, *pend_out;
+    const struct engine_buf *pend_w;
+    float pend_eps;
+    __nv_bfloat16 *pend_ob;       /* the bf16 shadow room, or NULL */
 };
 
 /* Record a device failure (poisons the backend) and return NY_E_DEVICE. */
@@ -282,6 +327,49 @@ int cuda_scratch(struct engine_backend *be, int i, size_t bytes, void **out, str
  * grows the buffer. */
 int cuda_upload_ints(struct engine_backend *be, int **slot, size_t *cap, const int *a, size_t n,
                      struct ny_err *err);
+
+/* ---- overlapped prefill sums (cuda_tp_overlap.cu) ------------------------------------------ */
+/* Set up / release a group's overlapped sums (after cuda_tp_p2p_open; g->ovl stays 0 where p2p
+ * is off or the stream memory operations fail) and release streams waiting on a peer (any
+ * thread, after tp_abort). */
+int cuda_tp_ovl_open(struct engine_tp *g, struct ny_err *err);
+void cuda_tp_ovl_close(struct engine_tp *g);
+void cuda_tp_ovl_abort(struct engine_tp *g);
+/* The tp_sum_announce op (engine_backend_int.h): arms the overlap for the next product writing y
+ * when the step allows it (prefill units only, more than CUDA_TP_P2P_FLOATS floats). */
+int cuda_tp_sum_announce(struct engine_backend *be, const struct engine_buf *y, int dim,
+                         struct ny_err *err);
+/* matmul_all: unit u (rows [r0, r0 + m)) of the armed product is final on the stream: queue its
+ * sum on tp_stream. */
+int cuda_tp_ovl_unit(struct engine_backend *be, int u, int r0, int m, struct ny_err *err);
+/* tp_allreduce(x): 1 when x is the active overlapped product (its sums are now copied into x),
+ * 0 when the caller must sum, < 0 on error. */
+int cuda_tp_ovl_allreduce(struct engine_backend *be, struct engine_buf *x, struct ny_err *err);
+/* tp_allreduce_add_rmsnorm: 1 when h is the active overlapped product and the add + norm is
+ * deferred (pend), 0 when the caller must do it, < 0 on error. */
+int cuda_tp_ovl_defer_norm(struct engine_backend *be, struct engine_buf *x, struct engine_buf *h,
+                           const struct engine_buf *w, int dim, float eps, struct engine_buf *out,
+                           struct ny_err *err);
+/* matmul_all, reading the pending norm's out: the add + norm of unit u's rows once its sum is
+ * here, before the unit's products. */
+int cuda_tp_ovl_norm_unit(struct engine_backend *be, int u, int r0, int m, struct ny_err *err);
+/* Any other op: run the pending add + norm on every row and make the stream wait for an active
+ * product's sums. step_begin and destroy: cuda_tp_ovl_drop (the wait, no norm: a failed step). */
+int cuda_tp_ovl_settle(struct engine_backend *be, struct ny_err *err);
+int cuda_tp_ovl_drop(struct engine_backend *be, struct ny_err *err);
+static inline int cuda_ovl_busy(const struct engine_backend *be)
+{
+    return be->pend || be->ovl_units;
+}
+
+/* cuda_norm.cu: add_rmsnorm (y != NULL) or rmsnorm of rows [r0, r0 + m) of raw buffers (x, y,
+ * out [n_rows, dim]), ob the bf16 shadow room or NULL; cuda_norm_all: every row of the step,
+ * the shadow handled as the ops do. The kernels of the ops: bit-identical rows. */
+int cuda_norm_rows(struct engine_backend *be, int r0, int m, float *x, const float *y,
+                   const struct engine_buf *w, int dim, float eps, float *out, __nv_bfloat16 *ob,
+                   struct ny_err *err);
+int cuda_norm_all(struct engine_backend *be, float *x, const float *y, const struct engine_buf *w,
+                  int dim, float eps, float *out, struct ny_err *err);
 
 /* ---- op families (one .cu each) --------------------------------------------------------------- */
 int cuda_op_embed(struct engine_backend *be, const struct engine_buf *table, const int32_t *ids,

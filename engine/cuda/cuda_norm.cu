@@ -89,36 +89,51 @@ int cuda_shadow_room(struct engine_backend *be, int dim, __nv_bfloat16 **out,
     return rc;
 }
 
-/* One launch of the kernel that fits dim and the weight type; y == NULL: plain rmsnorm. */
-static int norm_launch(struct engine_backend *be, float *x, const float *y,
-                       const struct engine_buf *w, int dim, float eps, float *out,
-                       struct ny_err *err)
+int cuda_norm_rows(struct engine_backend *be, int r0, int m, float *x, const float *y,
+                   const struct engine_buf *w, int dim, float eps, float *out, __nv_bfloat16 *ob,
+                   struct ny_err *err)
 {
-    if (be->n_rows == 0)
+    if (m <= 0)
         return NY_OK;
+    const size_t off = (size_t)r0 * dim;
+    x += off;
+    out += off;
+    y = y ? y + off : NULL;
+    ob = ob ? ob + off : NULL;
     const __nv_bfloat16 *wb = (const __nv_bfloat16 *)w->d;
     const float *wf = (const float *)w->d;
     bool bf = w->wtype == CUDA_W_BF16;
     const char *what = y ? "add_rmsnorm kernel" : "rmsnorm kernel";
-    dim3 grid((unsigned)be->n_rows), tb(NORM_THREADS);
+    dim3 grid((unsigned)m), tb(NORM_THREADS);
     if (dim % 4 == 0 && dim <= NORM_THREADS * 4 * NORM_V) {
-        /* a step with prefill units: the bf16 shadow of out for their GEMMs' staging */
-        __nv_bfloat16 *ob;
-        int rc = cuda_shadow_room(be, dim, &ob, err);
-        if (rc)
-            return rc;
         if (bf)
             CU_LAUNCH(be, what, k_rmsnorm_v<__nv_bfloat16>, grid, tb, 0, x, y, wb, dim, eps, out,
                       ob);
         else
             CU_LAUNCH(be, what, k_rmsnorm_v<float>, grid, tb, 0, x, y, wf, dim, eps, out, ob);
-        cuda_shadow_mark(be, ob, out, dim);
     } else if (bf) {
         CU_LAUNCH(be, what, k_rmsnorm<__nv_bfloat16>, grid, tb, 0, x, y, wb, dim, eps, out);
     } else {
         CU_LAUNCH(be, what, k_rmsnorm<float>, grid, tb, 0, x, y, wf, dim, eps, out);
     }
     return NY_OK;
+}
+
+/* One launch over the step's rows; a step with prefill units also writes the bf16 shadow of out
+ * for their GEMMs' staging (the vectorised kernel only). */
+int cuda_norm_all(struct engine_backend *be, float *x, const float *y, const struct engine_buf *w,
+                  int dim, float eps, float *out, struct ny_err *err)
+{
+    if (be->n_rows == 0)
+        return NY_OK;
+    __nv_bfloat16 *ob = NULL;
+    const int vec = dim % 4 == 0 && dim <= NORM_THREADS * 4 * NORM_V;
+    int rc = vec ? cuda_shadow_room(be, dim, &ob, err) : NY_OK;
+    if (!rc)
+        rc = cuda_norm_rows(be, 0, be->n_rows, x, y, w, dim, eps, out, ob, err);
+    if (!rc && vec)
+        cuda_shadow_mark(be, ob, out, dim);
+    return rc;
 }
 
 int cuda_op_rmsnorm(struct engine_backend *be, const struct engine_buf *x,
@@ -129,7 +144,7 @@ int cuda_op_rmsnorm(struct engine_backend *be, const struct engine_buf *x,
     if (rc)
         return rc;
     /* x is only read (the kernel writes x only when given y) */
-    return norm_launch(be, (float *)x->d, NULL, w, dim, eps, (float *)out->d, err);
+    return cuda_norm_all(be, (float *)x->d, NULL, w, dim, eps, (float *)out->d, err);
 }
 
 int cuda_op_add_rmsnorm(struct engine_backend *be, struct engine_buf *x,
@@ -141,5 +156,6 @@ int cuda_op_add_rmsnorm(struct engine_backend *be, struct engine_buf *x,
         return rc;
     if (x->d == y->d || x->d == out->d)
         return NY_ERR(err, NY_E_INVALID, "cuda add_rmsnorm: x may not alias y or out");
-    return norm_launch(be, (float *)x->d, (const float *)y->d, w, dim, eps, (float *)out->d, err);
+    return cuda_norm_all(be, (float *)x->d, (const float *)y->d, w, dim, eps, (float *)out->d,
+                         err);
 }

@@ -210,7 +210,10 @@ int cuda_tp_create(struct engine_backend *const *bes, int n, struct engine_tp **
     int rc = tp_warmup(g, err);
     if (!rc)
         rc = cuda_tp_p2p_open(g, err);
+    if (!rc)
+        rc = cuda_tp_ovl_open(g, err);
     if (rc) {
+        cuda_tp_ovl_close(g);
         cuda_tp_p2p_close(g);
         tp_unjoin(g, 1);
         ny_free(g);
@@ -229,6 +232,7 @@ void cuda_tp_abort(struct engine_tp *g)
     if (g) {
         __atomic_store_n(&g->aborted, 1, __ATOMIC_RELEASE);
         cuda_tp_p2p_abort(g); /* ends sum kernels waiting for a peer */
+        cuda_tp_ovl_abort(g); /* and streams waiting on a peer's flag */
     }
 }
 
@@ -238,6 +242,7 @@ void cuda_tp_destroy(struct engine_tp *g)
 {
     if (!g)
         return;
+    cuda_tp_ovl_close(g);
     cuda_tp_p2p_close(g);
     tp_unjoin(g, __atomic_load_n(&g->aborted, __ATOMIC_ACQUIRE));
     ny_free(g);
@@ -330,6 +335,9 @@ int cuda_tp_allreduce(struct engine_backend *be, struct engine_buf *x, int dim,
                       be->n_rows, dim);
     if (count == 0)
         return NY_OK;
+    rc = cuda_tp_ovl_allreduce(be, x, err); /* an overlapped product: its sums are done */
+    if (rc)
+        return rc < 0 ? rc : NY_OK;
     if (be->tp->p2p && count <= CUDA_TP_P2P_FLOATS)
         return cuda_tp_p2p_sum(be, (float *)x->d, count, err);
     if (count <= TP_SMALL_FLOATS)
@@ -343,7 +351,11 @@ int cuda_tp_allreduce_add_rmsnorm(struct engine_backend *be, struct engine_buf *
 {
     be->shadow_src = NULL; /* h and out change */
     int rc = tp_enter(be, "tp_allreduce_add_rmsnorm", err);
-    return rc ? rc : cuda_tp_p2p_add_norm(be, x, h, w, dim, eps, out, err);
+    if (!rc) /* an overlapped product: the add + norm is left to the next op */
+        rc = cuda_tp_ovl_defer_norm(be, x, h, w, dim, eps, out, err);
+    if (rc)
+        return rc < 0 ? rc : NY_OK;
+    return cuda_tp_p2p_add_norm(be, x, h, w, dim, eps, out, err);
 }
 
 /* Pinned host room for n pairs (see the prototype above). */
@@ -369,6 +381,8 @@ int cuda_tp_argmax(struct engine_backend *be, const struct engine_buf *logits, i
                    int vocab_local, int vocab_off, int32_t *ids, struct ny_err *err)
 {
     int rc = tp_enter(be, "tp_argmax", err);
+    if (!rc && cuda_ovl_busy(be))
+        rc = cuda_tp_ovl_settle(be, err);
     if (rc)
         return rc;
     if (n < 0 || vocab_local <= 0 || vocab_off < 0 || vocab_off > INT32_MAX - vocab_local ||

@@ -32,6 +32,8 @@ int engine_cuda_weight_read(struct engine_backend *be, const struct engine_buf *
  * sum over NCCL). Built with NCCL only. */
 struct engine_tp;
 size_t engine_cuda_tp_p2p_floats(const struct engine_tp *g);
+/* For tests: the tp sums of be that overlapped its products so far (tp_sum_announce). */
+unsigned engine_cuda_tp_overlapped(const struct engine_backend *be);
 
 /* Wait for the backend's queued work. */
 int engine_cuda_sync(struct engine_backend *be, struct ny_err *err);

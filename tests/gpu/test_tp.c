@@ -5,8 +5,10 @@
  * alone equals the same row among 2048), tp_allreduce_add_rmsnorm bit-identical to tp_allreduce
  * then add_rmsnorm (one-kernel and fallback shapes), tp_argmax over uneven vocabulary shards
  * (global max in the last shard, ties across shards to the lowest id, NaN rows), tp_abort
- * releasing a rank blocked on the stream (NY_E_STATE, no hang; on both transports), and
- * weight_random blocks equal to the slices of the whole matrix. Groups of 2 devices, and of 4
+ * releasing a rank blocked on the stream (NY_E_STATE, no hang; on both transports and with an
+ * overlapped sum), tp_sum_announce's overlapped prefill sums bit-identical to the plain ones
+ * (a chain of two, as the forward pass makes them), and weight_random blocks equal to the slices
+ * of the whole matrix. Groups of 2 devices, and of 4
  * where present. Every case prints a line.
  * Exits 77 (SKIP) with fewer than 2 CUDA devices or without NCCL in the build. */
 #include <math.h>
@@ -68,7 +70,16 @@ static float frand_wide(void)
 }
 
 /* ---- one thread per rank --------------------------------------------------------------------- */
-enum job { JOB_ALLREDUCE, JOB_ARGMAX, JOB_ABORT_WAIT, JOB_ABORT_CALL, JOB_FUSED };
+enum job {
+    JOB_ALLREDUCE,
+    JOB_ARGMAX,
+    JOB_ABORT_WAIT,
+    JOB_ABORT_CALL,
+    JOB_FUSED,
+    JOB_OVERLAP,
+    JOB_OVL_ABORT_WAIT,
+    JOB_OVL_ABORT_CALL,
+};
 
 struct rank {
     struct engine_backend *be;
@@ -84,6 +95,13 @@ struct rank {
     const float *xin;
     float *out2, *out3, *out4;
     int decode;
+    /* overlap: requests of req[0..n_req) rows; variant 0: the fused sums, 1: the first through
+     * tp_allreduce and add_rmsnorm; lora: a rank-16 term on the first product (adapter 0);
+     * res: [2 passes][x rows*dim, h rows*dim, g rows*OVL_FF]; ovl[pass]: sums overlapped */
+    const int *req;
+    int n_req, variant, lora;
+    float *res;
+    unsigned ovl[2];
     /* argmax: logits [n, vocab_local] of ids [vocab_off, vocab_off + vocab_local) */
     int n, vocab_local, vocab_off;
     int32_t ids[64];
@@ -168,6 +186,94 @@ static int do_fused(struct rank *r, struct ny_err *err)
     return rc;
 }
 
+/* A step of the requests req[0..n) (slots 0.., position 0, adapters 0, -1, 0, -1, ...). */
+static int step_requests(struct engine_backend *be, const int *req, int n, struct ny_err *err)
+{
+    static int start[17], slot[16], pos0[16], adapter[16];
+    if (n > 16)
+        return NY_ERR(err, NY_E_RANGE, "test: %d requests", n);
+    start[0] = 0;
+    for (int i = 0; i < n; i++) {
+        start[i + 1] = start[i] + req[i];
+        slot[i] = i, pos0[i] = 0, adapter[i] = i % 2 ? -1 : 0;
+    }
+    struct engine_batch b = {start[n], n, start, slot, pos0, adapter};
+    return G->step_begin(be, &b, err);
+}
+
+#define OVL_K 256   /* the first product's input width */
+#define OVL_FF 512  /* the middle product's output width */
+/* Two sums in a chain as the forward pass makes them: h = a·W1ᵀ (+ LoRA), sum + add + norm;
+ * g = h·W2ᵀ (reads the norm's out); h = g·W3ᵀ, sum + add + norm; then x, h and g read back.
+ * Pass 0 announces each sum (tp_sum_announce), pass 1 does not. Partials differ by rank (W1 and
+ * W3 seeded by rank); x's residual and the norms are the same on every rank. */
+static int do_overlap(struct rank *r, struct ny_err *err)
+{
+    const int dim = r->dim, rows = r->rows, rk = r->rank;
+    const float eps = 1e-5f;
+    struct engine_buf *a = NULL, *x = NULL, *h = NULL, *g = NULL, *w1 = NULL, *w2 = NULL,
+                      *w3 = NULL, *n1 = NULL, *n2 = NULL, *la = NULL, *lb = NULL;
+    int rc = step_requests(r->be, r->req, r->n_req, err);
+    struct {
+        struct engine_buf **b;
+        size_t n;
+    } bufs[] = {{&a, (size_t)rows * OVL_K}, {&x, (size_t)rows * dim}, {&h, (size_t)rows * dim},
+                {&g, (size_t)rows * OVL_FF}};
+    for (size_t i = 0; i < 4 && !rc; i++)
+        rc = G->buf_alloc(r->be, bufs[i].n, bufs[i].b, err);
+    struct {
+        struct engine_buf **b;
+        size_t rows, cols;
+        uint64_t seed;
+    } ws[] = {{&w1, dim, OVL_K, 100 + rk}, {&w2, OVL_FF, dim, 200},  {&w3, dim, OVL_FF, 300 + rk},
+              {&n1, 1, dim, 11},           {&n2, 1, dim, 12},        {&la, 16, OVL_K, 400 + rk},
+              {&lb, dim, 16, 500 + rk}};
+    for (size_t i = 0; i < 7 && !rc; i++)
+        rc = G->weight_random(r->be, ws[i].rows, ws[i].cols, 0, 0, ws[i].cols, ws[i].seed,
+                              i < 3 ? 0.0625f : 1.0f, ws[i].b, err);
+    struct engine_lora_term lt = {la, lb, 16, 0.5f};
+    const struct engine_lora_term *lora = r->lora ? &lt : NULL;
+    for (int pass = 0; pass < 2 && !rc; pass++) {
+        float *o = r->res + (size_t)pass * rows * (2 * dim + OVL_FF);
+        unsigned before = engine_cuda_tp_overlapped(r->be);
+        rc = step_requests(r->be, r->req, r->n_req, err);
+        if (!rc)
+            rc = G->buf_write(r->be, a, 0, r->in, (size_t)rows * OVL_K, err);
+        if (!rc)
+            rc = G->buf_write(r->be, x, 0, r->xin, (size_t)rows * dim, err);
+        if (!rc && pass == 0)
+            rc = G->tp_sum_announce(r->be, h, dim, err);
+        if (!rc)
+            rc = G->matmul(r->be, a, OVL_K, w1, dim, lora, lora ? 1 : 0, NULL, 0, h, err);
+        if (!rc && r->variant == 1) {
+            rc = G->tp_allreduce(r->be, h, dim, err);
+            if (!rc)
+                rc = G->add_rmsnorm(r->be, x, h, n1, dim, eps, h, err);
+        } else if (!rc) {
+            rc = G->tp_allreduce_add_rmsnorm(r->be, x, h, n1, dim, eps, h, err);
+        }
+        if (!rc && pass == 0)
+            rc = G->tp_sum_announce(r->be, h, dim, err);
+        if (!rc)
+            rc = G->matmul(r->be, h, dim, w2, OVL_FF, NULL, 0, NULL, 0, g, err);
+        if (!rc)
+            rc = G->matmul(r->be, g, OVL_FF, w3, dim, NULL, 0, NULL, 0, h, err);
+        if (!rc)
+            rc = G->tp_allreduce_add_rmsnorm(r->be, x, h, n2, dim, eps, h, err);
+        if (!rc)
+            rc = G->buf_read(r->be, x, 0, o, (size_t)rows * dim, err);
+        if (!rc)
+            rc = G->buf_read(r->be, h, 0, o + (size_t)rows * dim, (size_t)rows * dim, err);
+        if (!rc)
+            rc = G->buf_read(r->be, g, 0, o + (size_t)2 * rows * dim, (size_t)rows * OVL_FF, err);
+        r->ovl[pass] = engine_cuda_tp_overlapped(r->be) - before;
+    }
+    struct engine_buf *all[] = {a, x, h, g, w1, w2, w3, n1, n2, la, lb};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        G->buf_free(r->be, all[i]);
+    return rc;
+}
+
 static int do_argmax(struct rank *r, struct ny_err *err)
 {
     size_t cnt = (size_t)r->n * r->vocab_local;
@@ -196,6 +302,50 @@ static void *rank_main(void *arg)
     case JOB_FUSED:
         r->rc = do_fused(r, &err);
         break;
+    case JOB_OVERLAP:
+        r->rc = do_overlap(r, &err);
+        break;
+    case JOB_OVL_ABORT_WAIT: { /* its product's sums wait for a peer that never makes its own */
+        static const int req[2] = {400, 300};
+        struct engine_buf *a = NULL, *h = NULL, *w = NULL;
+        r->rc = step_requests(r->be, req, 2, &err);
+        if (!r->rc)
+            r->rc = G->buf_alloc(r->be, (size_t)700 * OVL_K, &a, &err);
+        if (!r->rc)
+            r->rc = G->buf_alloc(r->be, (size_t)700 * r->dim, &h, &err);
+        if (!r->rc)
+            r->rc = G->weight_random(r->be, r->dim, OVL_K, 0, 0, OVL_K, 5, 0.1f, &w, &err);
+        if (!r->rc)
+            r->rc = G->tp_sum_announce(r->be, h, r->dim, &err);
+        if (!r->rc)
+            r->rc = G->matmul(r->be, a, OVL_K, w, r->dim, NULL, 0, NULL, 0, h, &err);
+        if (!r->rc) /* waits for the sums: the peer's flags never come */
+            r->rc = G->tp_allreduce(r->be, h, r->dim, &err);
+        if (!r->rc)
+            r->rc = G->buf_read(r->be, h, 0, r->out, (size_t)r->dim, &err);
+        G->buf_free(r->be, a);
+        G->buf_free(r->be, h);
+        G->buf_free(r->be, w);
+        break;
+    }
+    case JOB_OVL_ABORT_CALL: { /* announces, then aborts instead of making the product */
+        static const int req[2] = {400, 300};
+        struct engine_buf *h = NULL;
+        struct timespec ts = {0, 300 * 1000 * 1000};
+        r->rc = step_requests(r->be, req, 2, &err);
+        if (!r->rc)
+            r->rc = G->buf_alloc(r->be, (size_t)700 * r->dim, &h, &err);
+        if (!r->rc)
+            r->rc = G->tp_sum_announce(r->be, h, r->dim, &err);
+        if (!r->rc) {
+            nanosleep(&ts, NULL);
+            G->tp_abort(grp);
+            r->rc = G->tp_allreduce(r->be, h, r->dim, &err); /* must refuse at once */
+            nanosleep(&ts, NULL); /* the peer's released copies read h: free it after them */
+        }
+        G->buf_free(r->be, h);
+        break;
+    }
     case JOB_ABORT_WAIT: /* enters the collective; its peer never does */
         r->rc = do_allreduce(r, &err);
         break;
@@ -433,6 +583,78 @@ static void test_fused(void **state)
     }
 }
 
+/* ---- tp_sum_announce ------------------------------------------------------------------------- */
+/* Overlapped sums: do_overlap's chain with and without tp_sum_announce gives bit-identical x, h
+ * and g on every rank, x the same on every rank; both sums overlap where the step allows it (the
+ * group sums peer to peer, prefill requests only, more than the peer-to-peer limit of floats),
+ * none where it does not (a decode row in the step, a small step). Requests of 2 to 517 rows,
+ * whose chunks of ceil(rows / n) rows leave some ranks empty. */
+static void test_overlap(void **state)
+{
+    (void)state;
+    static const int r5[] = {300, 2, 517, 64, 3}, r1[] = {700}, rmix[] = {300, 1, 517},
+                     rsmall[] = {40, 30};
+    static const struct {
+        const int *req;
+        int n, variant, lora, dim, expect;
+    } cases[] = {
+        {r5, 5, 0, 0, 1024, 2}, {r5, 5, 0, 1, 1024, 2}, {r5, 5, 1, 1, 1024, 2},
+        {r1, 1, 0, 0, 1024, 2}, {rmix, 3, 0, 1, 1024, 0}, {rsmall, 2, 0, 0, 1024, 0},
+        {r5, 5, 0, 0, 1000, 2}, {r5, 5, 0, 0, 1002, 0}, /* a width the overlap does not take */
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int rows = 0;
+        for (int i = 0; i < cases[c].n; i++)
+            rows += cases[c].req[i];
+        const int dim = cases[c].dim;
+        const size_t per = (size_t)rows * (2 * dim + OVL_FF), nx = (size_t)rows * dim;
+        float *xin = malloc(nx * sizeof(float));
+        float *ain = malloc((size_t)n_ranks * rows * OVL_K * sizeof(float));
+        float *res = malloc((size_t)n_ranks * 2 * per * sizeof(float));
+        assert_non_null(xin);
+        assert_non_null(ain);
+        assert_non_null(res);
+        for (size_t i = 0; i < nx; i++)
+            xin[i] = frand_wide();
+        for (size_t i = 0; i < (size_t)n_ranks * rows * OVL_K; i++)
+            ain[i] = frand_wide() * 0.01f;
+        struct rank rs[MAX_RANKS];
+        memset(rs, 0, sizeof rs);
+        for (int k = 0; k < n_ranks; k++)
+            rs[k] = (struct rank){.be = bes[k], .rank = k, .job = JOB_OVERLAP, .rows = rows,
+                                  .dim = dim, .in = ain + (size_t)k * rows * OVL_K, .xin = xin,
+                                  .req = cases[c].req, .n_req = cases[c].n,
+                                  .variant = cases[c].variant, .lora = cases[c].lora,
+                                  .res = res + (size_t)k * 2 * per};
+        phase = "tp_sum_announce";
+        run_ranks(rs, n_ranks);
+        const unsigned expect = p2p_floats ? (unsigned)cases[c].expect : 0;
+        int bad = 0;
+        for (int k = 0; k < n_ranks; k++) {
+            if (rank_failed(&rs[k], "overlap") && ++bad)
+                continue;
+            const float *p0 = rs[k].res, *p1 = rs[k].res + per;
+            int same = memcmp(p0, p1, per * sizeof(float)) == 0;
+            int as0 = memcmp(p0, rs[0].res, nx * sizeof(float)) == 0;
+            int nan = 0;
+            for (size_t e = 0; e < per; e++)
+                nan += p0[e] != p0[e];
+            bad += !same || !as0 || nan || rs[k].ovl[0] != expect || rs[k].ovl[1] != 0;
+            if (k == 0 || !same || !as0 || nan || rs[k].ovl[0] != expect)
+                printf("  overlap tp=%d requests=%d rows=%d dim=%d%s%s: rank %d, %u of 2 sums "
+                       "overlapped (want %u); x, h, g %s the sums without it%s%s\n", n_ranks,
+                       cases[c].n, rows, dim, cases[c].variant ? " (tp_allreduce)" : "",
+                       cases[c].lora ? " LoRA" : "", k, rs[k].ovl[0], expect,
+                       same ? "bit-identical to" : "DIFFER from",
+                       as0 ? "" : "; x DIFFERS from rank 0's", nan ? "; NaN" : "");
+        }
+        free(xin);
+        free(ain);
+        free(res);
+        assert_int_equal(bad, 0);
+    }
+}
+
 /* ---- tp_argmax --------------------------------------------------------------------------------- */
 #define AM_ROWS 6
 #define AM_VOCAB 1003
@@ -593,6 +815,28 @@ static void test_abort(void **state)
     free(out);
 }
 
+/* The same with an overlapped sum: rank 0 announces and makes its product, whose first unit's
+ * sum waits for rank 1's; rank 1 announces, then aborts instead of making its product. Both
+ * return NY_E_STATE, rank 0 without hanging. */
+static void test_ovl_abort(void **state)
+{
+    (void)state;
+    struct rank rs[2];
+    float out[1024];
+    memset(rs, 0, sizeof rs);
+    for (int k = 0; k < 2; k++)
+        rs[k] = (struct rank){.be = bes[k], .rank = k, .dim = 1024, .out = out,
+                              .job = k == 0 ? JOB_OVL_ABORT_WAIT : JOB_OVL_ABORT_CALL};
+    phase = "tp_abort with an overlapped sum";
+    run_ranks(rs, 2);
+    printf("  overlap abort: rank 0 returned %d (%s), rank 1 returned %d (%s)\n", rs[0].rc,
+           rs[0].msg, rs[1].rc, rs[1].msg);
+    assert_int_equal(rs[0].rc, NY_E_STATE);
+    assert_non_null(strstr(rs[0].msg, "aborted"));
+    assert_int_equal(rs[1].rc, NY_E_STATE);
+    phase = "tp_destroy after an overlapped abort";
+}
+
 /* A group of n ranks; p2p = 0: NY_TP_P2P=0 (every sum over NCCL, only the sums tested), 1: the
  * default, which must sum peer to peer on these machines (NVLink or PCIe peer access). */
 static int run_size(int n, int p2p)
@@ -624,6 +868,7 @@ static int run_size(int n, int p2p)
         cmocka_unit_test(test_allreduce),
         cmocka_unit_test(test_allreduce_invariance),
         cmocka_unit_test(test_fused),
+        cmocka_unit_test(test_overlap),
         cmocka_unit_test(test_argmax),
         cmocka_unit_test(test_weight_random),
     };
@@ -631,6 +876,7 @@ static int run_size(int n, int p2p)
         cmocka_unit_test(test_allreduce),
         cmocka_unit_test(test_allreduce_invariance),
         cmocka_unit_test(test_fused),
+        cmocka_unit_test(test_overlap),
     };
     char name[32];
     snprintf(name, sizeof name, "tp%d%s", n, p2p ? "" : "-nccl");
@@ -657,14 +903,16 @@ int main(void)
     }
     signal(SIGALRM, on_alarm);
     setvbuf(stdout, NULL, _IONBF, 0);
+    setenv("NY_TP_OVL_MIN", "0", 1); /* overlap the small steps of test_overlap too */
     printf("%d CUDA devices\n", n);
     int rc = run_size(2, 1) | run_size(2, 0);
     if (n >= 4)
         rc |= run_size(4, 1) | run_size(4, 0);
     else
         printf("group of 4: not run (%d devices)\n", n);
-    /* the abort poisons its group: a fresh one for each transport, last */
-    for (int p2p = 1; p2p >= 0; p2p--) {
+    /* the abort poisons its group: a fresh one for each transport, and for the overlap, last */
+    for (int t = 2; t >= 0; t--) {
+        const int p2p = t > 0;
         phase = "tp_create for the abort test";
         alarm(120);
         if (p2p)
@@ -676,10 +924,17 @@ int main(void)
             group_close();
             return 1;
         }
-        printf("abort test, peer-to-peer sums up to %zu floats\n", p2p_floats);
+        printf("abort test%s, peer-to-peer sums up to %zu floats\n",
+               t == 2 ? " (overlapped sum)" : "", p2p_floats);
         const struct CMUnitTest abort_tests[] = {cmocka_unit_test(test_abort)};
-        rc |= cmocka_run_group_tests_name(p2p ? "tp_abort" : "tp_abort-nccl", abort_tests, NULL,
-                                          NULL);
+        const struct CMUnitTest ovl_tests[] = {cmocka_unit_test(test_ovl_abort)};
+        if (t == 2 && !p2p_floats)
+            printf("no peer access: no overlapped sums to abort\n");
+        else if (t == 2)
+            rc |= cmocka_run_group_tests_name("tp_abort-overlap", ovl_tests, NULL, NULL);
+        else
+            rc |= cmocka_run_group_tests_name(p2p ? "tp_abort" : "tp_abort-nccl", abort_tests,
+                                              NULL, NULL);
         group_close();
         alarm(0);
     }
