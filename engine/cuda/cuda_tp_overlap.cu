@@ -50,22 +50,29 @@
 typedef CUresult (*ovl_value_fn)(CUstream, CUdeviceptr, cuuint32_t, unsigned int);
 static ovl_value_fn ovl_write32, ovl_wait32;
 
+/* A/B timing knobs, read once: NY_TP_OVL_BLOCKS, the sum kernel's most blocks (default 1024);
+ * NY_TP_OVL_PRIO=0, the sums' streams at the default priority instead of the highest. */
+static long env_long(const char *name, long *cache, long dflt)
+{
+    long r = __atomic_load_n(cache, __ATOMIC_RELAXED);
+    if (r < 0) {
+        const char *e = getenv(name);
+        char *end = NULL;
+        r = e ? strtol(e, &end, 10) : -1;
+        if (!e || end == e || *end || r < 0)
+            r = dflt;
+        __atomic_store_n(cache, r, __ATOMIC_RELAXED);
+    }
+    return r;
+}
+
 /* Steps whose units average fewer floats of the product than this sum whole (NY_TP_OVL_MIN,
  * a count of floats, changes it: the tests take small steps): the 8B shape at tp 4, 4 requests
  * of 512 rows (2 Mi floats a unit), prefilled in 0.056 s overlapped against 0.037 (4 x H100). */
 static size_t ovl_min_floats(void)
 {
     static long v = -1;
-    long r = __atomic_load_n(&v, __ATOMIC_RELAXED);
-    if (r < 0) {
-        const char *e = getenv("NY_TP_OVL_MIN");
-        char *end = NULL;
-        r = e ? strtol(e, &end, 10) : -1;
-        if (!e || end == e || *end || r < 0)
-            r = 4L << 20;
-        __atomic_store_n(&v, r, __ATOMIC_RELAXED);
-    }
-    return (size_t)r;
+    return (size_t)env_long("NY_TP_OVL_MIN", &v, 4L << 20);
 }
 
 /* Whether sums overlap: yes unless NY_TP_OVERLAP=0 (A/B timing and checks). */
@@ -200,6 +207,9 @@ int cuda_tp_ovl_open(struct engine_tp *g, struct ny_err *err)
         struct engine_backend *be = g->bes[i];
         CU_CHECK(be, cudaSetDevice(be->device), "cudaSetDevice");
         CU_CHECK(be, cudaDeviceGetStreamPriorityRange(&least, &greatest), "stream priorities");
+        static long prio = -1;
+        if (!env_long("NY_TP_OVL_PRIO", &prio, 1))
+            greatest = 0;
         CU_CHECK(be, cudaStreamCreateWithPriority(&be->tp_stream, cudaStreamNonBlocking, greatest),
                  "sums stream");
         for (int k = 0; k < 2; k++)
@@ -469,8 +479,10 @@ int cuda_tp_ovl_unit(struct engine_backend *be, int u, int r0, int m, struct ny_
     }
     if (len) {
         const size_t len4 = len * dim / 4;
+        static long most = -1;
+        const size_t cap = (size_t)env_long("NY_TP_OVL_BLOCKS", &most, 1024);
         size_t blocks = (len4 + 255) / 256;
-        k_ovl_sum<<<(unsigned)(blocks < 1024 ? blocks : 1024), 256, 0, ts>>>(
+        k_ovl_sum<<<(unsigned)(blocks < cap ? blocks : (cap ? cap : 1)), 256, 0, ts>>>(
             P, n, len4, (float4 *)(be->ovl_G + a * dim));
         CU_LAUNCHED(be, "overlapped sum kernel");
     }
