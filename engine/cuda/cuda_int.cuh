@@ -259,7 +259,13 @@ struct engine_backend {
     const struct engine_buf *pend_w;
     float pend_eps;
     __nv_bfloat16 *pend_ob;       /* the bf16 shadow room, or NULL */
+    /* NY_TP_OVL_TRACE=1: device timestamps [CUDA_OVL_TRACE_SUMS][CUDA_OVL_UNITS][4] of the
+     * step's overlapped sums (cuda_tp_overlap.cu), ovl_tr_n sums so far, pend_tr the pending
+     * one's index (-1: not traced) */
+    unsigned long long *ovl_tr;
+    int ovl_tr_n, pend_tr;
 };
+#define CUDA_OVL_TRACE_SUMS 256
 
 /* Record a device failure (poisons the backend) and return NY_E_DEVICE. */
 int cuda_fail(struct engine_backend *be, struct ny_err *err, const char *file, int line,

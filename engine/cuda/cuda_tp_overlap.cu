@@ -120,6 +120,65 @@ __global__ static void k_ovl_sum(struct ovl_ptrs P, int n, size_t len4, float4 *
     }
 }
 
+/* ---- NY_TP_OVL_TRACE=1: where a step's time goes --------------------------------------------
+ * Per traced sum and unit, four device timestamps (%globaltimer, ns): [0] the next product
+ * reaches the unit and [1] goes on after waiting for its sum (the difference: time the stream
+ * stalled on the sum), [2] the unit's sum done on tp_stream, [3] the unit's product done. Rank 0
+ * prints a summary when the next step begins and at close. Timing only: the stamps are 1-thread
+ * kernels on the streams, nothing else changes. */
+__global__ static void k_stamp(unsigned long long *p)
+{
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    *p = t;
+}
+
+static int trace_on(void)
+{
+    static long v = -1;
+    return (int)env_long("NY_TP_OVL_TRACE", &v, 0);
+}
+
+static void stamp(struct engine_backend *be, cudaStream_t st, int k, int u, int slot)
+{
+    if (be->ovl_tr && k >= 0 && k < CUDA_OVL_TRACE_SUMS)
+        k_stamp<<<1, 1, 0, st>>>(be->ovl_tr + ((size_t)k * CUDA_OVL_UNITS + u) * 4 + slot);
+}
+
+/* The summary of the traced sums of the step (rank 0; waits for the device). */
+static void trace_report(struct engine_backend *be)
+{
+    const int n = be->ovl_tr_n < CUDA_OVL_TRACE_SUMS ? be->ovl_tr_n : CUDA_OVL_TRACE_SUMS;
+    be->ovl_tr_n = 0;
+    if (!be->ovl_tr || n == 0 || be->tp_rank != 0 || cudaDeviceSynchronize() != cudaSuccess)
+        return;
+    size_t cnt = (size_t)n * CUDA_OVL_UNITS * 4;
+    unsigned long long *h = (unsigned long long *)ny_malloc(cnt * sizeof *h);
+    if (!h || cudaMemcpy(h, be->ovl_tr, cnt * sizeof *h, cudaMemcpyDeviceToHost) != cudaSuccess) {
+        ny_free(h);
+        return;
+    }
+    const int units = be->sets.units_n;
+    double stall[2] = {0, 0}, lat[2] = {0, 0}, last[2] = {0, 0};
+    for (int k = 0; k < n; k++)
+        for (int u = 0; u < units; u++) {
+            const unsigned long long *t = h + ((size_t)k * CUDA_OVL_UNITS + u) * 4;
+            if (!t[0] || !t[1] || !t[2] || !t[3])
+                continue;
+            stall[k & 1] += (double)(t[1] - t[0]) / 1e6;
+            lat[k & 1] += (double)(long long)(t[2] - t[3]) / 1e6;
+            if (u == units - 1)
+                last[k & 1] += (double)(t[1] - t[0]) / 1e6;
+        }
+    ny_log_info("cuda tp overlap trace: %d sums of %d units; the next product stalled %.2f ms on "
+                "the o sums (%.2f at their last units), %.2f ms on the down sums (%.2f); a unit's "
+                "sum took %.3f ms (o) and %.3f ms (down) after its product on average",
+                n, units, stall[0], last[0], stall[1], last[1],
+                lat[0] / ((n + 1) / 2 * (double)units), lat[1] / (n / 2 * (double)units + 1e-9));
+    ny_free(h);
+    cudaMemset(be->ovl_tr, 0, (size_t)CUDA_OVL_TRACE_SUMS * CUDA_OVL_UNITS * 4 * sizeof *h);
+}
+
 /* NY_TP_OVERLAP_DEBUG=1: a thread prints every rank's state and first flags every 2 s. */
 static volatile int dbg_stop;
 static pthread_t dbg_thread;
@@ -234,6 +293,14 @@ int cuda_tp_ovl_open(struct engine_tp *g, struct ny_err *err)
         /* load the kernels of the sums now, not lazily while a peer waits */
         cudaFuncAttributes fa;
         CU_CHECK(be, cudaFuncGetAttributes(&fa, k_ovl_sum), "sum kernel load");
+        CU_CHECK(be, cudaFuncGetAttributes(&fa, k_stamp), "stamp kernel load");
+        be->ovl_tr_n = 0;
+        be->pend_tr = -1;
+        if (trace_on()) {
+            const size_t tb = (size_t)CUDA_OVL_TRACE_SUMS * CUDA_OVL_UNITS * 4 * 8;
+            CU_CHECK(be, cudaMalloc((void **)&be->ovl_tr, tb), "trace room");
+            CU_CHECK(be, cudaMemset(be->ovl_tr, 0, tb), "trace room");
+        }
         if (!ovl_probe(be, g->ovl_flags)) {
             ny_log_info("cuda tp: device %d: stream memory operations failed: prefill sums not "
                         "overlapped", be->device);
@@ -307,6 +374,9 @@ void cuda_tp_ovl_close(struct engine_tp *g)
         if (be->ovl_evs)
             cudaEventDestroy(be->ovl_evs);
         be->ovl_evs = NULL;
+        trace_report(be);
+        cudaFree(be->ovl_tr);
+        be->ovl_tr = NULL;
         be->ovl_y = NULL;
         be->ovl_units = 0;
         be->pend = 0;
@@ -442,6 +512,7 @@ int cuda_tp_ovl_unit(struct engine_backend *be, int u, int r0, int m, struct ny_
     const size_t cmax = ((size_t)be->sets.units_max_len + n - 1) / n;
     cudaStream_t ts = be->tp_stream;
     int rc;
+    stamp(be, be->stream, be->ovl_tr_n, u, 3);
     CU_CHECK(be, cudaEventRecord(be->ovl_ev[0][u], be->stream), "product event");
     const unsigned long t = ++be->ovl_tick;
     if ((rc = flag_op(be, be->stream, flag_at(g, 0, r, u), s, 0, err)) ||
@@ -508,6 +579,7 @@ int cuda_tp_ovl_unit(struct engine_backend *be, int u, int r0, int m, struct ny_
         k++;
     }
     CU_CHECK(be, cudaEventRecord(be->ovl_ev[1][u], ts), "sum event");
+    stamp(be, ts, be->ovl_tr_n, u, 2);
     return NY_OK;
 }
 
@@ -560,6 +632,7 @@ int cuda_tp_ovl_defer_norm(struct engine_backend *be, struct engine_buf *x, stru
     if (dim <= NORM_THREADS * 4 * NORM_V && (rc = cuda_shadow_room(be, dim, &ob, err)))
         return rc;
     be->ovl_taken++;
+    be->pend_tr = be->ovl_tr ? be->ovl_tr_n++ : -1;
     be->pend = 1;
     be->pend_units = be->ovl_units;
     be->pend_dim = dim;
@@ -575,7 +648,9 @@ int cuda_tp_ovl_defer_norm(struct engine_backend *be, struct engine_buf *x, stru
 
 int cuda_tp_ovl_norm_unit(struct engine_backend *be, int u, int r0, int m, struct ny_err *err)
 {
+    stamp(be, be->stream, be->pend_tr, u, 0);
     CU_CHECK(be, cudaStreamWaitEvent(be->stream, be->ovl_ev[1][u], 0), "unit sum wait");
+    stamp(be, be->stream, be->pend_tr, u, 1);
     return cuda_norm_rows(be, r0, m, be->pend_x, be->ovl_G, be->pend_w, be->pend_dim,
                           be->pend_eps, be->pend_out, be->pend_ob, err);
 }
@@ -598,7 +673,10 @@ int cuda_tp_ovl_drop(struct engine_backend *be, struct ny_err *err)
     be->pend = 0;
     be->ovl_units = 0;
     be->ovl_y = NULL;
-    return join_tp_stream(be, err);
+    int rc = join_tp_stream(be, err);
+    if (be->ovl_tr)
+        trace_report(be); /* the step before this one */
+    return rc;
 }
 
 extern "C" unsigned engine_cuda_tp_overlapped(const struct engine_backend *be)
