@@ -558,7 +558,8 @@ int cuda_tp_ovl_unit(struct engine_backend *be, int u, int r0, int m, struct ny_
         CU_LAUNCHED(be, "overlapped sum kernel");
     }
     CU_CHECK(be, cudaEventRecord(be->ovl_evs, ts), "sum kernel event");
-    if ((rc = flag_op(be, ts, flag_at(g, 1, r, u), s, 0, err)) || (rc = meet(be, g->ovl_tick[1], t, err)))
+    if ((rc = flag_op(be, ts, flag_at(g, 1, r, u), s, 0, err)) ||
+        (rc = meet(be, g->ovl_tick[1], t, err)))
         return rc;
     for (int q = 0, k = 0; q < n; q++) {
         if (q == r)
@@ -624,9 +625,10 @@ int cuda_tp_ovl_defer_norm(struct engine_backend *be, struct engine_buf *x, stru
     const size_t count = (size_t)be->n_rows * dim;
     if (x->d == h->d || x->d == out->d || count > x->n || count > out->n ||
         w->n != (size_t)dim || w->wtype == CUDA_W_NONE) { /* the caller's checks report it */
+        rc = cuda_tp_ovl_settle(be, err); /* the peers' copies of h done; h: this rank's partial */
         be->ovl_units = 0;
         be->ovl_y = NULL;
-        return cuda_tp_ovl_settle(be, err); /* h still holds this rank's partial */
+        return rc;
     }
     __nv_bfloat16 *ob = NULL; /* the shadow, as the vectorised norm writes it */
     if (dim <= NORM_THREADS * 4 * NORM_V && (rc = cuda_shadow_room(be, dim, &ob, err)))
