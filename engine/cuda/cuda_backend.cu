@@ -104,6 +104,20 @@ int cuda_env_on(const char *name, int *cache)
     return r;
 }
 
+long cuda_env_long(const char *name, long *cache, long dflt)
+{
+    long r = __atomic_load_n(cache, __ATOMIC_RELAXED);
+    if (r < 0) {
+        const char *e = getenv(name);
+        char *end = NULL;
+        r = e ? strtol(e, &end, 10) : -1;
+        if (!e || end == e || *end || r < 0)
+            r = dflt;
+        __atomic_store_n(cache, r, __ATOMIC_RELAXED);
+    }
+    return r;
+}
+
 int cuda_scratch(struct engine_backend *be, int i, size_t bytes, void **out, struct ny_err *err)
 {
     if (bytes == 0)

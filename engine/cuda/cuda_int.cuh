@@ -457,6 +457,9 @@ static inline void cuda_shadow_mark(struct engine_backend *be, const __nv_bfloat
 /* An on/off switch for A/B timing: on unless environment variable name is "0"; read once into
  * *cache (-1 before; ranks' threads may race there: they all store the same value). */
 int cuda_env_on(const char *name, int *cache);
+/* A number >= 0 from environment variable name (decimal), dflt when unset or not one; read once
+ * into *cache the same way. */
+long cuda_env_long(const char *name, long *cache, long dflt);
 /* Drop the stacked A matrices built from device pointer d (it is being freed); NULL: all. */
 void cuda_astack_drop(struct engine_backend *be, const void *d);
 /* Map KV pages for every row of the current step and upload the block table when it changed. */

@@ -52,18 +52,10 @@ static ovl_value_fn ovl_write32, ovl_wait32;
 
 /* A/B timing knobs, read once: NY_TP_OVL_BLOCKS, the sum kernel's most blocks (default 1024);
  * NY_TP_OVL_PRIO=0, the sums' streams at the default priority instead of the highest. */
-static long env_long(const char *name, long *cache, long dflt)
+static int ovl_prio(void)
 {
-    long r = __atomic_load_n(cache, __ATOMIC_RELAXED);
-    if (r < 0) {
-        const char *e = getenv(name);
-        char *end = NULL;
-        r = e ? strtol(e, &end, 10) : -1;
-        if (!e || end == e || *end || r < 0)
-            r = dflt;
-        __atomic_store_n(cache, r, __ATOMIC_RELAXED);
-    }
-    return r;
+    static int v = -1;
+    return cuda_env_on("NY_TP_OVL_PRIO", &v);
 }
 
 /* Steps whose units average fewer floats of the product than this sum whole (NY_TP_OVL_MIN,
@@ -72,7 +64,7 @@ static long env_long(const char *name, long *cache, long dflt)
 static size_t ovl_min_floats(void)
 {
     static long v = -1;
-    return (size_t)env_long("NY_TP_OVL_MIN", &v, 4L << 20);
+    return (size_t)cuda_env_long("NY_TP_OVL_MIN", &v, 4L << 20);
 }
 
 /* Whether sums overlap: yes unless NY_TP_OVERLAP=0 (A/B timing and checks). */
@@ -136,7 +128,7 @@ __global__ static void k_stamp(unsigned long long *p)
 static int trace_on(void)
 {
     static long v = -1;
-    return (int)env_long("NY_TP_OVL_TRACE", &v, 0);
+    return (int)cuda_env_long("NY_TP_OVL_TRACE", &v, 0);
 }
 
 static void stamp(struct engine_backend *be, cudaStream_t st, int k, int u, int slot)
@@ -266,8 +258,7 @@ int cuda_tp_ovl_open(struct engine_tp *g, struct ny_err *err)
         struct engine_backend *be = g->bes[i];
         CU_CHECK(be, cudaSetDevice(be->device), "cudaSetDevice");
         CU_CHECK(be, cudaDeviceGetStreamPriorityRange(&least, &greatest), "stream priorities");
-        static long prio = -1;
-        if (!env_long("NY_TP_OVL_PRIO", &prio, 1))
+        if (!ovl_prio())
             greatest = 0;
         CU_CHECK(be, cudaStreamCreateWithPriority(&be->tp_stream, cudaStreamNonBlocking, greatest),
                  "sums stream");
@@ -551,7 +542,7 @@ int cuda_tp_ovl_unit(struct engine_backend *be, int u, int r0, int m, struct ny_
     if (len) {
         const size_t len4 = len * dim / 4;
         static long most = -1;
-        const size_t cap = (size_t)env_long("NY_TP_OVL_BLOCKS", &most, 1024);
+        const size_t cap = (size_t)cuda_env_long("NY_TP_OVL_BLOCKS", &most, 1024);
         size_t blocks = (len4 + 255) / 256;
         k_ovl_sum<<<(unsigned)(blocks < cap ? blocks : (cap ? cap : 1)), 256, 0, ts>>>(
             P, n, len4, (float4 *)(be->ovl_G + a * dim));

@@ -274,6 +274,55 @@ static int do_overlap(struct rank *r, struct ny_err *err)
     return rc;
 }
 
+/* test_ovl_abort's step: two prefill requests, large enough for the overlap. */
+static const int ovl_abort_req[2] = {400, 300};
+#define OVL_ABORT_ROWS 700
+
+/* Announces and makes its product, whose sums wait for a peer that never makes its own. */
+static int do_ovl_abort_wait(struct rank *r, struct ny_err *err)
+{
+    struct engine_buf *a = NULL, *h = NULL, *w = NULL;
+    int rc = step_requests(r->be, ovl_abort_req, 2, err);
+    if (!rc)
+        rc = G->buf_alloc(r->be, (size_t)OVL_ABORT_ROWS * OVL_K, &a, err);
+    if (!rc)
+        rc = G->buf_alloc(r->be, (size_t)OVL_ABORT_ROWS * r->dim, &h, err);
+    if (!rc)
+        rc = G->weight_random(r->be, r->dim, OVL_K, 0, 0, OVL_K, 5, 0.1f, &w, err);
+    if (!rc)
+        rc = G->tp_sum_announce(r->be, h, r->dim, err);
+    if (!rc)
+        rc = G->matmul(r->be, a, OVL_K, w, r->dim, NULL, 0, NULL, 0, h, err);
+    if (!rc) /* waits for the sums: the peer's flags never come */
+        rc = G->tp_allreduce(r->be, h, r->dim, err);
+    if (!rc)
+        rc = G->buf_read(r->be, h, 0, r->out, (size_t)r->dim, err);
+    G->buf_free(r->be, a);
+    G->buf_free(r->be, h);
+    G->buf_free(r->be, w);
+    return rc;
+}
+
+/* Announces, then aborts instead of making the product. */
+static int do_ovl_abort_call(struct rank *r, struct ny_err *err)
+{
+    struct engine_buf *h = NULL;
+    struct timespec ts = {0, 300 * 1000 * 1000};
+    int rc = step_requests(r->be, ovl_abort_req, 2, err);
+    if (!rc)
+        rc = G->buf_alloc(r->be, (size_t)OVL_ABORT_ROWS * r->dim, &h, err);
+    if (!rc)
+        rc = G->tp_sum_announce(r->be, h, r->dim, err);
+    if (!rc) {
+        nanosleep(&ts, NULL);
+        G->tp_abort(grp);
+        rc = G->tp_allreduce(r->be, h, r->dim, err); /* must refuse at once */
+        nanosleep(&ts, NULL); /* the peer's released copies read h: free it after them */
+    }
+    G->buf_free(r->be, h);
+    return rc;
+}
+
 static int do_argmax(struct rank *r, struct ny_err *err)
 {
     size_t cnt = (size_t)r->n * r->vocab_local;
@@ -305,47 +354,12 @@ static void *rank_main(void *arg)
     case JOB_OVERLAP:
         r->rc = do_overlap(r, &err);
         break;
-    case JOB_OVL_ABORT_WAIT: { /* its product's sums wait for a peer that never makes its own */
-        static const int req[2] = {400, 300};
-        struct engine_buf *a = NULL, *h = NULL, *w = NULL;
-        r->rc = step_requests(r->be, req, 2, &err);
-        if (!r->rc)
-            r->rc = G->buf_alloc(r->be, (size_t)700 * OVL_K, &a, &err);
-        if (!r->rc)
-            r->rc = G->buf_alloc(r->be, (size_t)700 * r->dim, &h, &err);
-        if (!r->rc)
-            r->rc = G->weight_random(r->be, r->dim, OVL_K, 0, 0, OVL_K, 5, 0.1f, &w, &err);
-        if (!r->rc)
-            r->rc = G->tp_sum_announce(r->be, h, r->dim, &err);
-        if (!r->rc)
-            r->rc = G->matmul(r->be, a, OVL_K, w, r->dim, NULL, 0, NULL, 0, h, &err);
-        if (!r->rc) /* waits for the sums: the peer's flags never come */
-            r->rc = G->tp_allreduce(r->be, h, r->dim, &err);
-        if (!r->rc)
-            r->rc = G->buf_read(r->be, h, 0, r->out, (size_t)r->dim, &err);
-        G->buf_free(r->be, a);
-        G->buf_free(r->be, h);
-        G->buf_free(r->be, w);
+    case JOB_OVL_ABORT_WAIT:
+        r->rc = do_ovl_abort_wait(r, &err);
         break;
-    }
-    case JOB_OVL_ABORT_CALL: { /* announces, then aborts instead of making the product */
-        static const int req[2] = {400, 300};
-        struct engine_buf *h = NULL;
-        struct timespec ts = {0, 300 * 1000 * 1000};
-        r->rc = step_requests(r->be, req, 2, &err);
-        if (!r->rc)
-            r->rc = G->buf_alloc(r->be, (size_t)700 * r->dim, &h, &err);
-        if (!r->rc)
-            r->rc = G->tp_sum_announce(r->be, h, r->dim, &err);
-        if (!r->rc) {
-            nanosleep(&ts, NULL);
-            G->tp_abort(grp);
-            r->rc = G->tp_allreduce(r->be, h, r->dim, &err); /* must refuse at once */
-            nanosleep(&ts, NULL); /* the peer's released copies read h: free it after them */
-        }
-        G->buf_free(r->be, h);
+    case JOB_OVL_ABORT_CALL:
+        r->rc = do_ovl_abort_call(r, &err);
         break;
-    }
     case JOB_ABORT_WAIT: /* enters the collective; its peer never does */
         r->rc = do_allreduce(r, &err);
         break;
