@@ -12,42 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cuda_int.cuh"
-#include "cuda_mma.cuh"
-
-/* ---- skinny tensor-core kernel ---------------------------------------------------------------- */
-#define SK_WARPS 8
-#define SK_COLS 8
-
-/* One launch serves up to SK_MAX_PARTS independent products, each over its own rows (rows
- * in_idx[i] of X -> rows out_idx[i] of Y, i < M; NULL lists = identity): blocks [tile0, next
- * tile0) of the grid's x belong to part p, and a block whose row tile starts at or past its
- * part's M leaves at once. A part's arithmetic is exactly that of a launch of its own. */
-#define SK_MAX_PARTS 8
-#define SK_SHORT_K 256 /* products of K <= this: k_skinny_short */
-struct sk_part {
-    const float *X;
-    const __nv_bfloat16 *W;
-    float *Y;
-    const int *in_idx, *out_idx;
-    int K, N, ldy, tile0, M;
-    float alpha;
-};
-struct sk_parts {
-    struct sk_part p[SK_MAX_PARTS];
-    int n;
-};
-
-/* The part block column blockIdx.x belongs to. */
-__device__ __forceinline__ static struct sk_part sk_select(const struct sk_parts &P)
-{
-    struct sk_part pt = P.p[0];
-#pragma unroll
-    for (int i = 1; i < SK_MAX_PARTS; i++)
-        if (i < P.n && (int)blockIdx.x >= P.p[i].tile0)
-            pt = P.p[i];
-    return pt;
-}
+#include "cuda_skinny.cuh"
 
 /* This lane's 16 bytes of W for the k-blocks b0 + u·SK_WARPS, u < U (zeros past the end). */
 template <int U>
@@ -136,79 +101,6 @@ __global__ __launch_bounds__(SK_WARPS * 32, MINB) static void k_skinny(const str
  * 16-byte pieces of W through a private ring of S slots in shared memory (cp.async, S k-blocks
  * in flight per warp at all times), so a warp never stalls between batches of loads. The
  * arithmetic is k_skinny's exactly (same chains, same order, same final sum). */
-__device__ __forceinline__ static void sk_cp16(unsigned dst, const void *src, bool ok)
-{
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-                 "r"(ok ? 16 : 0)
-                 : "memory");
-}
-
-/* Wide tiles, for steps of more rows: a block computes NT 8-column tiles, each warp feeding all NT
- * from one load (and one bf16 rounding) of its X fragments. Every block reads its rows of X whole
- * (fp32, from L2): at 16 rows that is 4 times the bytes of an 8-column tile's W, so k_skinny's
- * launches move mostly X; NT tiles a block divide that by NT. The arithmetic of an element is
- * k_skinny's exactly (its warp's k-blocks in order, two mma steps each, warps summed in order). */
-template <int U, int NT>
-__device__ __forceinline__ static void load_w_wide(uint4 (&wv)[U][NT],
-                                                   const __nv_bfloat16 *const (&wp)[NT], int b0,
-                                                   int nb, int K, int t, const bool (&ok)[NT])
-{
-#pragma unroll
-    for (int u = 0; u < U; u++)
-#pragma unroll
-        for (int nt = 0; nt < NT; nt++) {
-            int b = b0 + u * SK_WARPS, k = b * 32 + t * 8;
-            wv[u][nt] = make_uint4(0, 0, 0, 0);
-            if (ok[nt] && b < nb && k < K)
-                wv[u][nt] = __ldg((const uint4 *)(wp[nt] + (size_t)b * 32));
-        }
-}
-
-/* A wide block's part, first row m0 and column n0, and this lane's W row (row g of each of the
- * NT tiles) with whether it exists; false when the block is past its part's rows. */
-template <int MT, int NT>
-__device__ __forceinline__ static bool sk_wide_begin(const struct sk_parts &P, int row0,
-                                                     struct sk_part &pt, int &m0, int &n0,
-                                                     const __nv_bfloat16 *(&wp)[NT],
-                                                     bool (&ok)[NT])
-{
-    const int g = (threadIdx.x % 32) / 4, t = threadIdx.x % 4;
-    pt = sk_select(P);
-    n0 = ((int)blockIdx.x - pt.tile0) * SK_COLS * NT;
-    m0 = row0 + blockIdx.y * 16 * MT;
-#pragma unroll
-    for (int nt = 0; nt < NT; nt++) {
-        ok[nt] = n0 + nt * SK_COLS + g < pt.N;
-        wp[nt] = pt.W + (size_t)(ok[nt] ? n0 + nt * SK_COLS + g : 0) * pt.K + t * 8;
-    }
-    return m0 < pt.M;
-}
-
-/* The wide kernels' end: each element of the MT x NT tiles the 8 warps' partials summed in warp
- * order (through red), stored. */
-template <int MT, int NT>
-__device__ __forceinline__ static void sk_wide_store(float (*red)[MT * NT][32][4],
-                                                     const float (&acc)[MT * NT][4],
-                                                     const struct sk_part &pt, int m0, int n0,
-                                                     float beta)
-{
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-#pragma unroll
-    for (int i = 0; i < MT * NT; i++)
-#pragma unroll
-        for (int j = 0; j < 4; j++)
-            red[warp][i][lane][j] = acc[i][j];
-    __syncthreads();
-    for (int e = threadIdx.x; e < MT * NT * 128; e += SK_WARPS * 32) {
-        int row, col, i = e / 128, mt = i / NT, nt = i % NT;
-        float s = cuda_tile_sum<MT * NT, SK_WARPS>(red, e, &row, &col);
-        row += (mt - i) * 16; /* tile_sum's row counts the tiles i; ours are (mt, nt) */
-        col += nt * SK_COLS;
-        if (m0 + row < pt.M && n0 + col < pt.N)
-            cuda_store_y(pt.Y, pt.ldy, pt.out_idx, m0 + row, n0 + col, pt.alpha, s, beta);
-    }
-}
-
 template <int S, int NT>
 __global__ __launch_bounds__(SK_WARPS * 32) static void k_skinny_ring(const struct sk_parts P,
                                                                       int row0, float beta)
@@ -295,7 +187,15 @@ __device__ __forceinline__ static uint4 pack_x8(const float4 (&a)[2])
                       cuda_pack_bf16x2(a[1].x, a[1].y), cuda_pack_bf16x2(a[1].z, a[1].w));
 }
 
-/* XPF (U 1, for one or two row tiles): the X fragments of the next k-block load along with its W
+/* Wide tiles, for steps of more rows: a block computes NT 8-column tiles, each warp feeding all NT
+ * from one load (and one bf16 rounding) of its X fragments. Every block reads its rows of X whole
+ * (fp32, from L2): at 16 rows that is 4 times the bytes of an 8-column tile's W, so k_skinny's
+ * launches move mostly X; NT tiles a block divide that by NT (launches of 48+ rows take
+ * cuda_gemm_rows_xb.cu instead: X staged in bf16 once, W and X through a cp.async ring). The
+ * arithmetic of an element is k_skinny's exactly (its warp's k-blocks in order, two mma steps
+ * each, warps summed in order).
+ *
+ * XPF (U 1, for one or two row tiles): the X fragments of the next k-block load along with its W
  * (X and W both a step ahead). At 16 rows a warp's X loads (L2 hits) otherwise stall every
  * step, and the wide launches have few warps an SM to hide that. Either way the arithmetic is
  * k_skinny's exactly (the same floats packed the same way, the same mma order). */
@@ -652,8 +552,18 @@ int cuda_gemm_rows_multi(struct engine_backend *be, const struct cuda_gemm_part 
     int nmax = 0;
     for (int i = 0; i <= n_parts; i++) {
         if (i == n_parts || P.n == SK_MAX_PARTS) { /* launch what is gathered */
-            int full = nmax / 64, rest = nmax - full * 64, rc = NY_OK;
-            if (P.n && full)
+            int full = nmax / 64, rest = nmax - full * 64, rc = NY_OK, kmax = 0;
+            for (int k = 0; k < P.n; k++)
+                kmax = P.p[k].K > kmax ? P.p[k].K : kmax;
+            if (P.n && cuda_skinny_xb_wanted(nmax, kmax)) { /* X staged in bf16 once */
+                rc = cuda_skinny_xb_stage(be, P, err);
+                if (!rc && full)
+                    rc = cuda_skinny_xb_launch(be, 4, P, full, 0, beta, err);
+                if (!rc && rest)
+                    rc = cuda_skinny_xb_launch(be, (rest + 15) / 16, P, 1, full * 64, beta, err);
+                full = rest = 0;
+            }
+            if (P.n && full && !rc)
                 rc = skinny_launch(be, 4, P, full, 0, nmax, beta, err);
             if (P.n && rest && !rc) /* the last pass: the fewest row tiles that cover it */
                 rc = skinny_launch(be, (rest + 15) / 16, P, 1, full * 64, rest, beta, err);
@@ -673,7 +583,7 @@ int cuda_gemm_rows_multi(struct engine_backend *be, const struct cuda_gemm_part 
             continue;
         }
         struct sk_part *sp = &P.p[P.n++];
-        *sp = {q->X, (const __nv_bfloat16 *)q->w->d, q->Y, q->in_idx, q->out_idx,
+        *sp = {q->X, NULL, (const __nv_bfloat16 *)q->w->d, q->Y, q->in_idx, q->out_idx,
                q->K, q->N, q->ldy, 0, q->n, q->alpha};
         nmax = q->n > nmax ? q->n : nmax;
     }

@@ -185,7 +185,8 @@ static inline unsigned cuda_grid_rows(int n)
 #define CUDA_SCRATCH_SHADOW 7 /* the bf16 shadow of a norm's or attention's output */
 #define CUDA_SCRATCH_ATT 8    /* the split attention's partials (cuda_attention.cu) */
 #define CUDA_SCRATCH_OVL 9    /* the overlapped sums' G and staging (cuda_tp_overlap.cu) */
-#define CUDA_N_SCRATCH 10
+#define CUDA_SCRATCH_XB 10    /* decode rows' X staged in bf16 (cuda_gemm_rows_xb.cu) */
+#define CUDA_N_SCRATCH 11
 
 struct engine_backend {
     int device;

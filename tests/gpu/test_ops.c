@@ -823,10 +823,10 @@ static void inv_matmul_once(int K, int N, int pos_a, const int *rows, const int 
 }
 
 /* Request b (the last, one decode row) has adapter adb (-1: the base); the other requests take
- * adapters -1, 0 and 1 (two adapters of ranks 16 and 8). */
-static void run_matmul_invariance(int K, int adb)
+ * adapters -1, 0 and 1 (two adapters of ranks 16 and 8); N output columns. */
+static void run_matmul_invariance(int K, int adb, int N)
 {
-    int N = 1002, R = 16, R2 = 8;
+    int R = 16, R2 = 8;
     float *wv = rand_vec((size_t)N * K, 0.05f), *av = rand_vec((size_t)R * K, 0.05f);
     float *bv = rand_vec((size_t)N * R, 0.05f), *av2 = rand_vec((size_t)R2 * K, 0.05f);
     float *bv2 = rand_vec((size_t)N * R2, 0.05f);
@@ -855,8 +855,21 @@ static void run_matmul_invariance(int K, int adb)
         assert_memory_equal(ya, ya0, 7 * (size_t)N * 4);
         assert_memory_equal(yb, yb0, (size_t)N * 4);
     }
-    /* 70 decode rows in one step (two skinny passes): row b still identical */
+    /* 16 to 64 decode rows (one pass of 1 to 4 row tiles, X staged in bf16 from 16 rows on):
+     * row b identical to its step of 1 decode row (not staged) */
     int rows[71], ad[71];
+    const int nds[] = {15, 16, 17, 33, 40, 64};
+    for (size_t k = 0; k < sizeof nds / sizeof nds[0]; k++) {
+        for (int i = 0; i <= nds[k]; i++)
+            rows[i] = 1, ad[i] = i % 3 - 1;
+        rows[0] = 7;
+        ad[0] = 0;
+        ad[nds[k]] = adb;
+        inv_matmul_once(K, N, 0, rows, ad, nds[k] + 1, xa, xb, w.g, l, 2, ya, yb);
+        assert_memory_equal(ya, ya0, 7 * (size_t)N * 4);
+        assert_memory_equal(yb, yb0, (size_t)N * 4);
+    }
+    /* 70 decode rows in one step (two skinny passes): row b still identical */
     for (int i = 0; i < 71; i++)
         rows[i] = 1, ad[i] = i % 3 - 1;
     rows[0] = 7;
@@ -877,13 +890,16 @@ static void run_matmul_invariance(int K, int adb)
 }
 
 /* Decode rows' LoRA A products ride in the base product's launch, over each adapter's rows:
- * K 1024 and K 4096 (the prefill units' LoRA A takes split-K from K 4096 on). */
+ * K 1024 and K 4096 (the prefill units' LoRA A takes split-K from K 4096 on), K 1000, and
+ * 4,104 columns. */
 static void test_matmul_invariance(void **state)
 {
     (void)state;
-    run_matmul_invariance(1024, 0);
-    run_matmul_invariance(4096, 1);
-    run_matmul_invariance(4096, -1);
+    run_matmul_invariance(1024, 0, 1002);
+    run_matmul_invariance(4096, 1, 1002);
+    run_matmul_invariance(4096, -1, 1002);
+    run_matmul_invariance(1000, 0, 1002); /* K not a multiple of 32: zeros past K */
+    run_matmul_invariance(2048, 1, 4104); /* wide enough for 2 and 4 column tiles a block */
 }
 
 /* Attention of request A (prefill 300 rows, then decode) is bit-identical whether it runs alone

@@ -1,0 +1,187 @@
+/* cuda_gemm_rows_xb.cu — skinny products of many decode rows (48+ in a launch) with X staged in
+ * bf16 once. The wide kernel of cuda_gemm_rows.cu reads every block's rows of X whole, in fp32,
+ * from L2, and beyond 2 row tiles without a load pipeline; here the staging kernel rounds X once
+ * and each lane streams its W and X pieces through a cp.async ring. The arithmetic of an element
+ * is k_skinny's exactly: the same floats rounded to bf16 the same way (round to nearest even), the
+ * same mma steps in the same order, the warps summed in warp order; so a row's bits do not depend
+ * on which path its step takes (test_ops: test_matmul_invariance, 1 to 71 decode rows).
+ */
+#include <stdlib.h>
+
+#include "cuda_skinny.cuh"
+
+/* Launches of at least this many rows stage X (NY_SKINNY_XB_ROWS=N; 0: never). Measured on
+ * 4 x H100 (same calls, ids identical): the 70B shape at tp 4 decodes at batch 64 in 48.4 ms a
+ * step against 58.5-66.2 unstaged, at batch 32 in 30.1 against 30.0; the 8B shape on one H100 at
+ * batch 16 and 32 in 10.3 and 14.4 against 9.6 and 13.4: from 48 rows on only. */
+#define XB_MIN_ROWS 48
+/* Tiles a block (NT) halve while the launch would have fewer blocks than this
+ * (NY_SKINNY_XB_BLOCKS=N). */
+#define XB_MIN_BLOCKS 128
+
+int cuda_skinny_xb_wanted(int rows, int kmax)
+{
+    static long v = -1;
+    const long min_rows = cuda_env_long("NY_SKINNY_XB_ROWS", &v, XB_MIN_ROWS);
+    return min_rows > 0 && rows >= min_rows && kmax > SK_SHORT_K;
+}
+
+/* MT row tiles x NT column tiles a block. Each lane streams its own 16-byte pieces — of W (NT
+ * a k-block) and of the staged X (2·MT) — through a private ring of S slots in shared memory
+ * (cp.async: S k-blocks in flight per warp at all times), as k_skinny_ring does for W alone at
+ * one row tile: with a long K a warp is otherwise a chain of load latencies (ncu, the 70B card's
+ * q, k, v at 32 rows: 60 us for 42 MB, 0.7 TB/s). */
+template <int S, int MT, int NT>
+__global__ __launch_bounds__(SK_WARPS * 32) static void k_skinny_xb(const struct sk_parts P,
+                                                                    int row0, float beta)
+{
+    constexpr int PC = NT + 2 * MT; /* pieces a slot */
+    extern __shared__ uint4 xb_ring[]; /* [SK_WARPS][S][PC][32] */
+    __shared__ float red[SK_WARPS][MT * NT][32][4];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    struct sk_part pt;
+    int m0, n0;
+    const __nv_bfloat16 *wp[NT];
+    bool ok[NT];
+    if (!sk_wide_begin<MT, NT>(P, row0, pt, m0, n0, wp, ok)) /* past this part's rows */
+        return;
+    const int K = pt.K, M = pt.M, nb = (K + 31) / 32;
+    const int jn = nb > warp ? (nb - warp + SK_WARPS - 1) / SK_WARPS : 0;
+    uint4 *ring = xb_ring + (size_t)warp * S * PC * 32 + lane;
+    const unsigned ring_s = (unsigned)__cvta_generic_to_shared(ring);
+    const __nv_bfloat16 *xr[MT][2]; /* this lane's X rows at its 8·t offset (NULL past M) */
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int r = m0 + mt * 16 + g + 8 * h;
+            xr[mt][h] = r < M ? pt.Xb + (size_t)r * K + t * 8 : NULL;
+        }
+    /* k-block j of this warp's into slot j % S: its W pieces and its X pieces (zeros past the
+     * end, past K or past the rows) */
+    auto fetch = [&](int j) {
+        const int b = warp + j * SK_WARPS, slot = j % S;
+        const bool in = j < jn && b * 32 + t * 8 < K;
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+            const bool on = in && ok[nt];
+            sk_cp16(ring_s + (slot * PC + nt) * 32 * 16,
+                    on ? (const void *)(wp[nt] + (size_t)b * 32) : (const void *)wp[nt], on);
+        }
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const bool on = in && xr[mt][h];
+                sk_cp16(ring_s + (slot * PC + NT + 2 * mt + h) * 32 * 16,
+                        on ? (const void *)(xr[mt][h] + (size_t)b * 32) : (const void *)wp[0], on);
+            }
+        asm volatile("cp.async.commit_group;\n" ::: "memory");
+    };
+    pdl_wait(); /* X is the previous kernels' output (launches of this many rows are not under
+                 * programmatic dependent launch by default: nothing to win before the wait) */
+#pragma unroll
+    for (int j = 0; j < S; j++)
+        fetch(j);
+    float acc[MT * NT][4];
+#pragma unroll
+    for (int i = 0; i < MT * NT; i++)
+        acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
+    for (int j = 0; j < jn; j++) {
+        const int slot = j % S;
+        asm volatile("cp.async.wait_group %0;\n" ::"n"(S - 1) : "memory"); /* slot j's group */
+        uint4 wv[NT], xa[MT][2];
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+            wv[nt] = ring[(slot * PC + nt) * 32];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int h = 0; h < 2; h++)
+                xa[mt][h] = ring[(slot * PC + NT + 2 * mt + h) * 32];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+            cuda_tile_mma<NT>(&acc[mt * NT], xa[mt][0], xa[mt][1], wv);
+        fetch(j + S);
+    }
+    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+    pdl_trigger();
+    sk_wide_store<MT, NT>(red, acc, pt, m0, n0, beta);
+}
+
+/* Each distinct X of the parts (same X, row list, rows and width) staged once, in scratch
+ * CUDA_SCRATCH_XB; every part's Xb set. */
+int cuda_skinny_xb_stage(struct engine_backend *be, struct sk_parts &P, struct ny_err *err)
+{
+    size_t off[SK_MAX_PARTS], total = 0;
+    int src[SK_MAX_PARTS];
+    for (int i = 0; i < P.n; i++) {
+        const struct sk_part *a = &P.p[i];
+        src[i] = i;
+        for (int j = 0; j < i && src[i] == i; j++) {
+            const struct sk_part *b = &P.p[j];
+            if (a->X == b->X && a->in_idx == b->in_idx && a->M == b->M && a->K == b->K)
+                src[i] = j;
+        }
+        if (src[i] == i) {
+            off[i] = total;
+            total += (size_t)a->M * a->K; /* K % 8 == 0: every row 16-byte aligned */
+        }
+    }
+    void *base;
+    int rc = cuda_scratch(be, CUDA_SCRATCH_XB, total * sizeof(__nv_bfloat16), &base, err);
+    for (int i = 0; i < P.n && !rc; i++) {
+        struct sk_part *a = &P.p[i];
+        if (src[i] != i) {
+            a->Xb = P.p[src[i]].Xb;
+            continue;
+        }
+        __nv_bfloat16 *dst = (__nv_bfloat16 *)base + off[i];
+        rc = cuda_rows_to_bf16(be, a->X, a->in_idx, a->M, a->K, dst, err);
+        a->Xb = dst;
+    }
+    return rc;
+}
+
+int cuda_skinny_xb_launch(struct engine_backend *be, int mt, struct sk_parts &P, int passes,
+                          int row0, float beta, struct ny_err *err)
+{
+    static long mb = -1;
+    const long min_blocks = cuda_env_long("NY_SKINNY_XB_BLOCKS", &mb, XB_MIN_BLOCKS);
+    int cols = 0;
+    for (int i = 0; i < P.n; i++)
+        cols += P.p[i].N;
+    /* 2 column tiles a block (4 at one row tile), 1 where that leaves too few blocks; a ring of
+     * 4 slots (3 from 3 row tiles on): two blocks an SM fit in shared memory */
+    int nt = mt == 1 ? 4 : 2;
+    while (nt > 1 && (long)cols / (SK_COLS * nt) * passes < min_blocks)
+        nt /= 2;
+    int tiles = 0;
+    for (int i = 0; i < P.n; i++) {
+        P.p[i].tile0 = tiles;
+        tiles += (P.p[i].N + SK_COLS * nt - 1) / (SK_COLS * nt);
+    }
+    dim3 grid((unsigned)tiles, (unsigned)passes), tb(SK_WARPS * 32);
+    const int S = mt <= 2 ? 4 : 3;
+    const size_t shm = (size_t)SK_WARPS * S * (nt + 2 * mt) * 32 * sizeof(uint4);
+    static int allowed[4][3][CUDA_MAX_DEVICES];
+    const int ni = nt == 4 ? 2 : nt == 2 ? 1 : 0;
+    const void *fn;
+    void (*k)(const struct sk_parts, int, float);
+#define XB_K(S_, MT_, NT_) (k = k_skinny_xb<S_, MT_, NT_>, fn = (const void *)k)
+    if (mt == 1)
+        nt == 4 ? XB_K(4, 1, 4) : nt == 2 ? XB_K(4, 1, 2) : XB_K(4, 1, 1);
+    else if (mt == 2)
+        nt == 2 ? XB_K(4, 2, 2) : XB_K(4, 2, 1);
+    else if (mt == 3)
+        nt == 2 ? XB_K(3, 3, 2) : XB_K(3, 3, 1);
+    else
+        nt == 2 ? XB_K(3, 4, 2) : XB_K(3, 4, 1);
+#undef XB_K
+    int rc = cuda_smem_allow(be, fn, shm, allowed[mt - 1][ni], err);
+    if (rc)
+        return rc;
+    CU_CHECK(be, cuda_launch(k, grid, tb, shm, be->stream, be->n_rows, P, row0, beta),
+             "skinny GEMM kernel (staged X)");
+    return NY_OK;
+}
