@@ -182,6 +182,8 @@ void engine_result_fini(struct engine_result *r); /* NULL is a no-op; frees the 
 struct engine_bench_opts {
     int hidden, intermediate, layers, heads, kv_heads, head_dim, vocab;
     int prompts, prompt_len, new_tokens, batch, lora_rank;
+    int via_generate; /* 1: the workload through engine_generate (the scheduler of nyxaudit's
+                       * runs, max_batch = batch, ignore_eos) instead of groups of steps */
     int device;      /* first GPU index */
     int tp;          /* tensor-parallel GPUs device..device+tp-1 (0 or 1: one GPU) */
     uint64_t seed;

@@ -1,12 +1,34 @@
 /* model_generate.c — greedy decoding of a batch of requests with a deterministic schedule: the
  * order of admission depends only on the requests and options, never on timing; each step runs the
- * prompts of newly admitted requests and one token of every active one. */
+ * prompts of newly admitted requests and one token of every active one (under tensor parallelism,
+ * a step with prompts runs them alone). */
+#include <stdlib.h>
 #include <string.h>
 
 #include "engine_model_int.h"
 
 #define GEN_DEFAULT_BATCH 16
-#define GEN_STEP_ROWS 2048 /* prompt rows admitted per step (one longer prompt still goes alone) */
+/* Prompt rows admitted per step (one longer prompt still goes alone): on the CPU, and on a GPU,
+ * whose prefill products run request by request whatever the step (so a larger step costs nothing
+ * a row) and where a step of many prompts lets tensor-parallel sums overlap the products. */
+#define GEN_STEP_ROWS 2048
+#define GEN_STEP_ROWS_GPU 65536
+
+/* A/B timing of the schedule (every schedule gives the same bits): NY_GEN_STEP_ROWS=N prompt rows
+ * a step on any backend; NY_GEN_TP_MIXED=1 lets a tensor-parallel step mix prompts and decode
+ * rows. Read once (the ranks' threads may race here: they store the same values). */
+static long gen_env(const char *name, long *cache) /* 1..2^24, or 0: unset or not a count */
+{
+    long v = __atomic_load_n(cache, __ATOMIC_RELAXED);
+    if (v < 0) {
+        const char *e = getenv(name);
+        char *end = NULL;
+        long x = e && *e ? strtol(e, &end, 10) : 0;
+        v = x >= 1 && x <= (1L << 24) && end && !*end ? x : 0;
+        __atomic_store_n(cache, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
 
 struct gen_req {
     int state;             /* 0 pending, 1 active, 2 done */
@@ -65,18 +87,28 @@ static int is_eos(const struct engine_model *m, int32_t id)
 }
 
 /* Build the next step: every active request's last token, then pending ones in order while slots
- * and the row budget last. Returns the number of requests in the step. */
+ * and the row budget last. Under tensor parallelism a step that admits prompts takes no decode
+ * rows (the active requests wait one step): the ranks' sums of a step of prompts alone overlap
+ * its products (engine/cuda/cuda_tp_overlap.cu), and no row's result depends on its step.
+ * Returns the number of requests in the step. */
 static int gen_plan(struct gen *g, int *n_rows_out, struct ny_err *err)
 {
-    int s = 0, rows = 0, prompt_rows = 0;
+    static long env_rows = -1, env_mixed = -1;
+    int s = 0, rows = 0, prompt_rows = 0, admit_only = 0;
+    const int cpu = !strcmp(g->m->ops->name, "cpu");
+    const int mixed = gen_env("NY_GEN_TP_MIXED", &env_mixed) != 0;
+    const long want = gen_env("NY_GEN_STEP_ROWS", &env_rows);
+    const int budget = want ? (int)want : cpu ? GEN_STEP_ROWS : GEN_STEP_ROWS_GPU;
+    for (size_t i = 0; i < g->n && g->m->tp > 1 && !mixed && g->n_free > 0 && !admit_only; i++)
+        admit_only = g->r[i].state == 0;
     for (size_t i = 0; i < g->n; i++) {
         struct gen_req *r = &g->r[i];
         int L;
-        if (r->state == 1) {
+        if (r->state == 1 && !admit_only) {
             L = 1;
         } else if (r->state == 0 && g->n_free > 0) {
             L = (int)g->reqs[i].n_input;
-            if (prompt_rows > 0 && prompt_rows + L > GEN_STEP_ROWS)
+            if (prompt_rows > 0 && prompt_rows + L > budget)
                 continue;
             prompt_rows += L;
             r->slot = g->free_slots[--g->n_free];

@@ -12,10 +12,13 @@ static const char usage[] =
     "                      [--layers N] [--heads N] [--kv-heads N] [--head-dim N] [--vocab N]\n"
     "                      [--prompts P] [--prompt-len L] [--new-tokens N] [--batch B]\n"
     "                      [--lora-rank R] [--gpu I] [--tp T] [--seed S] [--ids-out FILE]\n"
+    "                      [--generate 0|1]\n"
     "  Random bf16 weights made on the GPU; P prompts x L tokens x N new tokens, B at a time.\n"
     "  --layers also overrides a named shape (e.g. the 70B shape's per-layer cost on one card).\n"
     "  --tp T: tensor parallel over GPUs I..I+T-1 (1..8; NCCL); the weights of one --seed are the\n"
-    "  same logical model whatever T. --ids-out FILE: the generated ids, one line per prompt.\n";
+    "  same logical model whatever T. --ids-out FILE: the generated ids, one line per prompt.\n"
+    "  --generate 1: the workload through the scheduler of nyxaudit's runs (engine_generate,\n"
+    "  B requests decoded together) instead of groups of B (a prefill step, then decode steps).\n";
 
 static int parse_int(const char *s, int lo, int hi, int *out)
 {
@@ -49,7 +52,8 @@ static int bench_parse(int argc, char **argv, struct engine_bench_opts *o, const
                 {"--batch", &o->batch, 1, 1024},
                 {"--lora-rank", &o->lora_rank, 0, 4096},
                 {"--gpu", &o->device, 0, 1024},
-                {"--tp", &o->tp, 1, 8}};
+                {"--tp", &o->tp, 1, 8},
+                {"--generate", &o->via_generate, 0, 1}};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             fputs(usage, stdout);

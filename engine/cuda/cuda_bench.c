@@ -160,6 +160,53 @@ static int bench_rank(struct engine_model *rm, void *ctx, struct ny_err *err)
     return rc;
 }
 
+/* The workload through engine_generate, as nyxaudit's runs decode (its scheduler: prompts admitted
+ * while slots and the step's row budget last, max_batch = batch), after an untimed call on the
+ * first group (plans, module loads). The same prompts as the groups' (run_group). */
+static int bench_generate(struct bench *b, FILE *out, struct ny_err *err)
+{
+    const struct engine_bench_opts *o = b->o;
+    const int P = o->prompts, L = o->prompt_len;
+    int32_t *ids = ny_malloc((size_t)P * L * sizeof *ids);
+    struct engine_request *reqs = ny_calloc((size_t)P, sizeof *reqs);
+    struct engine_result *res = ny_calloc((size_t)P, sizeof *res);
+    int rc = ids && reqs && res ? NY_OK : NY_ERR(err, NY_E_NOMEM, "bench: out of memory");
+    for (size_t i = 0; !rc && i < (size_t)P * L; i++)
+        ids[i] = (int32_t)(((unsigned)(i / L) * 7919u + (unsigned)(i % L) * 104729u + 13u) %
+                           (unsigned)o->vocab);
+    for (int p = 0; !rc && p < P; p++)
+        reqs[p] = (struct engine_request){ids + (size_t)p * L, (size_t)L,
+                                          o->lora_rank > 0 ? 0 : -1};
+    struct engine_gen_opts go = {.max_new_tokens = o->new_tokens, .ignore_eos = 1,
+                                 .max_batch = o->batch};
+    int warm = o->batch < P ? o->batch : P;
+    if (!rc)
+        rc = engine_generate(b->m, reqs, (size_t)warm, &go, res, err);
+    for (int p = 0; p < warm && res; p++)
+        engine_result_fini(&res[p]);
+    double t0 = now_s();
+    if (!rc)
+        rc = engine_generate(b->m, reqs, (size_t)P, &go, res, err);
+    double t = now_s() - t0;
+    for (int p = 0; !rc && p < P; p++) {
+        if (res[p].n_output != (size_t)o->new_tokens)
+            rc = NY_ERR(err, NY_E_INTERNAL, "bench: request %d: %zu ids, not %d", p,
+                        res[p].n_output, o->new_tokens);
+        for (int k = 0; !rc && o->ids && k < o->new_tokens; k++)
+            o->ids[(size_t)p * o->new_tokens + k] = res[p].output_ids[k];
+    }
+    if (!rc)
+        fprintf(out, "generate (the scheduler of nyxaudit runs, max_batch %d): %d prompts x %d "
+                "tokens x %d new in %.3f s = %.0f prompt tokens/s\n", o->batch, P, L,
+                o->new_tokens, t, (double)P * L / t);
+    for (int p = 0; p < P && res; p++)
+        engine_result_fini(&res[p]);
+    ny_free(res);
+    ny_free(reqs);
+    ny_free(ids);
+    return rc;
+}
+
 /* Linear-layer parameters of the whole model (all ranks), LoRA of rank R included. */
 static double linear_params(const struct engine_config *c, int R)
 {
@@ -258,9 +305,15 @@ int engine_bench_run(const struct engine_bench_opts *o, FILE *out, struct ny_err
         return rc;
     fprintf(out, "model made on %d GPU%s in %.1f s\n", o->tp > 1 ? o->tp : 1,
             o->tp > 1 ? "s" : "", now_s() - t0);
-    rc = engine_tp_run(b.m, bench_rank, &b, err);
-    if (!rc)
-        report(&b, copy, gemm, out);
+    if (o->via_generate) {
+        fprintf(out, "card peaks (measured now, GPU %d): copy %.2f TB/s, bf16 GEMM %.1f TFLOP/s\n",
+                o->device, copy / 1e12, gemm / 1e12);
+        rc = bench_generate(&b, out, err);
+    } else {
+        rc = engine_tp_run(b.m, bench_rank, &b, err);
+        if (!rc)
+            report(&b, copy, gemm, out);
+    }
     engine_model_close(b.m);
     return rc;
 }

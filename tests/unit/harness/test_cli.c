@@ -247,6 +247,8 @@ static void test_bench_args(void **state)
     expect_stderr("--ids-out needs a value");
     assert_int_equal(sh("", "bench --shape llama3-8b --ids-out nowhere/ids.txt"), 2);
     expect_stderr("--ids-out nowhere/ids.txt: its directory does not exist");
+    assert_int_equal(sh("", "bench --shape llama3-8b --generate 2"), 2);
+    expect_stderr("--generate: '2' is not an integer in [0, 1]");
     assert_int_equal(sh("", "bench --tp 2"), 2);
     expect_stderr("--shape is required");
     assert_int_equal(sh("", "bench --help"), 0);
@@ -254,6 +256,7 @@ static void test_bench_args(void **state)
     assert_non_null(o);
     assert_non_null(strstr(o, "[--tp T]"));
     assert_non_null(strstr(o, "[--ids-out FILE]"));
+    assert_non_null(strstr(o, "[--generate 0|1]"));
     ny_free(o);
 }
 
