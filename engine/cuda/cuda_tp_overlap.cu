@@ -168,7 +168,11 @@ static void trace_report(struct engine_backend *be)
                 n, units, stall[0], last[0], stall[1], last[1],
                 lat[0] / ((n + 1) / 2 * (double)units), lat[1] / (n / 2 * (double)units + 1e-9));
     ny_free(h);
-    cudaMemset(be->ovl_tr, 0, (size_t)CUDA_OVL_TRACE_SUMS * CUDA_OVL_UNITS * 4 * sizeof *h);
+    /* on the stream and waited for (a plain cudaMemset would not order the stamps after it) */
+    if (cudaMemsetAsync(be->ovl_tr, 0, (size_t)CUDA_OVL_TRACE_SUMS * CUDA_OVL_UNITS * 4 *
+                        sizeof *h, be->stream) != cudaSuccess ||
+        cudaStreamSynchronize(be->stream) != cudaSuccess)
+        (void)cudaGetLastError(); /* a diagnostic: its next report may be off, nothing else */
 }
 
 /* NY_TP_OVERLAP_DEBUG=1: a thread prints every rank's state and first flags every 2 s. */
@@ -290,7 +294,8 @@ int cuda_tp_ovl_open(struct engine_tp *g, struct ny_err *err)
         if (trace_on()) {
             const size_t tb = (size_t)CUDA_OVL_TRACE_SUMS * CUDA_OVL_UNITS * 4 * 8;
             CU_CHECK(be, cudaMalloc((void **)&be->ovl_tr, tb), "trace room");
-            CU_CHECK(be, cudaMemset(be->ovl_tr, 0, tb), "trace room");
+            CU_CHECK(be, cudaMemsetAsync(be->ovl_tr, 0, tb, be->stream), "trace room");
+            CU_CHECK(be, cudaStreamSynchronize(be->stream), "trace room");
         }
         if (!ovl_probe(be, g->ovl_flags)) {
             ny_log_info("cuda tp: device %d: stream memory operations failed: prefill sums not "
