@@ -420,11 +420,7 @@ static int skinny_launch(struct engine_backend *be, int mt, struct sk_parts &P, 
     }
     cudaStream_t st = be->stream;
     if (kmax <= SK_SHORT_K && skinny_short()) { /* a warp a tile, SK_SHORT_WARPS tiles a block */
-        int tiles = 0;
-        for (int i = 0; i < P.n; i++) {
-            P.p[i].tile0 = tiles;
-            tiles += (P.p[i].N + SK_COLS * SK_SHORT_WARPS - 1) / (SK_COLS * SK_SHORT_WARPS);
-        }
+        const int tiles = sk_tiles(P, SK_COLS * SK_SHORT_WARPS);
         dim3 grid((unsigned)tiles, (unsigned)passes), tb(SK_SHORT_WARPS * 32);
 #define SK_SHORT(MT_) cuda_launch(k_skinny_short<MT_>, grid, tb, 0, st, be->n_rows, P, row0, beta)
         mt == 1 ? SK_SHORT(1) : mt == 2 ? SK_SHORT(2) : mt == 3 ? SK_SHORT(3) : SK_SHORT(4);
@@ -448,11 +444,7 @@ static int skinny_launch(struct engine_backend *be, int mt, struct sk_parts &P, 
              : mt == 1 || (v == 8 && mt == 2) ? 4 : 2;
     while (nt > 1 && cols / (SK_COLS * nt) < 256 && kmax > SK_SHORT_K)
         nt /= 2;
-    int tiles = 0;
-    for (int i = 0; i < P.n; i++) {
-        P.p[i].tile0 = tiles;
-        tiles += (P.p[i].N + SK_COLS * nt - 1) / (SK_COLS * nt);
-    }
+    const int tiles = sk_tiles(P, SK_COLS * nt);
     dim3 grid((unsigned)tiles, (unsigned)passes), tb(SK_WARPS * 32);
 #define SK_GO(MT_, U_, PF_, MINB_)                                                                \
     cuda_launch(k_skinny<MT_, U_, PF_, MINB_>, grid, tb, 0, st, be->n_rows, P, row0, beta)

@@ -29,8 +29,8 @@ int cuda_skinny_xb_wanted(int rows, int kmax)
 /* MT row tiles x NT column tiles a block. Each lane streams its own 16-byte pieces — of W (NT
  * a k-block) and of the staged X (2·MT) — through a private ring of S slots in shared memory
  * (cp.async: S k-blocks in flight per warp at all times), as k_skinny_ring does for W alone at
- * one row tile: with a long K a warp is otherwise a chain of load latencies (ncu, the 70B card's
- * q, k, v at 32 rows: 60 us for 42 MB, 0.7 TB/s). */
+ * one row tile (the wide kernel has no load pipeline beyond 2 row tiles: a warp waits for each
+ * k-block's loads in turn). */
 template <int S, int MT, int NT>
 __global__ __launch_bounds__(SK_WARPS * 32) static void k_skinny_xb(const struct sk_parts P,
                                                                     int row0, float beta)
@@ -156,11 +156,7 @@ int cuda_skinny_xb_launch(struct engine_backend *be, int mt, struct sk_parts &P,
     int nt = mt == 1 ? 4 : 2;
     while (nt > 1 && (long)cols / (SK_COLS * nt) * passes < min_blocks)
         nt /= 2;
-    int tiles = 0;
-    for (int i = 0; i < P.n; i++) {
-        P.p[i].tile0 = tiles;
-        tiles += (P.p[i].N + SK_COLS * nt - 1) / (SK_COLS * nt);
-    }
+    const int tiles = sk_tiles(P, SK_COLS * nt);
     dim3 grid((unsigned)tiles, (unsigned)passes), tb(SK_WARPS * 32);
     const int S = mt <= 2 ? 4 : 3;
     const size_t shm = (size_t)SK_WARPS * S * (nt + 2 * mt) * 32 * sizeof(uint4);

@@ -104,6 +104,17 @@ __device__ __forceinline__ static void sk_wide_store(float (*red)[MT * NT][32][4
     }
 }
 
+/* Each part's first block column for blocks of `cols` output columns; the grid's width. */
+static inline int sk_tiles(struct sk_parts &P, int cols)
+{
+    int tiles = 0;
+    for (int i = 0; i < P.n; i++) {
+        P.p[i].tile0 = tiles;
+        tiles += (P.p[i].N + cols - 1) / cols;
+    }
+    return tiles;
+}
+
 /* 16 bytes from global src into shared dst, asynchronously (cp.async); zeros when !ok. */
 __device__ __forceinline__ static void sk_cp16(unsigned dst, const void *src, bool ok)
 {
