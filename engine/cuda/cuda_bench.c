@@ -49,6 +49,12 @@ static int mem_sample(struct bench *b, struct engine_model *rm, struct ny_err *e
     return rc;
 }
 
+/* Token k of prompt p: the prompts depend on p alone (groups and --generate make the same). */
+static int32_t prompt_token(int p, int k, int vocab)
+{
+    return (int32_t)(((unsigned)p * 7919u + (unsigned)k * 104729u + 13u) % (unsigned)vocab);
+}
+
 /* One group of n prompts starting at prompt p0: prefill step, then new_tokens - 1 decode steps.
  * t == NULL: warm-up, not timed. */
 static int run_group(struct bench *b, struct engine_model *rm, struct engine_fwd *f, int p0,
@@ -60,8 +66,8 @@ static int run_group(struct bench *b, struct engine_model *rm, struct engine_fwd
     int32_t *ids = ny_malloc((size_t)n * L * sizeof *ids), next[BENCH_MAX_BATCH];
     if (!ids)
         return NY_ERR(err, NY_E_NOMEM, "bench: out of memory");
-    for (int i = 0; i < n * L; i++) /* prompt p's tokens depend on p alone */
-        ids[i] = (int32_t)((((p0 + i / L) * 7919u + (i % L) * 104729u + 13u)) % (unsigned)o->vocab);
+    for (int i = 0; i < n * L; i++)
+        ids[i] = prompt_token(p0 + i / L, i % L, o->vocab);
     rows[0] = 0;
     for (int s = 0; s < n; s++) {
         rows[s + 1] = rows[s] + L;
@@ -172,8 +178,7 @@ static int bench_generate(struct bench *b, FILE *out, struct ny_err *err)
     struct engine_result *res = ny_calloc((size_t)P, sizeof *res);
     int rc = ids && reqs && res ? NY_OK : NY_ERR(err, NY_E_NOMEM, "bench: out of memory");
     for (size_t i = 0; !rc && i < (size_t)P * L; i++)
-        ids[i] = (int32_t)(((unsigned)(i / L) * 7919u + (unsigned)(i % L) * 104729u + 13u) %
-                           (unsigned)o->vocab);
+        ids[i] = prompt_token((int)(i / L), (int)(i % L), o->vocab);
     for (int p = 0; !rc && p < P; p++)
         reqs[p] = (struct engine_request){ids + (size_t)p * L, (size_t)L,
                                           o->lora_rank > 0 ? 0 : -1};
@@ -207,6 +212,12 @@ static int bench_generate(struct bench *b, FILE *out, struct ny_err *err)
     return rc;
 }
 
+static void print_peaks(const struct engine_bench_opts *o, double copy, double gemm, FILE *out)
+{
+    fprintf(out, "card peaks (measured now, GPU %d): copy %.2f TB/s, bf16 GEMM %.1f TFLOP/s%s\n",
+            o->device, copy / 1e12, gemm / 1e12, o->tp > 1 ? " (per card)" : "");
+}
+
 /* Linear-layer parameters of the whole model (all ranks), LoRA of rank R included. */
 static double linear_params(const struct engine_config *c, int R)
 {
@@ -234,8 +245,7 @@ static void report(struct bench *b, double copy, double gemm, FILE *out)
     /* bytes one decode step reads over all cards: linear weights, lm_head, norms (+ KV) */
     double wbytes = 2.0 * (P + emb + o->layers * 2.0 * o->hidden + o->hidden);
     double dbytes = t->decode_steps ? (wbytes * t->decode_steps + t->kv_bytes) : 0;
-    fprintf(out, "card peaks (measured now, GPU %d): copy %.2f TB/s, bf16 GEMM %.1f TFLOP/s%s\n",
-            o->device, copy / 1e12, gemm / 1e12, tp > 1 ? " (per card)" : "");
+    print_peaks(o, copy, gemm, out);
     fprintf(out, "prefill: %.0f tokens in %.3f s = %.0f tokens/s, %.1f TFLOP/s (%.0f%% of %d x "
             "GEMM)\n", tokens, t->prefill_s, tokens / t->prefill_s, pf / t->prefill_s / 1e12,
             100.0 * pf / t->prefill_s / (gemm * tp), tp);
@@ -306,8 +316,7 @@ int engine_bench_run(const struct engine_bench_opts *o, FILE *out, struct ny_err
     fprintf(out, "model made on %d GPU%s in %.1f s\n", o->tp > 1 ? o->tp : 1,
             o->tp > 1 ? "s" : "", now_s() - t0);
     if (o->via_generate) {
-        fprintf(out, "card peaks (measured now, GPU %d): copy %.2f TB/s, bf16 GEMM %.1f TFLOP/s\n",
-                o->device, copy / 1e12, gemm / 1e12);
+        print_peaks(o, copy, gemm, out);
         rc = bench_generate(&b, out, err);
     } else {
         rc = engine_tp_run(b.m, bench_rank, &b, err);
