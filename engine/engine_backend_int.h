@@ -308,6 +308,15 @@ struct engine_backend_ops {
      * partial until that sum call. Collective (every rank, same order). NULL: nothing to do. */
     int (*tp_sum_announce)(struct engine_backend *be, const struct engine_buf *y, int dim,
                            struct ny_err *err);
+
+    /* ---- read hint (optional) ---- */
+    /* The next op is a product (matmul, matmul_multi or mlp) whose input is x, and after it no
+     * op reads x before writing it: the backend may leave unwritten the values of x that the op
+     * before (the add + norm that made x, possibly deferred under tp_sum_announce) owes to that
+     * product alone, where the product takes them another way (CUDA: prefill rows from the bf16
+     * staging the norm writes too). The product and every other result stay bit-identical. The
+     * hint holds for the next op only. NULL: no hint. */
+    void (*last_read)(struct engine_backend *be, const struct engine_buf *x);
 };
 
 /* The CPU reference backend (engine/cpu/). Always built. */

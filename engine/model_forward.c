@@ -158,6 +158,15 @@ static int tp_sum_add_norm(struct engine_fwd *f, const struct engine_buf *w, str
     return rc ? rc : add_norm(f, w, err);
 }
 
+/* h (a norm's output) is read by the next call alone, a product of all its parts at once
+ * (engine_backend_ops.last_read); without matmul_multi the parts are separate calls: no hint. */
+static void last_read_h(struct engine_fwd *f)
+{
+    struct engine_model *m = f->m;
+    if (m->ops->last_read && m->ops->matmul_multi)
+        m->ops->last_read(m->be, f->h);
+}
+
 /* Rotary embedding of q [R, Q] and k [R, K]: one rope_qk call when the backend has it
  * (bit-identical), else one rope each. */
 static int fwd_rope(struct engine_fwd *f, struct ny_err *err)
@@ -233,6 +242,7 @@ static int fwd_layer(struct engine_fwd *f, int l, const struct engine_buf *next_
     int rc;
     /* attention block: (h = norm(x) on entry); q,k,v = h·Wᵀ; rope; att; x += att·Woᵀ;
      * h = post_norm(x) */
+    last_read_h(f);
     if ((rc = proj_multi(f, l, qkv, 3, f->h, qkv_out, err)) || (rc = fwd_rope(f, err)) ||
         (rc = ops->attention(be, f->kv, l, f->q, f->k, f->v, m->l_heads,
                              1.0f / sqrtf((float)c->head_dim), f->att, err)) ||
@@ -240,7 +250,10 @@ static int fwd_layer(struct engine_fwd *f, int l, const struct engine_buf *next_
         (rc = tp_sum_add_norm(f, L->post_norm, err)))
         return rc;
     /* MLP block: x += (silu(h·Wgᵀ) ⊙ h·Wuᵀ)·Wdᵀ; h = next_norm(x) */
-    if ((rc = tp_announce(f, f->h, err)) || (rc = mlp(f, l, gu, gu_out, err)) ||
+    if ((rc = tp_announce(f, f->h, err)))
+        return rc;
+    last_read_h(f);
+    if ((rc = mlp(f, l, gu, gu_out, err)) ||
         (rc = tp_sum_add_norm(f, next_norm, err)))
         return rc;
     return NY_OK;

@@ -279,6 +279,7 @@ static int cuda_buf_write(struct engine_backend *be, struct engine_buf *b, size_
                           const float *src, size_t n_floats, struct ny_err *err)
 {
     POISON_CHECK(be);
+    be->hint_next = NULL; /* last_read: the hint was for the next op, this one */
     if (b->wtype != CUDA_W_NONE || off > b->n || n_floats > b->n - off)
         return NY_ERR(err, NY_E_RANGE, "cuda: buf_write of %zu floats at %zu outside %zu",
                       n_floats, off, b->n);
@@ -300,6 +301,7 @@ static int cuda_buf_read(struct engine_backend *be, const struct engine_buf *b, 
                          float *dst, size_t n_floats, struct ny_err *err)
 {
     POISON_CHECK(be);
+    be->hint_next = NULL; /* last_read: the hint was for the next op, this one */
     if (b->wtype != CUDA_W_NONE || off > b->n || n_floats > b->n - off)
         return NY_ERR(err, NY_E_RANGE, "cuda: buf_read of %zu floats at %zu outside %zu",
                       n_floats, off, b->n);
@@ -444,6 +446,7 @@ static int cuda_step_begin(struct engine_backend *be, const struct engine_batch 
                            struct ny_err *err)
 {
     POISON_CHECK(be);
+    be->hint_next = NULL; /* last_read: the hint was for the next op, this one */
     SET_DEVICE(be);
     be->shadow_src = NULL;
     if (be->tp) { /* the uploads below are pageable: drain the stream abort-aware first */
@@ -607,6 +610,8 @@ int cuda_kv_map_step(struct engine_backend *be, struct engine_kv *kv, struct ny_
     static int cuda_##name params                                                                 \
     {                                                                                             \
         POISON_CHECK(be);                                                                         \
+        be->hint_cur = be->hint_next; /* last_read's hint: this op's alone */                    \
+        be->hint_next = NULL;                                                                     \
         CU_CHECK(be, cudaSetDevice(be->device), "cudaSetDevice");                                 \
         if (!(keep_shadow) && cuda_ovl_busy(be)) {                                                \
             int rc_ = cuda_tp_ovl_settle(be, err);                                                \
@@ -615,7 +620,9 @@ int cuda_kv_map_step(struct engine_backend *be, struct engine_kv *kv, struct ny_
         }                                                                                         \
         if (!(keep_shadow))                                                                       \
             be->shadow_src = NULL;                                                                \
-        return cuda_op_##name args;                                                               \
+        int rc_ = cuda_op_##name args;                                                            \
+        be->hint_cur = NULL;                                                                      \
+        return rc_;                                                                               \
     }
 #define WRAP(name, params, args) WRAP_OP(name, params, args, 0)
 #define WRAP_KEEP(name, params, args) WRAP_OP(name, params, args, 1)
@@ -663,6 +670,14 @@ WRAP_KEEP(mlp, (struct engine_backend * be, const struct engine_buf *x, int in,
            int out, const struct engine_lora_term *lora, struct engine_buf *y,
            struct ny_err *err), (be, x, in, gu, nl, ff, w, out, lora, y, err))
 
+/* engine_backend_ops.last_read: x's next reader (the next op) is its last; cleared by every op.
+ * NY_LAST_READ=0 ignores the hint (A/B timing; the results are bit-identical either way). */
+static void cuda_last_read(struct engine_backend *be, const struct engine_buf *x)
+{
+    static int on = -1;
+    be->hint_next = x && cuda_env_on("NY_LAST_READ", &on) ? x->d : NULL;
+}
+
 #if NY_HAVE_NCCL /* cuda_tp.cu, declared in cuda_int.cuh */
 #define CUDA_TP_OPS cuda_tp_create, cuda_tp_abort, cuda_tp_destroy, cuda_tp_allreduce, cuda_tp_argmax
 #define CUDA_TP_FUSED cuda_tp_allreduce_add_rmsnorm
@@ -703,4 +718,5 @@ extern "C" const struct engine_backend_ops engine_cuda_ops = {
     cuda_mlp,
     CUDA_TP_FUSED, /* tp_allreduce_add_rmsnorm */
     CUDA_TP_ANNOUNCE, /* tp_sum_announce */
+    cuda_last_read,
 };

@@ -528,6 +528,16 @@ static int unit_stage(struct engine_backend *be, const struct mm_job *j, int r0,
                             (__nv_bfloat16 *)*xb, err);
 }
 
+/* Whether unit rows of adapter a read X only through their bf16 staging: every LoRA A matrix of
+ * a on the unit path (matmul_unit and stacked_unit read the fp32 rows otherwise). */
+static int unit_staged_only(const struct mm_job *j, int a)
+{
+    for (int p = 0; p < j->n_parts && a >= 0 && a < j->n_lora; p++)
+        if (j->lora[p] && j->lora[p][a].a && !unit_ok(j->lora[p][a].a))
+            return 0;
+    return 1;
+}
+
 /* A swiglu_matmul job: X = silu(X)·U in place (fp32, the swiglu op's kernel) on the rows of the
  * one-row requests (decode rows), each maximal run of consecutive such rows in one launch. */
 static int swiglu_singles(struct engine_backend *be, const struct mm_job *j, struct ny_err *err)
@@ -617,8 +627,9 @@ static int matmul_all(struct engine_backend *be, const struct mm_job *j, struct 
             continue;
         void *xb;
         int idx[ENGINE_MATMUL_MAX_PARTS], R = 0, ns = 0;
-        if (consume)
-            rc = cuda_tp_ovl_norm_unit(be, u, r0, m, err);
+        if (consume) /* the norm's fp32 rows too, unless this job is their last reader */
+            rc = cuda_tp_ovl_norm_unit(be, u, r0, m,
+                                       be->hint_cur == j->X && unit_staged_only(j, a), err);
         if (!rc)
             rc = unit_stage(be, j, r0, m, a, &xb, err);
         if (!rc && (ns = stack_parts(j, a, idx, &R)) >= 2)

@@ -260,6 +260,9 @@ struct engine_backend {
     const struct engine_buf *pend_w;
     float pend_eps;
     __nv_bfloat16 *pend_ob;       /* the bf16 shadow room, or NULL */
+    /* engine_backend_ops.last_read: the buffer the next op's product reads last (hint_next),
+     * moved to hint_cur while that op runs (NULL: none) */
+    const void *hint_next, *hint_cur;
     /* NY_TP_OVL_TRACE=1: device timestamps [CUDA_OVL_TRACE_SUMS][CUDA_OVL_UNITS][4] of the
      * step's overlapped sums (cuda_tp_overlap.cu), ovl_tr_n sums so far, pend_tr the pending
      * one's index (-1: not traced) */
@@ -358,8 +361,10 @@ int cuda_tp_ovl_defer_norm(struct engine_backend *be, struct engine_buf *x, stru
                            const struct engine_buf *w, int dim, float eps, struct engine_buf *out,
                            struct ny_err *err);
 /* matmul_all, reading the pending norm's out: the add + norm of unit u's rows once its sum is
- * here, before the unit's products. */
-int cuda_tp_ovl_norm_unit(struct engine_backend *be, int u, int r0, int m, struct ny_err *err);
+ * here, before the unit's products; shadow_only: the rows' fp32 out left unwritten (only their
+ * bf16 shadow is read: engine_backend_ops.last_read). */
+int cuda_tp_ovl_norm_unit(struct engine_backend *be, int u, int r0, int m, int shadow_only,
+                          struct ny_err *err);
 /* Any other op: run the pending add + norm on every row and make the stream wait for an active
  * product's sums. step_begin and destroy: cuda_tp_ovl_drop (the wait, no norm: a failed step). */
 int cuda_tp_ovl_settle(struct engine_backend *be, struct ny_err *err);
@@ -370,7 +375,8 @@ static inline int cuda_ovl_busy(const struct engine_backend *be)
 }
 
 /* cuda_norm.cu: add_rmsnorm (y != NULL) or rmsnorm of rows [r0, r0 + m) of raw buffers (x, y,
- * out [n_rows, dim]), ob the bf16 shadow room or NULL; cuda_norm_all: every row of the step,
+ * out [n_rows, dim]; NULL: x and ob only), ob the bf16 shadow room or NULL; cuda_norm_all:
+ * every row of the step,
  * the shadow handled as the ops do. The kernels of the ops: bit-identical rows. */
 int cuda_norm_rows(struct engine_backend *be, int r0, int m, float *x, const float *y,
                    const struct engine_buf *w, int dim, float eps, float *out, __nv_bfloat16 *ob,

@@ -59,7 +59,8 @@ __global__ static void k_rmsnorm_v(float *x, const float *y, const W *w, int dim
             xr[i] = v[u];
         }
     }
-    norm_row_v(v, wv, n4, dim, eps, reinterpret_cast<float4 *>(out + (size_t)blockIdx.x * dim),
+    norm_row_v(v, wv, n4, dim, eps,
+               out ? reinterpret_cast<float4 *>(out + (size_t)blockIdx.x * dim) : nullptr,
                outb ? outb + (size_t)blockIdx.x * dim : nullptr, sh);
 }
 
@@ -97,7 +98,7 @@ int cuda_norm_rows(struct engine_backend *be, int r0, int m, float *x, const flo
         return NY_OK;
     const size_t off = (size_t)r0 * dim;
     x += off;
-    out += off;
+    out = out ? out + off : NULL;
     y = y ? y + off : NULL;
     ob = ob ? ob + off : NULL;
     const __nv_bfloat16 *wb = (const __nv_bfloat16 *)w->d;
@@ -105,6 +106,8 @@ int cuda_norm_rows(struct engine_backend *be, int r0, int m, float *x, const flo
     bool bf = w->wtype == CUDA_W_BF16;
     const char *what = y ? "add_rmsnorm kernel" : "rmsnorm kernel";
     dim3 grid((unsigned)m), tb(NORM_THREADS);
+    if (!out && !(ob && NORM_V_FITS(dim))) /* x and the shadow only: the vectorised kernel */
+        return NY_ERR(err, NY_E_INVALID, "cuda norm: no output for %d-wide rows", dim);
     if (dim % 4 == 0 && dim <= NORM_THREADS * 4 * NORM_V) {
         if (bf)
             CU_LAUNCH(be, what, k_rmsnorm_v<__nv_bfloat16>, grid, tb, 0, x, y, wb, dim, eps, out,

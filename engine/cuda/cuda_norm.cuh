@@ -46,7 +46,7 @@ __device__ __forceinline__ static void norm_load_w(const W *w, int n4, float (&w
 /* The norm of a row whose values this thread holds in v (zeros past n4 groups): the sum of
  * squares over its values in index order, the fixed block tree, then outr = v · inv · w and,
  * when outb is given, the same floats rounded to bf16 as cuda_rows_to_bf16 rounds them (the
- * bf16 shadow). outr and outb point at the row. */
+ * bf16 shadow). outr and outb point at the row (outr NULL: the shadow alone). */
 __device__ __forceinline__ static void norm_row_v(const float4 (&v)[NORM_V],
                                                   const float (&wv)[NORM_V][4], int n4, int dim,
                                                   float eps, float4 *outr, __nv_bfloat16 *outb,
@@ -65,7 +65,8 @@ __device__ __forceinline__ static void norm_row_v(const float4 (&v)[NORM_V],
             continue;
         const float4 o = make_float4(v[u].x * inv * wv[u][0], v[u].y * inv * wv[u][1],
                                      v[u].z * inv * wv[u][2], v[u].w * inv * wv[u][3]);
-        outr[i] = o;
+        if (outr)
+            outr[i] = o;
         if (outb) {
             const __nv_bfloat162 p2[2] = {__floats2bfloat162_rn(o.x, o.y),
                                           __floats2bfloat162_rn(o.z, o.w)};

@@ -251,6 +251,7 @@ void cuda_tp_destroy(struct engine_tp *g)
 /* Common entry of the collectives: in a live group, on the rank's device. */
 static int tp_enter(struct engine_backend *be, const char *what, struct ny_err *err)
 {
+    be->hint_next = NULL; /* last_read: the hint was for the next op, this one */
     if (!be->tp)
         return NY_ERR(err, NY_E_STATE, "cuda: %s outside a tensor-parallel group", what);
     if (be->failed)

@@ -437,6 +437,7 @@ static int join_tp_stream(struct engine_backend *be, struct ny_err *err)
 int cuda_tp_sum_announce(struct engine_backend *be, const struct engine_buf *y, int dim,
                          struct ny_err *err)
 {
+    be->hint_next = NULL; /* last_read: the hint was for the next op, this one */
     if (be->failed)
         return NY_ERR(err, NY_E_STATE, "cuda: the backend failed earlier and is poisoned");
     CU_CHECK(be, cudaSetDevice(be->device), "cudaSetDevice");
@@ -644,13 +645,15 @@ int cuda_tp_ovl_defer_norm(struct engine_backend *be, struct engine_buf *x, stru
     return 1;
 }
 
-int cuda_tp_ovl_norm_unit(struct engine_backend *be, int u, int r0, int m, struct ny_err *err)
+int cuda_tp_ovl_norm_unit(struct engine_backend *be, int u, int r0, int m, int shadow_only,
+                          struct ny_err *err)
 {
     stamp(be, be->stream, be->pend_tr, u, 0);
     CU_CHECK(be, cudaStreamWaitEvent(be->stream, be->ovl_ev[1][u], 0), "unit sum wait");
     stamp(be, be->stream, be->pend_tr, u, 1);
     return cuda_norm_rows(be, r0, m, be->pend_x, be->ovl_G, be->pend_w, be->pend_dim,
-                          be->pend_eps, be->pend_out, be->pend_ob, err);
+                          be->pend_eps, shadow_only && be->pend_ob ? NULL : be->pend_out,
+                          be->pend_ob, err);
 }
 
 int cuda_tp_ovl_settle(struct engine_backend *be, struct ny_err *err)

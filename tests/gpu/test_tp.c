@@ -96,8 +96,9 @@ struct rank {
     float *out2, *out3, *out4;
     int decode;
     /* overlap: requests of req[0..n_req) rows; variant 0: the fused sums, 1: the first through
-     * tp_allreduce and add_rmsnorm; lora: a rank-16 term on the first product (adapter 0);
-     * res: [2 passes][x rows*dim, h rows*dim, g rows*OVL_FF]; ovl[pass]: sums overlapped */
+     * tp_allreduce and add_rmsnorm, 2: the fused sums with last_read before g's product; lora:
+     * a rank-16 term on the first product (adapter 0); res: [2 passes][x rows*dim, h rows*dim,
+     * g rows*OVL_FF]; ovl[pass]: sums overlapped */
     const int *req;
     int n_req, variant, lora;
     float *res;
@@ -204,9 +205,10 @@ static int step_requests(struct engine_backend *be, const int *req, int n, struc
 #define OVL_K 256   /* the first product's input width */
 #define OVL_FF 512  /* the middle product's output width */
 /* Two sums in a chain as the forward pass makes them: h = a·W1ᵀ (+ LoRA), sum + add + norm;
- * g = h·W2ᵀ (reads the norm's out); h = g·W3ᵀ, sum + add + norm; then x, h and g read back.
- * Pass 0 announces each sum (tp_sum_announce), pass 1 does not. Partials differ by rank (W1 and
- * W3 seeded by rank); x's residual and the norms are the same on every rank. */
+ * g = h·W2ᵀ (reads the norm's out; variant 2: announced as h's last reader, last_read); h =
+ * g·W3ᵀ, sum + add + norm; then x, h and g read back. Variant 1 sums by tp_allreduce and
+ * add_rmsnorm. Pass 0 announces each sum (tp_sum_announce), pass 1 does not. Partials differ by
+ * rank (W1 and W3 seeded by rank); x's residual and the norms are the same on every rank. */
 static int do_overlap(struct rank *r, struct ny_err *err)
 {
     const int dim = r->dim, rows = r->rows, rk = r->rank;
@@ -254,6 +256,8 @@ static int do_overlap(struct rank *r, struct ny_err *err)
         }
         if (!rc && pass == 0)
             rc = G->tp_sum_announce(r->be, h, dim, err);
+        if (!rc && r->variant == 2) /* g's product reads h last: its rows may stay unwritten */
+            G->last_read(r->be, h);
         if (!rc)
             rc = G->matmul(r->be, h, dim, w2, OVL_FF, NULL, 0, NULL, 0, g, err);
         if (!rc)
@@ -615,6 +619,7 @@ static void test_overlap(void **state)
         {r5, 5, 0, 0, 1024, 2}, {r5, 5, 0, 1, 1024, 2}, {r5, 5, 1, 1, 1024, 2},
         {r1, 1, 0, 0, 1024, 2}, {rmix, 3, 0, 1, 1024, 0}, {rsmall, 2, 0, 0, 1024, 0},
         {r5, 5, 0, 0, 1000, 2}, {r5, 5, 0, 0, 1002, 0}, /* a width the overlap does not take */
+        {r5, 5, 2, 0, 1024, 2}, {r5, 5, 2, 1, 1024, 2}, {rmix, 3, 2, 1, 1024, 0},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         int rows = 0;
@@ -657,7 +662,10 @@ static void test_overlap(void **state)
             if (k == 0 || !same || !as0 || nan || rs[k].ovl[0] != expect)
                 printf("  overlap tp=%d requests=%d rows=%d dim=%d%s%s: rank %d, %u of 2 sums "
                        "overlapped (want %u); x, h, g %s the sums without it%s%s\n", n_ranks,
-                       cases[c].n, rows, dim, cases[c].variant ? " (tp_allreduce)" : "",
+                       cases[c].n, rows, dim,
+                       cases[c].variant == 1   ? " (tp_allreduce)"
+                       : cases[c].variant == 2 ? " (last_read)"
+                                               : "",
                        cases[c].lora ? " LoRA" : "", k, rs[k].ovl[0], expect,
                        same ? "bit-identical to" : "DIFFER from",
                        as0 ? "" : "; x DIFFERS from rank 0's", nan ? "; NaN" : "");
