@@ -544,10 +544,12 @@ int cuda_gemm_rows_multi(struct engine_backend *be, const struct cuda_gemm_part 
     int nmax = 0;
     for (int i = 0; i <= n_parts; i++) {
         if (i == n_parts || P.n == SK_MAX_PARTS) { /* launch what is gathered */
-            int full = nmax / 64, rest = nmax - full * 64, rc = NY_OK, kmax = 0;
-            for (int k = 0; k < P.n; k++)
+            int full = nmax / 64, rest = nmax - full * 64, rc = NY_OK, kmax = 0, cols = 0;
+            for (int k = 0; k < P.n; k++) {
                 kmax = P.p[k].K > kmax ? P.p[k].K : kmax;
-            if (P.n && cuda_skinny_xb_wanted(nmax, kmax)) { /* X staged in bf16 once */
+                cols += P.p[k].N;
+            }
+            if (P.n && cuda_skinny_xb_wanted(nmax, kmax, cols)) { /* X staged in bf16 once */
                 rc = cuda_skinny_xb_stage(be, P, err);
                 if (!rc && full)
                     rc = cuda_skinny_xb_launch(be, 4, P, full, 0, beta, err);

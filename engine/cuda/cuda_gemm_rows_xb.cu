@@ -15,15 +15,26 @@
  * step against 58.5-66.2 unstaged, at batch 32 in 30.1 against 30.0; the 8B shape on one H100 at
  * batch 16 and 32 in 10.3 and 14.4 against 9.6 and 13.4: from 48 rows on only. */
 #define XB_MIN_ROWS 48
+/* Narrow launches (fewer columns than this: the wide kernel's blocks would take one 8-column
+ * tile each and read X whole in fp32, ncu: L1-bound) stage X from XB_NARROW_ROWS rows on
+ * (NY_SKINNY_XB_NARROW=0: not). ncu, the 70B card's q/k/v at 32 rows (2,560 columns, K 8,192,
+ * one H100, real clocks): 28.7 us staged against 49.3; the wider launches of that step gained
+ * nothing (gate/up 112 against 116, o 22.9 against 22.0) or lost (down 61 against 55). */
+#define XB_NARROW_COLS 4096
+#define XB_NARROW_ROWS 17
 /* Tiles a block (NT) halve while the launch would have fewer blocks than this
  * (NY_SKINNY_XB_BLOCKS=N). */
 #define XB_MIN_BLOCKS 128
 
-int cuda_skinny_xb_wanted(int rows, int kmax)
+int cuda_skinny_xb_wanted(int rows, int kmax, int cols)
 {
     static long v = -1;
+    static int narrow = -1;
     const long min_rows = cuda_env_long("NY_SKINNY_XB_ROWS", &v, XB_MIN_ROWS);
-    return min_rows > 0 && rows >= min_rows && kmax > SK_SHORT_K;
+    if (min_rows <= 0 || kmax <= SK_SHORT_K)
+        return 0;
+    return rows >= min_rows || (rows >= XB_NARROW_ROWS && cols < XB_NARROW_COLS &&
+                                cuda_env_on("NY_SKINNY_XB_NARROW", &narrow));
 }
 
 /* MT row tiles x NT column tiles a block. Each lane streams its own 16-byte pieces — of W (NT
