@@ -8,32 +8,18 @@
  * positions in order); a second kernel combines the splits in split order.
  * The number of splits depends only on the row's own position, so a row's result never depends
  * on the rest of the batch. Softmax in fp32 with max subtraction; expf/sqrtf are the precise ones.
+ * Over a bf16 cache with head_dim 64 or 128 and groups of 8 to 16 q heads the splits run on the
+ * tensor cores instead (cuda_att_decode.cu: q and p rounded to bf16 as the flash prefill rounds
+ * them).
  */
 #include <math.h>
 
-#include "cuda_int.cuh"
-#include "cuda_mma.cuh"
+#include "cuda_att.cuh"
 
 __device__ __forceinline__ static float kv_load(const float *p) { return *p; }
 __device__ __forceinline__ static float kv_load(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
 __device__ __forceinline__ static void kv_store(float *p, float v) { *p = v; }
 __device__ __forceinline__ static void kv_store(__nv_bfloat16 *p, float v) { *p = __float2bfloat16_rn(v); }
-/* A cache element's value of v (kv_store's rounding; the pointer only picks the type). */
-__device__ __forceinline__ static float kv_round(float v, const float *) { return v; }
-__device__ __forceinline__ static __nv_bfloat16 kv_round(float v, const __nv_bfloat16 *)
-{
-    return __float2bfloat16_rn(v);
-}
-
-/* Offset of (layer, token pos of slot, kv head h, dim 0) in the pool. */
-__device__ __forceinline__ static size_t kv_off(const int *table, int pps, int n_pages, int layer,
-                                                int slot, int pos, int nkv, int D, int h)
-{
-    int page = table[slot * pps + pos / CUDA_KV_PAGE];
-    return ((((size_t)layer * n_pages + page) * CUDA_KV_PAGE + pos % CUDA_KV_PAGE) * nkv + h) *
-           (size_t)D;
-}
-
 template <typename T>
 __global__ static void k_kv_store(const float *k, const float *v, const int *row_slot,
                                   const int *row_pos, const int *table, int pps, int n_pages,
@@ -62,7 +48,6 @@ __global__ static void k_kv_store(const float *k, const float *v, const int *row
  * cp.async, one memory round trip), then lane j of each warp scores position j for the warp's
  * heads (d in order), takes the softmax partials of a head by fixed xor trees in that warp, and
  * each thread sums p_j · V[j][d] over j in order for its (head, d) outputs. */
-#define ATT_SPLIT 32
 #define ATT_THREADS 128
 #define ATT_WARPS (ATT_THREADS / 32)
 #define ATT_MAX_GROUP 16
@@ -420,22 +405,6 @@ __device__ __forceinline__ static void fa_load_tile(unsigned dst, const __nv_bfl
     }
 }
 
-/* Four 8x8 bf16 matrices from shared memory (lanes 8j .. 8j + 7 give matrix j's row addresses);
- * lane (g, t) receives row g, columns 2t, 2t + 1 of each (TRANS: of each one transposed). */
-template <bool TRANS>
-__device__ __forceinline__ static void fa_ldsm_x4(unsigned addr, uint32_t &r0, uint32_t &r1,
-                                                  uint32_t &r2, uint32_t &r3)
-{
-    if (TRANS)
-        asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                     : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-                     : "r"(addr));
-    else
-        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                     : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-                     : "r"(addr));
-}
-
 /* S = Q·Kᵀ for the tile's 8 groups of 8 keys, k-step by k-step (each sc[nt] sums its k-steps in
  * order); ka: this lane's ldmatrix address in the K tile, &ks[lane % 8 + (lane / 16)·8][
  * ((lane / 8) % 2)·8]. Matrix j of an x4 ldmatrix (rows: keys (nt + j / 2)·8 .. + 7, columns
@@ -453,7 +422,7 @@ __device__ __forceinline__ static void fa_scores(float (*sc)[4], const uint32_t 
 #pragma unroll
         for (int nt = 0; nt < FA_KEYS / 8; nt += 2) {
             uint32_t b0, b1, b2, b3;
-            fa_ldsm_x4<false>(ka + (nt * 8 * (D + 8) + kk * 16) * 2, b0, b1, b2, b3);
+            cuda_ldsm_x4<false>(ka + (nt * 8 * (D + 8) + kk * 16) * 2, b0, b1, b2, b3);
             cuda_mma_bf16(sc[nt], qa[kk][0], qa[kk][1], qa[kk][2], qa[kk][3], b0, b1);
             cuda_mma_bf16(sc[nt + 1], qa[kk][0], qa[kk][1], qa[kk][2], qa[kk][3], b2, b3);
         }
@@ -475,7 +444,7 @@ __device__ __forceinline__ static void fa_pv(float (*o)[4], const float (*p)[4],
             /* B fragments of V[16 keys][d: dt·8 .. dt·8 + 15], transposed by ldmatrix:
              * b0 = V[kk·16 + 2t, +1][dt·8 + g], b1 = the same 8 keys further */
             uint32_t b0, b1, b2, b3;
-            fa_ldsm_x4<true>(va + (kk * 16 * (D + 8) + dt * 8) * 2, b0, b1, b2, b3);
+            cuda_ldsm_x4<true>(va + (kk * 16 * (D + 8) + dt * 8) * 2, b0, b1, b2, b3);
             cuda_mma_bf16(o[dt], a0, a1, a2, a3, b0, b1);
             cuda_mma_bf16(o[dt + 1], a0, a1, a2, a3, b2, b3);
         }
@@ -718,10 +687,16 @@ static int att_split(struct engine_backend *be, const struct engine_kv *kv, int 
     /* rows z0 .. z0 + c - 1 a launch pair (a grid's y and z hold at most 65,535) */
     for (int z0 = 0; z0 < n; z0 += CUDA_GRID_YZ_MAX) {
         unsigned c = cuda_grid_rows(n - z0);
-        CU_LAUNCH(be, "attention kernel", k_att_partial<T>, dim3((unsigned)max_splits,
-                  (unsigned)nkv, c), dim3(ATT_THREADS), shm, q, list, be->row_slot_d,
-                  be->row_pos_d, kv->table_d, kv->pages_per_slot, kv->n_pages, layer, n_heads,
-                  nkv, D, scale, (T *)kv->k, (T *)kv->v, max_splits, acc, ml, z0, knew, vnew);
+        rc = cuda_att_partial_tc(be, kv, layer, q, list, n_heads, scale, max_splits, acc, ml, z0,
+                                 c, knew, vnew, err);
+        if (rc < 0)
+            return rc;
+        if (!rc) /* the tensor cores did not take it: the fp32 kernel */
+            CU_LAUNCH(be, "attention kernel", k_att_partial<T>,
+                      dim3((unsigned)max_splits, (unsigned)nkv, c), dim3(ATT_THREADS), shm, q,
+                      list, be->row_slot_d, be->row_pos_d, kv->table_d, kv->pages_per_slot,
+                      kv->n_pages, layer, n_heads, nkv, D, scale, (T *)kv->k, (T *)kv->v,
+                      max_splits, acc, ml, z0, knew, vnew);
         CU_LAUNCH(be, "attention combine kernel", k_att_combine,
                   dim3((unsigned)n_heads, c, (unsigned)((D + tb - 1) / tb)), dim3(tb), cshm, acc,
                   ml, list, be->row_pos_d, n_heads, D, max_splits, out, z0);

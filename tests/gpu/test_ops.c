@@ -789,9 +789,12 @@ static void test_attention(void **state)
     (void)state;
     run_attention(4, 2, 16, 9, ENGINE_DTYPE_F32);
     run_attention(32, 8, 128, 600, ENGINE_DTYPE_F32);
-    /* bf16 cache: prefill rows on the tensor-core kernel, decode rows on the split kernel */
+    /* bf16 cache: prefill rows on the flash kernel, decode rows' splits on the tensor cores
+     * (head_dim 64 and 128, groups of 8 and 16 q heads) or the fp32 kernel (groups of 4, head_dim
+     * 16) */
     run_attention(32, 8, 128, 600, ENGINE_DTYPE_BF16);
     run_attention(8, 1, 64, 130, ENGINE_DTYPE_BF16);
+    run_attention(16, 1, 128, 70, ENGINE_DTYPE_BF16);
     run_attention(4, 2, 16, 9, ENGINE_DTYPE_BF16);
 }
 
@@ -855,10 +858,11 @@ static void run_matmul_invariance(int K, int adb, int N)
         assert_memory_equal(ya, ya0, 7 * (size_t)N * 4);
         assert_memory_equal(yb, yb0, (size_t)N * 4);
     }
-    /* 16 to 64 decode rows (one pass of 1 to 4 row tiles, X staged in bf16 from 16 rows on):
-     * row b identical to its step of 1 decode row (not staged) */
+    /* 15 to 64 decode rows (one pass of 1 to 4 row tiles; X staged in bf16 from 17 rows on for
+     * fewer than 4,096 columns, from 32 for more, from 16 under NY_SKINNY_XB_ROWS=16): row b
+     * identical to its step of 1 decode row (not staged) */
     int rows[71], ad[71];
-    const int nds[] = {15, 16, 17, 33, 40, 64};
+    const int nds[] = {15, 16, 17, 32, 33, 40, 64};
     for (size_t k = 0; k < sizeof nds / sizeof nds[0]; k++) {
         for (int i = 0; i <= nds[k]; i++)
             rows[i] = 1, ad[i] = i % 3 - 1;
@@ -904,10 +908,8 @@ static void test_matmul_invariance(void **state)
 
 /* Attention of request A (prefill 300 rows, then decode) is bit-identical whether it runs alone
  * in slot 0 or in slot 2 beside two other requests. */
-static void test_attention_invariance(void **state)
+static void run_attention_invariance(int nh, int nkv, int hd, int L)
 {
-    (void)state;
-    int nh = 8, nkv = 2, hd = 64, L = 300;
     float one = 1.0f;
     struct wpair dummy = weight(ENGINE_DTYPE_BF16, &one, 1, 1); /* bf16 KV */
     size_t qa = (size_t)(L + 1) * nh * hd, ka = (size_t)(L + 1) * nkv * hd;
@@ -959,6 +961,14 @@ static void test_attention_invariance(void **state)
     assert_memory_equal(out[0], out[1], qa * 4);
     free(out[0]), free(out[1]), free(q), free(k), free(v);
     wfree(dummy);
+}
+
+/* groups of 4 q heads (the fp32 split kernel) and of 8 (its tensor-core version) */
+static void test_attention_invariance(void **state)
+{
+    (void)state;
+    run_attention_invariance(8, 2, 64, 300);
+    run_attention_invariance(16, 2, 64, 300);
 }
 
 /* Bad shapes, ids, slots and positions are errors with a message, before any launch. */
