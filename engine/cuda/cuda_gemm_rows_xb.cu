@@ -12,9 +12,10 @@
 
 /* Launches of at least this many rows stage X (NY_SKINNY_XB_ROWS=N; 0: never). Measured on
  * 4 x H100 (same calls, ids identical): the 70B shape at tp 4 decodes at batch 64 in 48.4 ms a
- * step against 58.5-66.2 unstaged, at batch 32 in 30.1 against 30.0; the 8B shape on one H100 at
- * batch 16 and 32 in 10.3 and 14.4 against 9.6 and 13.4: from 48 rows on only. */
-#define XB_MIN_ROWS 48
+ * step against 58.5-66.2 unstaged; with 4 column tiles a block at 2 row tiles (below), at batch
+ * 32 in 26.67 against 27.13 and at batch 24 in 25.06 against 24.85; the 8B shape on one H100 at
+ * batch 32 in 10.89 against 11.00 and at batch 24 in 9.94 against 9.86. */
+#define XB_MIN_ROWS 32
 /* Narrow launches (fewer columns than this: the wide kernel's blocks would take one 8-column
  * tile each and read X whole in fp32, ncu: L1-bound) stage X from XB_NARROW_ROWS rows on
  * (NY_SKINNY_XB_NARROW=0: not). ncu, the 70B card's q/k/v at 32 rows (2,560 columns, K 8,192,
@@ -162,14 +163,19 @@ int cuda_skinny_xb_launch(struct engine_backend *be, int mt, struct sk_parts &P,
     int cols = 0;
     for (int i = 0; i < P.n; i++)
         cols += P.p[i].N;
-    /* 2 column tiles a block (4 at one row tile), 1 where that leaves too few blocks; a ring of
-     * 4 slots (3 from 3 row tiles on): two blocks an SM fit in shared memory */
-    int nt = mt == 1 ? 4 : 2;
+    /* 4 column tiles a block up to 2 row tiles, 2 beyond, fewer where that leaves too few
+     * blocks; a ring of 4 slots (3 at 4 tiles of 2 row tiles, and from 3 row tiles on): two
+     * blocks an SM fit in shared memory. NY_SKINNY_XB_NT2=2: 2 tiles at 2 row tiles (A/B; the
+     * 70B shape at tp 4 decodes at batch 32 with every launch staged in 26.7 ms a step at 4 tiles,
+     * 28.6 at 2, ids identical) */
+    static long nt2 = -1;
+    const int wide2 = mt == 2 && cuda_env_long("NY_SKINNY_XB_NT2", &nt2, 4) == 4;
+    int nt = mt == 1 || wide2 ? 4 : 2;
     while (nt > 1 && (long)cols / (SK_COLS * nt) * passes < min_blocks)
         nt /= 2;
     const int tiles = sk_tiles(P, SK_COLS * nt);
     dim3 grid((unsigned)tiles, (unsigned)passes), tb(SK_WARPS * 32);
-    const int S = mt <= 2 ? 4 : 3;
+    const int S = mt == 1 || (mt == 2 && nt < 4) ? 4 : 3;
     const size_t shm = (size_t)SK_WARPS * S * (nt + 2 * mt) * 32 * sizeof(uint4);
     static int allowed[4][3][CUDA_MAX_DEVICES];
     const int ni = nt == 4 ? 2 : nt == 2 ? 1 : 0;
@@ -179,7 +185,7 @@ int cuda_skinny_xb_launch(struct engine_backend *be, int mt, struct sk_parts &P,
     if (mt == 1)
         nt == 4 ? XB_K(4, 1, 4) : nt == 2 ? XB_K(4, 1, 2) : XB_K(4, 1, 1);
     else if (mt == 2)
-        nt == 2 ? XB_K(4, 2, 2) : XB_K(4, 2, 1);
+        nt == 4 ? XB_K(3, 2, 4) : nt == 2 ? XB_K(4, 2, 2) : XB_K(4, 2, 1);
     else if (mt == 3)
         nt == 2 ? XB_K(3, 3, 2) : XB_K(3, 3, 1);
     else
