@@ -317,6 +317,17 @@ struct engine_backend_ops {
      * staging the norm writes too). The product and every other result stay bit-identical. The
      * hint holds for the next op only. NULL: no hint. */
     void (*last_read)(struct engine_backend *be, const struct engine_buf *x);
+
+    /* ---- overlapped tensor-parallel sums with their norm (optional) ---- */
+    /* tp_sum_announce(y, dim), and moreover the sum call that follows the product is exactly
+     * tp_allreduce_add_rmsnorm(x, y, w, dim, eps, y) (any other sum call fails NY_E_STATE): the
+     * backend may run each request's residual add and norm beside its sum. out_last_read: y's
+     * values after that call are read only by the next product, as its input (last_read's
+     * promise, made early). Every result stays bit-identical to the calls without it.
+     * Collective. NULL: the caller uses tp_sum_announce. */
+    int (*tp_sum_announce_norm)(struct engine_backend *be, const struct engine_buf *y, int dim,
+                                struct engine_buf *x, const struct engine_buf *w, float eps,
+                                int out_last_read, struct ny_err *err);
 };
 
 /* The CPU reference backend (engine/cpu/). Always built. */

@@ -124,13 +124,20 @@ static int tp_sum(struct engine_fwd *f, struct engine_buf *h, struct ny_err *err
 }
 
 /* Under tensor parallelism, before the o or down product into h: its sum over the ranks may
- * start as the product's rows are done (bit-identical). */
-static int tp_announce(struct engine_fwd *f, struct engine_buf *h, struct ny_err *err)
+ * start as the product's rows are done, and with it the residual add and the norm by w that
+ * tp_sum_add_norm makes next (bit-identical); last: h (that norm's output) is read by the next
+ * product alone. */
+static int tp_announce(struct engine_fwd *f, struct engine_buf *h, const struct engine_buf *w,
+                       int last, struct ny_err *err)
 {
     struct engine_model *m = f->m;
-    if (m->tp < 2 || !m->ops->tp_sum_announce)
+    const struct engine_backend_ops *ops = m->ops;
+    if (m->tp < 2)
         return NY_OK;
-    return m->ops->tp_sum_announce(m->be, h, m->cfg.hidden, err);
+    if (ops->tp_sum_announce_norm && ops->tp_allreduce_add_rmsnorm)
+        return ops->tp_sum_announce_norm(m->be, h, m->cfg.hidden, f->x, w, m->cfg.rms_eps,
+                                         last && ops->matmul_multi, err);
+    return ops->tp_sum_announce ? ops->tp_sum_announce(m->be, h, m->cfg.hidden, err) : NY_OK;
 }
 
 /* x += h (the residual), then h = norm(x) with weight w: one add_rmsnorm call when the backend
@@ -246,11 +253,12 @@ static int fwd_layer(struct engine_fwd *f, int l, const struct engine_buf *next_
     if ((rc = proj_multi(f, l, qkv, 3, f->h, qkv_out, err)) || (rc = fwd_rope(f, err)) ||
         (rc = ops->attention(be, f->kv, l, f->q, f->k, f->v, m->l_heads,
                              1.0f / sqrtf((float)c->head_dim), f->att, err)) ||
-        (rc = tp_announce(f, f->h, err)) || (rc = proj(f, l, ENGINE_O, f->att, f->h, err)) ||
+        (rc = tp_announce(f, f->h, L->post_norm, 1, err)) ||
+        (rc = proj(f, l, ENGINE_O, f->att, f->h, err)) ||
         (rc = tp_sum_add_norm(f, L->post_norm, err)))
         return rc;
     /* MLP block: x += (silu(h·Wgᵀ) ⊙ h·Wuᵀ)·Wdᵀ; h = next_norm(x) */
-    if ((rc = tp_announce(f, f->h, err)))
+    if ((rc = tp_announce(f, f->h, next_norm, l + 1 < c->n_layers, err)))
         return rc;
     last_read_h(f);
     if ((rc = mlp(f, l, gu, gu_out, err)) ||

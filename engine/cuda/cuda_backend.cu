@@ -682,10 +682,12 @@ static void cuda_last_read(struct engine_backend *be, const struct engine_buf *x
 #define CUDA_TP_OPS cuda_tp_create, cuda_tp_abort, cuda_tp_destroy, cuda_tp_allreduce, cuda_tp_argmax
 #define CUDA_TP_FUSED cuda_tp_allreduce_add_rmsnorm
 #define CUDA_TP_ANNOUNCE cuda_tp_sum_announce
+#define CUDA_TP_ANNOUNCE_NORM cuda_tp_sum_announce_norm
 #else
 #define CUDA_TP_OPS NULL, NULL, NULL, NULL, NULL /* built without NCCL: no tensor parallelism */
 #define CUDA_TP_FUSED NULL
 #define CUDA_TP_ANNOUNCE NULL
+#define CUDA_TP_ANNOUNCE_NORM NULL
 #endif
 
 extern "C" const struct engine_backend_ops engine_cuda_ops = {
@@ -719,4 +721,5 @@ extern "C" const struct engine_backend_ops engine_cuda_ops = {
     CUDA_TP_FUSED, /* tp_allreduce_add_rmsnorm */
     CUDA_TP_ANNOUNCE, /* tp_sum_announce */
     cuda_last_read,
+    CUDA_TP_ANNOUNCE_NORM, /* tp_sum_announce_norm */
 };

@@ -503,7 +503,7 @@ static int unit_stage(struct engine_backend *be, const struct mm_job *j, int r0,
 {
     const float *x = j->X + (size_t)r0 * j->K;
     if (!j->U && be->shadow_src == j->X && be->shadow_dim == j->K) { /* the bf16 shadow */
-        *xb = (__nv_bfloat16 *)be->scratch[CUDA_SCRATCH_SHADOW] + (size_t)r0 * j->K;
+        *xb = (__nv_bfloat16 *)be->shadow_d + (size_t)r0 * j->K;
         return NY_OK;
     }
     int rc = cuda_scratch(be, 0, (size_t)m * j->K * 2, xb, err);
@@ -629,7 +629,9 @@ static int matmul_all(struct engine_backend *be, const struct mm_job *j, struct 
         int idx[ENGINE_MATMUL_MAX_PARTS], R = 0, ns = 0;
         if (consume) /* the norm's fp32 rows too, unless this job is their last reader */
             rc = cuda_tp_ovl_norm_unit(be, u, r0, m,
-                                       be->hint_cur == j->X && unit_staged_only(j, a), err);
+                                       (be->hint_cur == j->X || be->pend_trans) &&
+                                           unit_staged_only(j, a),
+                                       err);
         if (!rc)
             rc = unit_stage(be, j, r0, m, a, &xb, err);
         if (!rc && (ns = stack_parts(j, a, idx, &R)) >= 2)

@@ -166,6 +166,8 @@ struct engine_tp {
     unsigned long ovl_tick[2][CUDA_TP_MAX];
     struct {
         const float *h, *G;
+        float *x;
+        __nv_bfloat16 *ob;
     } ovl_pub[CUDA_TP_MAX][4];
 };
 
@@ -233,6 +235,7 @@ struct engine_backend {
      * it, as does a matmul writing the mirrored buffer, a buffer write or free, step_begin and
      * tp_allreduce. */
     const void *shadow_src;
+    const __nv_bfloat16 *shadow_d; /* its rows */
     int shadow_dim;
     /* Overlapped prefill sums (cuda_tp_overlap.cu; see its header comment for the protocol).
      * tp_stream: the sums' copies and rank-order sums (highest priority). ovl_ev[0][u]: unit u's
@@ -263,6 +266,17 @@ struct engine_backend {
     /* engine_backend_ops.last_read: the buffer the next op's product reads last (hint_next),
      * moved to hint_cur while that op runs (NULL: none) */
     const void *hint_next, *hint_cur;
+    /* tp_sum_announce_norm: the armed sum's add + norm (x, weight nw, eps) runs with each unit's
+     * sum on the rank's own chunk (ovl_norm), and the ranks gather x, the bf16 shadow ovl_ob and,
+     * unless ovl_ntrans (the norm's out is read by the next product alone), the fp32 out instead
+     * of the sums; pend_done: the deferred add + norm ran so (the next product only waits) */
+    int ovl_norm, ovl_ntrans, pend_done, pend_trans;
+    float *ovl_nx;
+    const struct engine_buf *ovl_nw;
+    float ovl_neps;
+    __nv_bfloat16 *ovl_ob;
+    float *ovl_peer_x[CUDA_TP_MAX];
+    __nv_bfloat16 *ovl_peer_ob[CUDA_TP_MAX];
     /* NY_TP_OVL_TRACE=1: device timestamps [CUDA_OVL_TRACE_SUMS][CUDA_OVL_UNITS][4] of the
      * step's overlapped sums (cuda_tp_overlap.cu), ovl_tr_n sums so far, pend_tr the pending
      * one's index (-1: not traced) */
@@ -349,6 +363,11 @@ void cuda_tp_ovl_abort(struct engine_tp *g);
  * when the step allows it (prefill units only, more than CUDA_TP_P2P_FLOATS floats). */
 int cuda_tp_sum_announce(struct engine_backend *be, const struct engine_buf *y, int dim,
                          struct ny_err *err);
+/* The tp_sum_announce_norm op: the same, with the add + norm of the announced
+ * tp_allreduce_add_rmsnorm run beside each unit's sum (NY_TP_OVL_NORM=0: as tp_sum_announce). */
+int cuda_tp_sum_announce_norm(struct engine_backend *be, const struct engine_buf *y, int dim,
+                              struct engine_buf *x, const struct engine_buf *w, float eps,
+                              int out_last_read, struct ny_err *err);
 /* matmul_all: unit u (rows [r0, r0 + m)) of the armed product is final on the stream: queue its
  * sum on tp_stream. */
 int cuda_tp_ovl_unit(struct engine_backend *be, int u, int r0, int m, struct ny_err *err);
@@ -458,6 +477,7 @@ static inline void cuda_shadow_mark(struct engine_backend *be, const __nv_bfloat
 {
     if (ob) {
         be->shadow_src = src;
+        be->shadow_d = ob;
         be->shadow_dim = dim;
     }
 }

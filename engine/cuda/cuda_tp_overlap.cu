@@ -17,10 +17,16 @@
  * the 70B prefill below.)
  * Each element is summed once, in rank order, by its chunk's owner: bit-identical to the NCCL
  * and peer-to-peer sums (cuda_tp.cu) whatever the units, chunks or timing.
+ * WITH THE NORM (tp_sum_announce_norm, which names the add + norm to come): tp_stream's kernel
+ * also adds the chunk's sum to x and norms its rows (k_ovl_sum_norm: the bf16 shadow ob and,
+ * unless the next product alone reads it, out = y), and the copies gather the peers' chunks of
+ * x, ob and out instead of G; the next product's unit u then only waits for E1[u]. Each row is
+ * normed once, by its chunk's owner, with the norm kernel's arithmetic: the same bits.
  *
  * HAZARDS: a peer copies our partial y[u] before it sets S[q][u], and E1[u] waits for every S:
- * so nothing of ours overwrites y[u] (the norm's out, the next product) before every peer has
- * read it. Our G chunk r is read by the peers before they set their E1[u] and rewritten only by
+ * so nothing of ours overwrites y[u] (the norm's out, the next product; with the norm, the
+ * gathered chunks of out) before every peer has read it; our own chunk of y is read and then
+ * normed in place by our kernel alone. Our G chunk r is read by the peers before they set their E1[u] and rewritten only by
  * our next sum of unit u, which waits on their next product of u (after their norm of u). The
  * buffers travel by pointer, published at a host barrier at each announce (the ranks' threads
  * meet there); G and staging grow only after a barrier at which every rank's streams are idle.
@@ -67,6 +73,14 @@ static size_t ovl_min_floats(void)
     return (size_t)cuda_env_long("NY_TP_OVL_MIN", &v, 4L << 20);
 }
 
+/* Whether tp_sum_announce_norm runs the add + norm with the sums: yes unless NY_TP_OVL_NORM=0
+ * (A/B timing; the same bits either way). */
+static int ovl_norm_wanted(void)
+{
+    static int v = -1;
+    return cuda_env_on("NY_TP_OVL_NORM", &v);
+}
+
 /* Whether sums overlap: yes unless NY_TP_OVERLAP=0 (A/B timing and checks). */
 static int ovl_wanted(void)
 {
@@ -110,6 +124,47 @@ __global__ static void k_ovl_sum(struct ovl_ptrs P, int n, size_t len4, float4 *
         }
         out[e] = a;
     }
+}
+
+/* tp_sum_announce_norm: the rows of this rank's chunk (a block a row): the ranks' partials summed
+ * as k_ovl_sum sums them, then k_rmsnorm_v's residual add and norm (x += sum; out, when given,
+ * and ob = norm(x)·w) — the bits of the sum followed by the deferred add + norm. P: the chunk's
+ * first row of each rank's partial; x, out, ob: the chunk's first row. out may be P's own rank's
+ * partial (each element is read before the row's norm writes it). */
+template <typename W>
+__global__ __launch_bounds__(NORM_THREADS) static void k_ovl_sum_norm(struct ovl_ptrs P, int n,
+                                                                      int dim, float *x,
+                                                                      const W *w, float eps,
+                                                                      float *out,
+                                                                      __nv_bfloat16 *ob)
+{
+    __shared__ float sh[NORM_THREADS / 32];
+    const int n4 = dim / 4;
+    const size_t r4 = (size_t)blockIdx.x * n4;
+    float wv[NORM_V][4];
+    norm_load_w(w, n4, wv);
+    float4 *xr = reinterpret_cast<float4 *>(x) + r4;
+    float4 v[NORM_V];
+#pragma unroll
+    for (int u = 0; u < NORM_V; u++) {
+        const int i = threadIdx.x + u * NORM_THREADS;
+        v[u] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        if (i < n4) {
+            float4 b = P.p[0][r4 + i];
+            for (int k = 1; k < n; k++) {
+                const float4 c = P.p[k][r4 + i];
+                b.x = __fadd_rn(b.x, c.x);
+                b.y = __fadd_rn(b.y, c.y);
+                b.z = __fadd_rn(b.z, c.z);
+                b.w = __fadd_rn(b.w, c.w);
+            }
+            const float4 a = xr[i];
+            v[u] = make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
+            xr[i] = v[u];
+        }
+    }
+    norm_row_v(v, wv, n4, dim, eps, out ? reinterpret_cast<float4 *>(out) + r4 : nullptr,
+               ob + (size_t)blockIdx.x * dim, sh);
 }
 
 /* ---- NY_TP_OVL_TRACE=1: where a step's time goes --------------------------------------------
@@ -406,7 +461,8 @@ static int meet(struct engine_backend *be, unsigned long *words, unsigned long t
     return NY_OK;
 }
 
-/* The ranks' threads meet, publishing h and G first. */
+/* The ranks' threads meet, publishing h and G (and, for tp_sum_announce_norm, be->ovl_nx and
+ * be->ovl_ob) first. */
 static int ovl_barrier(struct engine_backend *be, const float *h, const float *G,
                        struct ny_err *err)
 {
@@ -414,12 +470,16 @@ static int ovl_barrier(struct engine_backend *be, const float *h, const float *G
     const unsigned long b = ++be->ovl_bar;
     g->ovl_pub[be->tp_rank][b & 3].h = h;
     g->ovl_pub[be->tp_rank][b & 3].G = G;
+    g->ovl_pub[be->tp_rank][b & 3].x = h ? be->ovl_nx : NULL;
+    g->ovl_pub[be->tp_rank][b & 3].ob = h ? be->ovl_ob : NULL;
     int rc = meet(be, g->ovl_arrive, b, err);
     if (rc)
         return rc;
     for (int q = 0; q < be->tp_n; q++) {
         be->ovl_peer_h[q] = g->ovl_pub[q][b & 3].h;
         be->ovl_peer_G[q] = g->ovl_pub[q][b & 3].G;
+        be->ovl_peer_x[q] = g->ovl_pub[q][b & 3].x;
+        be->ovl_peer_ob[q] = g->ovl_pub[q][b & 3].ob;
     }
     return NY_OK;
 }
@@ -434,10 +494,14 @@ static int join_tp_stream(struct engine_backend *be, struct ny_err *err)
     return NY_OK;
 }
 
-int cuda_tp_sum_announce(struct engine_backend *be, const struct engine_buf *y, int dim,
-                         struct ny_err *err)
+/* Both announce ops: nx NULL for tp_sum_announce, else tp_sum_announce_norm's x, w, eps and
+ * whether the norm's out is read by the next product alone (trans). */
+static int ovl_announce(struct engine_backend *be, const struct engine_buf *y, int dim,
+                        struct engine_buf *nx, const struct engine_buf *nw, float eps, int trans,
+                        struct ny_err *err)
 {
     be->hint_next = NULL; /* last_read: the hint was for the next op, this one */
+    be->ovl_norm = 0;
     if (be->failed)
         return NY_ERR(err, NY_E_STATE, "cuda: the backend failed earlier and is poisoned");
     CU_CHECK(be, cudaSetDevice(be->device), "cudaSetDevice");
@@ -457,13 +521,18 @@ int cuda_tp_sum_announce(struct engine_backend *be, const struct engine_buf *y, 
         count / (size_t)ss->units_n < ovl_min_floats() ||
         ss->units_n > CUDA_OVL_UNITS || be->ovl_seq >= INT_MAX - 1)
         return NY_OK;
+    /* the norm with the sums: the vectorised norm's widths, x distinct from y and as large */
+    const int norm = nx && ovl_norm_wanted() && NORM_V_FITS(dim) && nx->d != y->d &&
+                     nx->wtype == CUDA_W_NONE && count <= nx->n && nw &&
+                     nw->n == (size_t)dim && nw->wtype != CUDA_W_NONE;
     if (__atomic_load_n(&g->aborted, __ATOMIC_ACQUIRE)) {
         be->failed = 1;
         return NY_ERR(err, NY_E_STATE, "cuda: tp_sum_announce: tensor-parallel group aborted");
     }
     const int n = be->tp_n;
     const size_t cmax = ((size_t)ss->units_max_len + n - 1) / n;
-    const size_t need = (count + (size_t)(n - 1) * cmax * dim) * sizeof(float);
+    const size_t need = (count + (size_t)(n - 1) * cmax * dim) * sizeof(float) +
+                        (norm ? count * sizeof(__nv_bfloat16) : 0);
     int rc;
     if (be->scratch_size[CUDA_SCRATCH_OVL] < need) {
         /* growth moves G, which peers read: every rank idle first (the same need on each) */
@@ -477,12 +546,31 @@ int cuda_tp_sum_announce(struct engine_backend *be, const struct engine_buf *y, 
         return rc;
     be->ovl_G = (float *)s;
     be->ovl_stage = be->ovl_G + count;
+    be->ovl_ob = norm ? (__nv_bfloat16 *)(be->ovl_stage + (size_t)(n - 1) * cmax * dim) : NULL;
+    be->ovl_nx = norm ? (float *)nx->d : NULL;
     if ((rc = ovl_barrier(be, (const float *)y->d, be->ovl_G, err)))
         return rc;
     be->ovl_seq++;
     be->ovl_y = (const float *)y->d;
     be->ovl_dim = dim;
+    be->ovl_norm = norm;
+    be->ovl_nw = nw;
+    be->ovl_neps = eps;
+    be->ovl_ntrans = trans;
     return NY_OK;
+}
+
+int cuda_tp_sum_announce(struct engine_backend *be, const struct engine_buf *y, int dim,
+                         struct ny_err *err)
+{
+    return ovl_announce(be, y, dim, NULL, NULL, 0.0f, 0, err);
+}
+
+int cuda_tp_sum_announce_norm(struct engine_backend *be, const struct engine_buf *y, int dim,
+                              struct engine_buf *x, const struct engine_buf *w, float eps,
+                              int out_last_read, struct ny_err *err)
+{
+    return ovl_announce(be, y, dim, x, w, eps, out_last_read, err);
 }
 
 /* Rows [*a, *a + *len) of chunk k of a unit of m rows from r0. */
@@ -545,7 +633,19 @@ int cuda_tp_ovl_unit(struct engine_backend *be, int u, int r0, int m, struct ny_
         }
         k++;
     }
-    if (len) {
+    if (len && be->ovl_norm) { /* the chunk's rows summed, added to x and normed */
+        float *out = be->ovl_ntrans ? NULL : (float *)be->ovl_y + a * dim;
+        const struct engine_buf *w = be->ovl_nw;
+        if (w->wtype == CUDA_W_BF16)
+            k_ovl_sum_norm<__nv_bfloat16><<<(unsigned)len, NORM_THREADS, 0, ts>>>(
+                P, n, dim, be->ovl_nx + a * dim, (const __nv_bfloat16 *)w->d, be->ovl_neps, out,
+                be->ovl_ob + a * dim);
+        else
+            k_ovl_sum_norm<float><<<(unsigned)len, NORM_THREADS, 0, ts>>>(
+                P, n, dim, be->ovl_nx + a * dim, (const float *)w->d, be->ovl_neps, out,
+                be->ovl_ob + a * dim);
+        CU_LAUNCHED(be, "overlapped sum + norm kernel");
+    } else if (len) {
         const size_t len4 = len * dim / 4;
         static long most = -1;
         const size_t cap = (size_t)cuda_env_long("NY_TP_OVL_BLOCKS", &most, 1024);
@@ -565,11 +665,27 @@ int cuda_tp_ovl_unit(struct engine_backend *be, int u, int r0, int m, struct ny_
         if ((rc = flag_op(be, cs, flag_at(g, 1, q, u), s, 1, err)))
             return rc;
         chunk_rows(r0, m, n, q, &a, &len);
-        if (len)
+        const int dq = g->bes[q]->device;
+        if (len && be->ovl_norm) { /* the peer's chunk of x, of the shadow and of out */
+            CU_CHECK(be, cudaMemcpyPeerAsync(be->ovl_nx + a * dim, be->device,
+                                             be->ovl_peer_x[q] + a * dim, dq,
+                                             len * dim * sizeof(float), cs),
+                     "sum: peer's chunk of x");
+            CU_CHECK(be, cudaMemcpyPeerAsync(be->ovl_ob + a * dim, be->device,
+                                             be->ovl_peer_ob[q] + a * dim, dq,
+                                             len * dim * sizeof(__nv_bfloat16), cs),
+                     "sum: peer's chunk of the shadow");
+            if (!be->ovl_ntrans)
+                CU_CHECK(be, cudaMemcpyPeerAsync((float *)be->ovl_y + a * dim, be->device,
+                                                 be->ovl_peer_h[q] + a * dim, dq,
+                                                 len * dim * sizeof(float), cs),
+                         "sum: peer's chunk of the norm");
+        } else if (len) {
             CU_CHECK(be, cudaMemcpyPeerAsync(be->ovl_G + a * dim, be->device,
-                                             be->ovl_peer_G[q] + a * dim, g->bes[q]->device,
+                                             be->ovl_peer_G[q] + a * dim, dq,
                                              len * dim * sizeof(float), cs),
                      "sum: peer's summed chunk");
+        }
         if (many) {
             CU_CHECK(be, cudaEventRecord(be->ovl_evd[k], cs), "copy event");
             CU_CHECK(be, cudaStreamWaitEvent(ts, be->ovl_evd[k], 0), "copy wait");
@@ -597,6 +713,11 @@ int cuda_tp_ovl_allreduce(struct engine_backend *be, struct engine_buf *x, struc
     const size_t count = (size_t)be->n_rows * be->ovl_dim;
     be->ovl_units = 0;
     be->ovl_y = NULL;
+    if (be->ovl_norm) { /* the units summed with their norms: x changed, not a plain sum */
+        be->ovl_norm = 0;
+        be->failed = 1;
+        return NY_ERR(err, NY_E_STATE, "cuda: tp_allreduce after tp_sum_announce_norm");
+    }
     if (!match)
         return 0;
     CU_CHECK(be, cudaMemcpyAsync(x->d, be->ovl_G, count * sizeof(float),
@@ -612,6 +733,34 @@ int cuda_tp_ovl_defer_norm(struct engine_backend *be, struct engine_buf *x, stru
     int rc;
     if (be->pend && (rc = cuda_tp_ovl_settle(be, err)))
         return rc;
+    /* the add + norm ran with the sums (tp_sum_announce_norm): only the announced call fits (no
+     * unit summed: x is as it was, the plain handling below) */
+    if (be->ovl_norm && be->ovl_units) {
+        be->ovl_norm = 0;
+        if ((const float *)h->d != be->ovl_y || dim != be->ovl_dim ||
+            (float *)x->d != be->ovl_nx || w != be->ovl_nw || eps != be->ovl_neps ||
+            out->d != h->d) {
+            be->failed = 1;
+            return NY_ERR(err, NY_E_STATE, "cuda: tp_allreduce_add_rmsnorm differs from its "
+                          "tp_sum_announce_norm");
+        }
+        be->ovl_taken++;
+        be->pend_tr = be->ovl_tr ? be->ovl_tr_n++ : -1;
+        be->pend = 1;
+        be->pend_done = 1;
+        be->pend_trans = be->ovl_ntrans;
+        be->pend_units = be->ovl_units;
+        be->pend_dim = dim;
+        be->pend_x = (float *)x->d;
+        be->pend_out = (float *)out->d;
+        be->pend_w = w;
+        be->pend_eps = eps;
+        be->pend_ob = be->ovl_ob;
+        be->ovl_units = 0;
+        be->ovl_y = NULL;
+        return 1;
+    }
+    be->ovl_norm = 0;
     if (!be->ovl_units || (const float *)h->d != be->ovl_y || dim != be->ovl_dim) {
         if (be->ovl_units && (rc = cuda_tp_ovl_settle(be, err)))
             return rc;
@@ -633,6 +782,8 @@ int cuda_tp_ovl_defer_norm(struct engine_backend *be, struct engine_buf *x, stru
     be->ovl_taken++;
     be->pend_tr = be->ovl_tr ? be->ovl_tr_n++ : -1;
     be->pend = 1;
+    be->pend_done = 0;
+    be->pend_trans = 0;
     be->pend_units = be->ovl_units;
     be->pend_dim = dim;
     be->pend_x = (float *)x->d;
@@ -651,6 +802,11 @@ int cuda_tp_ovl_norm_unit(struct engine_backend *be, int u, int r0, int m, int s
     stamp(be, be->stream, be->pend_tr, u, 0);
     CU_CHECK(be, cudaStreamWaitEvent(be->stream, be->ovl_ev[1][u], 0), "unit sum wait");
     stamp(be, be->stream, be->pend_tr, u, 1);
+    if (be->pend_done) /* x, the shadow and out (unless left to the product) gathered */
+        return be->pend_trans && !shadow_only /* out's rows after all: the norm of the new x */
+                   ? cuda_norm_rows(be, r0, m, be->pend_x, NULL, be->pend_w, be->pend_dim,
+                                    be->pend_eps, be->pend_out, NULL, err)
+                   : NY_OK;
     return cuda_norm_rows(be, r0, m, be->pend_x, be->ovl_G, be->pend_w, be->pend_dim,
                           be->pend_eps, shadow_only && be->pend_ob ? NULL : be->pend_out,
                           be->pend_ob, err);
@@ -661,9 +817,14 @@ int cuda_tp_ovl_settle(struct engine_backend *be, struct ny_err *err)
     int rc;
     if (be->pend) {
         be->pend = 0;
-        if ((rc = wait_sums(be, be->pend_units, err)) ||
-            (rc = cuda_norm_all(be, be->pend_x, be->ovl_G, be->pend_w, be->pend_dim,
-                                be->pend_eps, be->pend_out, err)))
+        if ((rc = wait_sums(be, be->pend_units, err)))
+            return rc;
+        /* with the sums (pend_done) the norm ran already, but for out's rows left to the next
+         * product (pend_trans), which an op reading them fp32 gets here: the norm of the new x */
+        const float *add = be->pend_done ? NULL : be->ovl_G;
+        if ((!be->pend_done || be->pend_trans) &&
+            (rc = cuda_norm_all(be, be->pend_x, add, be->pend_w, be->pend_dim, be->pend_eps,
+                                be->pend_out, err)))
             return rc;
     }
     return be->ovl_units ? wait_sums(be, be->ovl_units, err) : NY_OK;
@@ -672,6 +833,7 @@ int cuda_tp_ovl_settle(struct engine_backend *be, struct ny_err *err)
 int cuda_tp_ovl_drop(struct engine_backend *be, struct ny_err *err)
 {
     be->pend = 0;
+    be->ovl_norm = 0;
     be->ovl_units = 0;
     be->ovl_y = NULL;
     int rc = join_tp_stream(be, err);

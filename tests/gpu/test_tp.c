@@ -96,7 +96,8 @@ struct rank {
     float *out2, *out3, *out4;
     int decode;
     /* overlap: requests of req[0..n_req) rows; variant 0: the fused sums, 1: the first through
-     * tp_allreduce and add_rmsnorm, 2: the fused sums with last_read before g's product; lora:
+     * tp_allreduce and add_rmsnorm, 2: the fused sums with last_read before g's product, 3: the
+     * fused sums announced with their norms (tp_sum_announce_norm); lora:
      * a rank-16 term on the first product (adapter 0); res: [2 passes][x rows*dim, h rows*dim,
      * g rows*OVL_FF]; ovl[pass]: sums overlapped */
     const int *req;
@@ -207,8 +208,19 @@ static int step_requests(struct engine_backend *be, const int *req, int n, struc
 /* Two sums in a chain as the forward pass makes them: h = a·W1ᵀ (+ LoRA), sum + add + norm;
  * g = h·W2ᵀ (reads the norm's out; variant 2: announced as h's last reader, last_read); h =
  * g·W3ᵀ, sum + add + norm; then x, h and g read back. Variant 1 sums by tp_allreduce and
- * add_rmsnorm. Pass 0 announces each sum (tp_sum_announce), pass 1 does not. Partials differ by
+ * add_rmsnorm. Pass 0 announces each sum (tp_sum_announce; variant 3: tp_sum_announce_norm, the
+ * first's h read by g's product alone), pass 1 does not. Partials differ by
  * rank (W1 and W3 seeded by rank); x's residual and the norms are the same on every rank. */
+/* Pass 0's announce of the product into h: variant 3 with the norm by w that follows (last: h is
+ * then read by the next product alone). */
+static int overlap_announce(struct rank *r, struct engine_buf *h, struct engine_buf *x,
+                            const struct engine_buf *w, int last, struct ny_err *err)
+{
+    if (r->variant == 3)
+        return G->tp_sum_announce_norm(r->be, h, r->dim, x, w, 1e-5f, last, err);
+    return G->tp_sum_announce(r->be, h, r->dim, err);
+}
+
 static int do_overlap(struct rank *r, struct ny_err *err)
 {
     const int dim = r->dim, rows = r->rows, rk = r->rank;
@@ -244,7 +256,7 @@ static int do_overlap(struct rank *r, struct ny_err *err)
         if (!rc)
             rc = G->buf_write(r->be, x, 0, r->xin, (size_t)rows * dim, err);
         if (!rc && pass == 0)
-            rc = G->tp_sum_announce(r->be, h, dim, err);
+            rc = overlap_announce(r, h, x, n1, 1, err);
         if (!rc)
             rc = G->matmul(r->be, a, OVL_K, w1, dim, lora, lora ? 1 : 0, NULL, 0, h, err);
         if (!rc && r->variant == 1) {
@@ -255,7 +267,7 @@ static int do_overlap(struct rank *r, struct ny_err *err)
             rc = G->tp_allreduce_add_rmsnorm(r->be, x, h, n1, dim, eps, h, err);
         }
         if (!rc && pass == 0)
-            rc = G->tp_sum_announce(r->be, h, dim, err);
+            rc = overlap_announce(r, h, x, n2, 0, err);
         if (!rc && r->variant == 2) /* g's product reads h last: its rows may stay unwritten */
             G->last_read(r->be, h);
         if (!rc)
@@ -620,6 +632,8 @@ static void test_overlap(void **state)
         {r1, 1, 0, 0, 1024, 2}, {rmix, 3, 0, 1, 1024, 0}, {rsmall, 2, 0, 0, 1024, 0},
         {r5, 5, 0, 0, 1000, 2}, {r5, 5, 0, 0, 1002, 0}, /* a width the overlap does not take */
         {r5, 5, 2, 0, 1024, 2}, {r5, 5, 2, 1, 1024, 2}, {rmix, 3, 2, 1, 1024, 0},
+        {r5, 5, 3, 0, 1024, 2}, {r5, 5, 3, 1, 1024, 2}, {r1, 1, 3, 0, 1024, 2},
+        {rmix, 3, 3, 1, 1024, 0}, {r5, 5, 3, 0, 1000, 2},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         int rows = 0;
@@ -665,6 +679,7 @@ static void test_overlap(void **state)
                        cases[c].n, rows, dim,
                        cases[c].variant == 1   ? " (tp_allreduce)"
                        : cases[c].variant == 2 ? " (last_read)"
+                       : cases[c].variant == 3 ? " (tp_sum_announce_norm)"
                                                : "",
                        cases[c].lora ? " LoRA" : "", k, rs[k].ovl[0], expect,
                        same ? "bit-identical to" : "DIFFER from",
