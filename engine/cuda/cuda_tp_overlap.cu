@@ -732,6 +732,28 @@ int cuda_tp_ovl_allreduce(struct engine_backend *be, struct engine_buf *x, struc
     return 1;
 }
 
+/* The armed product's sums become the pending add + norm (done: it runs with the sums, trans:
+ * its out left to the next product). */
+static void pend_arm(struct engine_backend *be, struct engine_buf *x, const struct engine_buf *w,
+                     int dim, float eps, struct engine_buf *out, __nv_bfloat16 *ob, int done,
+                     int trans)
+{
+    be->ovl_taken++;
+    be->pend_tr = be->ovl_tr ? be->ovl_tr_n++ : -1;
+    be->pend = 1;
+    be->pend_done = done;
+    be->pend_trans = trans;
+    be->pend_units = be->ovl_units;
+    be->pend_dim = dim;
+    be->pend_x = (float *)x->d;
+    be->pend_out = (float *)out->d;
+    be->pend_w = w;
+    be->pend_eps = eps;
+    be->pend_ob = ob;
+    be->ovl_units = 0;
+    be->ovl_y = NULL;
+}
+
 int cuda_tp_ovl_defer_norm(struct engine_backend *be, struct engine_buf *x, struct engine_buf *h,
                            const struct engine_buf *w, int dim, float eps, struct engine_buf *out,
                            struct ny_err *err)
@@ -750,20 +772,7 @@ int cuda_tp_ovl_defer_norm(struct engine_backend *be, struct engine_buf *x, stru
             return NY_ERR(err, NY_E_STATE, "cuda: tp_allreduce_add_rmsnorm differs from its "
                           "tp_sum_announce_norm");
         }
-        be->ovl_taken++;
-        be->pend_tr = be->ovl_tr ? be->ovl_tr_n++ : -1;
-        be->pend = 1;
-        be->pend_done = 1;
-        be->pend_trans = be->ovl_ntrans;
-        be->pend_units = be->ovl_units;
-        be->pend_dim = dim;
-        be->pend_x = (float *)x->d;
-        be->pend_out = (float *)out->d;
-        be->pend_w = w;
-        be->pend_eps = eps;
-        be->pend_ob = be->ovl_ob;
-        be->ovl_units = 0;
-        be->ovl_y = NULL;
+        pend_arm(be, x, w, dim, eps, out, be->ovl_ob, 1, be->ovl_ntrans);
         return 1;
     }
     be->ovl_norm = 0;
@@ -785,20 +794,7 @@ int cuda_tp_ovl_defer_norm(struct engine_backend *be, struct engine_buf *x, stru
     __nv_bfloat16 *ob = NULL; /* the shadow, as the vectorised norm writes it */
     if (dim <= NORM_THREADS * 4 * NORM_V && (rc = cuda_shadow_room(be, dim, &ob, err)))
         return rc;
-    be->ovl_taken++;
-    be->pend_tr = be->ovl_tr ? be->ovl_tr_n++ : -1;
-    be->pend = 1;
-    be->pend_done = 0;
-    be->pend_trans = 0;
-    be->pend_units = be->ovl_units;
-    be->pend_dim = dim;
-    be->pend_x = (float *)x->d;
-    be->pend_out = (float *)out->d;
-    be->pend_w = w;
-    be->pend_eps = eps;
-    be->pend_ob = ob;
-    be->ovl_units = 0;
-    be->ovl_y = NULL;
+    pend_arm(be, x, w, dim, eps, out, ob, 0, 0);
     return 1;
 }
 
