@@ -43,6 +43,25 @@ __device__ __forceinline__ static void norm_load_w(const W *w, int n4, float (&w
     }
 }
 
+/* The residual add of the fused sum + norm kernels: this thread's groups i of the row at xr,
+ * v = x + sum_at(i) (the add op's arithmetic), written back to x (zeros past n4), for
+ * norm_row_v. */
+template <typename F>
+__device__ __forceinline__ static void norm_add_row(float4 (&v)[NORM_V], float4 *xr, int n4,
+                                                    F sum_at)
+{
+#pragma unroll
+    for (int u = 0; u < NORM_V; u++) {
+        const int i = threadIdx.x + u * NORM_THREADS;
+        v[u] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        if (i < n4) {
+            const float4 b = sum_at(i), a = xr[i];
+            v[u] = make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
+            xr[i] = v[u];
+        }
+    }
+}
+
 /* The norm of a row whose values this thread holds in v (zeros past n4 groups): the sum of
  * squares over its values in index order, the fixed block tree, then outr = v · inv · w and,
  * when outb is given, the same floats rounded to bf16 as cuda_rows_to_bf16 rounds them (the

@@ -151,24 +151,17 @@ __global__ __launch_bounds__(NORM_THREADS) static void k_ovl_sum_norm(struct ovl
     norm_load_w(w, n4, wv);
     float4 *xr = reinterpret_cast<float4 *>(x) + r4;
     float4 v[NORM_V];
+    norm_add_row(v, xr, n4, [&](int i) {
+        float4 b = P.p[0][r4 + i];
 #pragma unroll
-    for (int u = 0; u < NORM_V; u++) {
-        const int i = threadIdx.x + u * NORM_THREADS;
-        v[u] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-        if (i < n4) {
-            float4 b = P.p[0][r4 + i];
-            for (int k = 1; k < n; k++) {
+        for (int k = 1; k < CUDA_TP_MAX; k++) /* constant indices: P stays in parameter space */
+            if (k < n) {
                 const float4 c = P.p[k][r4 + i];
-                b.x = __fadd_rn(b.x, c.x);
-                b.y = __fadd_rn(b.y, c.y);
-                b.z = __fadd_rn(b.z, c.z);
-                b.w = __fadd_rn(b.w, c.w);
+                b = make_float4(__fadd_rn(b.x, c.x), __fadd_rn(b.y, c.y), __fadd_rn(b.z, c.z),
+                                __fadd_rn(b.w, c.w));
             }
-            const float4 a = xr[i];
-            v[u] = make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
-            xr[i] = v[u];
-        }
-    }
+        return b;
+    });
     norm_row_v(v, wv, n4, dim, eps, out ? reinterpret_cast<float4 *>(out) + r4 : nullptr,
                ob + (size_t)blockIdx.x * dim, sh);
 }

@@ -201,16 +201,7 @@ __global__ __launch_bounds__(NORM_THREADS) static void k_p2p_sum_add_norm(
     const float *mb = pp.mail[rank] + box + r0;
     float4 *xr = reinterpret_cast<float4 *>(x + r0);
     float4 v[NORM_V];
-#pragma unroll
-    for (int u = 0; u < NORM_V; u++) {
-        const int i = threadIdx.x + u * NORM_THREADS;
-        v[u] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-        if (i < n4) {
-            const float4 b = p2p_rank_sum4(mb, i, n), a = xr[i];
-            v[u] = make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
-            xr[i] = v[u];
-        }
-    }
+    norm_add_row(v, xr, n4, [&](int i) { return p2p_rank_sum4(mb, i, n); });
     norm_row_v(v, wv, n4, dim, eps, reinterpret_cast<float4 *>(out + r0), nullptr, sh);
 }
 
