@@ -323,11 +323,15 @@ struct engine_backend_ops {
      * tp_allreduce_add_rmsnorm(x, y, w, dim, eps, y) (any other sum call fails NY_E_STATE): the
      * backend may run each request's residual add and norm beside its sum. out_last_read: y's
      * values after that call are read only by the next product, as its input (last_read's
-     * promise, made early). Every result stays bit-identical to the calls without it.
-     * Collective. NULL: the caller uses tp_sum_announce. */
+     * promise, made early). x_next: after that call x is read or written next by the sum call
+     * of the next tp_sum_announce_norm of this step (same x and dim), and by no other op before
+     * it: the backend may leave each request's rows of x current only on the rank that adds
+     * and norms them (x's other values unspecified until then; reading x meanwhile fails
+     * NY_E_STATE). Every result stays bit-identical to the calls without it. Collective. NULL:
+     * the caller uses tp_sum_announce. */
     int (*tp_sum_announce_norm)(struct engine_backend *be, const struct engine_buf *y, int dim,
                                 struct engine_buf *x, const struct engine_buf *w, float eps,
-                                int out_last_read, struct ny_err *err);
+                                int out_last_read, int x_next, struct ny_err *err);
 };
 
 /* The CPU reference backend (engine/cpu/). Always built. */

@@ -126,9 +126,10 @@ static int tp_sum(struct engine_fwd *f, struct engine_buf *h, struct ny_err *err
 /* Under tensor parallelism, before the o or down product into h: its sum over the ranks may
  * start as the product's rows are done, and with it the residual add and the norm by w that
  * tp_sum_add_norm makes next (bit-identical); last: h (that norm's output) is read by the next
- * product alone. */
+ * product alone; x_next: x is read next by the add + norm of the next announced sum (the
+ * layer's down after its o, the next layer's o after a down). */
 static int tp_announce(struct engine_fwd *f, struct engine_buf *h, const struct engine_buf *w,
-                       int last, struct ny_err *err)
+                       int last, int x_next, struct ny_err *err)
 {
     struct engine_model *m = f->m;
     const struct engine_backend_ops *ops = m->ops;
@@ -136,7 +137,7 @@ static int tp_announce(struct engine_fwd *f, struct engine_buf *h, const struct 
         return NY_OK;
     if (ops->tp_sum_announce_norm && ops->tp_allreduce_add_rmsnorm)
         return ops->tp_sum_announce_norm(m->be, h, m->cfg.hidden, f->x, w, m->cfg.rms_eps,
-                                         last && ops->matmul_multi, err);
+                                         last && ops->matmul_multi, x_next, err);
     return ops->tp_sum_announce ? ops->tp_sum_announce(m->be, h, m->cfg.hidden, err) : NY_OK;
 }
 
@@ -253,12 +254,14 @@ static int fwd_layer(struct engine_fwd *f, int l, const struct engine_buf *next_
     if ((rc = proj_multi(f, l, qkv, 3, f->h, qkv_out, err)) || (rc = fwd_rope(f, err)) ||
         (rc = ops->attention(be, f->kv, l, f->q, f->k, f->v, m->l_heads,
                              1.0f / sqrtf((float)c->head_dim), f->att, err)) ||
-        (rc = tp_announce(f, f->h, L->post_norm, 1, err)) ||
+        (rc = tp_announce(f, f->h, L->post_norm, 1, 1, err)) ||
         (rc = proj(f, l, ENGINE_O, f->att, f->h, err)) ||
         (rc = tp_sum_add_norm(f, L->post_norm, err)))
         return rc;
     /* MLP block: x += (silu(h·Wgᵀ) ⊙ h·Wuᵀ)·Wdᵀ; h = next_norm(x) */
-    if ((rc = tp_announce(f, f->h, next_norm, l + 1 < c->n_layers, err)))
+    /* a layer follows: its q/k/v product alone reads h, and its o sum's add + norm x next */
+    const int more = l + 1 < c->n_layers;
+    if ((rc = tp_announce(f, f->h, next_norm, more, more, err)))
         return rc;
     last_read_h(f);
     if ((rc = mlp(f, l, gu, gu_out, err)) ||

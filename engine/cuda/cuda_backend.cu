@@ -287,6 +287,8 @@ static int cuda_buf_write(struct engine_backend *be, struct engine_buf *b, size_
     be->shadow_src = NULL;
     if (be->tp) { /* a pageable upload may wait for the stream: drain it abort-aware first */
         int rc = cuda_ovl_busy(be) ? cuda_tp_ovl_settle(be, err) : NY_OK;
+        if (!rc && be->xlag)
+            rc = cuda_tp_ovl_xcheck(be, b->d, err);
         if (!rc)
             rc = cuda_stream_wait(be, "buf_write", err);
         if (rc)
@@ -306,11 +308,9 @@ static int cuda_buf_read(struct engine_backend *be, const struct engine_buf *b, 
         return NY_ERR(err, NY_E_RANGE, "cuda: buf_read of %zu floats at %zu outside %zu",
                       n_floats, off, b->n);
     SET_DEVICE(be);
-    if (cuda_ovl_busy(be)) {
-        int rc = cuda_tp_ovl_settle(be, err);
-        if (rc)
-            return rc;
-    }
+    int rc = cuda_ovl_busy(be) ? cuda_tp_ovl_settle(be, err) : NY_OK;
+    if (rc || (be->xlag && (rc = cuda_tp_ovl_xcheck(be, b->d, err))))
+        return rc;
     return cuda_read_host(be, dst, (const float *)b->d + off, n_floats * sizeof(float),
                           "buf_read", err);
 }
@@ -605,8 +605,9 @@ int cuda_kv_map_step(struct engine_backend *be, struct engine_kv *kv, struct ny_
 /* ---- wrappers that refuse a poisoned backend ----------------------------------------------- */
 /* Every op drops the bf16 shadow but the matmul family, its readers (a writer of the mirrored
  * buffer drops it in cuda_gemm.cu). Every op but the matmul family also finishes overlapped tp
- * sums first (the matmul family does it in cuda_gemm.cu, where it may take them unit by unit). */
-#define WRAP_OP(name, params, args, keep_shadow)                                                  \
+ * sums first (the matmul family does it in cuda_gemm.cu, where it may take them unit by unit).
+ * xr: the op's input that may be an x lagged by the overlapped sums (refused), or NULL. */
+#define WRAP_OP(name, params, args, keep_shadow, xr)                                              \
     static int cuda_##name params                                                                 \
     {                                                                                             \
         POISON_CHECK(be);                                                                         \
@@ -618,23 +619,29 @@ int cuda_kv_map_step(struct engine_backend *be, struct engine_kv *kv, struct ny_
             if (rc_)                                                                              \
                 return rc_;                                                                       \
         }                                                                                         \
+        if (be->xlag) {                                                                           \
+            int rc_ = cuda_tp_ovl_xcheck(be, (xr) ? (const void *)(xr)->d : NULL, err);           \
+            if (rc_)                                                                              \
+                return rc_;                                                                       \
+        }                                                                                         \
         if (!(keep_shadow))                                                                       \
             be->shadow_src = NULL;                                                                \
         int rc_ = cuda_op_##name args;                                                            \
         be->hint_cur = NULL;                                                                      \
         return rc_;                                                                               \
     }
-#define WRAP(name, params, args) WRAP_OP(name, params, args, 0)
-#define WRAP_KEEP(name, params, args) WRAP_OP(name, params, args, 1)
+#define WRAP(name, params, args) WRAP_OP(name, params, args, 0, (const struct engine_buf *)NULL)
+#define WRAP_X(name, params, args, xr) WRAP_OP(name, params, args, 0, xr)
+#define WRAP_KEEP(name, params, args, xr) WRAP_OP(name, params, args, 1, xr)
 WRAP(embed, (struct engine_backend * be, const struct engine_buf *t, const int32_t *ids, int dim,
              struct engine_buf *o, struct ny_err *err), (be, t, ids, dim, o, err))
-WRAP(rmsnorm, (struct engine_backend * be, const struct engine_buf *x, const struct engine_buf *w,
-               int dim, float eps, struct engine_buf *o, struct ny_err *err),
-     (be, x, w, dim, eps, o, err))
+WRAP_X(rmsnorm, (struct engine_backend * be, const struct engine_buf *x,
+                 const struct engine_buf *w, int dim, float eps, struct engine_buf *o,
+                 struct ny_err *err), (be, x, w, dim, eps, o, err), x)
 WRAP_KEEP(matmul, (struct engine_backend * be, const struct engine_buf *x, int in,
               const struct engine_buf *w, int out, const struct engine_lora_term *lora, int nl,
               const int *rows, int nor, struct engine_buf *y, struct ny_err *err),
-     (be, x, in, w, out, lora, nl, rows, nor, y, err))
+     (be, x, in, w, out, lora, nl, rows, nor, y, err), x)
 WRAP(rope, (struct engine_backend * be, struct engine_buf *x, int nh, int hd, const float *f,
             float af, struct ny_err *err), (be, x, nh, hd, f, af, err))
 WRAP(attention, (struct engine_backend * be, struct engine_kv *kv, int layer,
@@ -643,8 +650,8 @@ WRAP(attention, (struct engine_backend * be, struct engine_kv *kv, int layer,
                  struct ny_err *err), (be, kv, layer, q, k, v, nh, scale, o, err))
 WRAP(swiglu, (struct engine_backend * be, const struct engine_buf *g, const struct engine_buf *u,
               int ff, struct engine_buf *o, struct ny_err *err), (be, g, u, ff, o, err))
-WRAP(add, (struct engine_backend * be, struct engine_buf *x, const struct engine_buf *y, int dim,
-           struct ny_err *err), (be, x, y, dim, err))
+WRAP_X(add, (struct engine_backend * be, struct engine_buf *x, const struct engine_buf *y,
+             int dim, struct ny_err *err), (be, x, y, dim, err), x)
 WRAP(argmax, (struct engine_backend * be, const struct engine_buf *l, int n, int vocab,
               int32_t *ids, struct ny_err *err), (be, l, n, vocab, ids, err))
 WRAP(weight_random, (struct engine_backend * be, size_t rows, size_t cols, size_t row0,
@@ -654,10 +661,10 @@ WRAP(weight_random, (struct engine_backend * be, size_t rows, size_t cols, size_
 
 WRAP_KEEP(matmul_multi, (struct engine_backend * be, const struct engine_buf *x, int in,
                     const struct engine_matmul_part *parts, int np, int nl, struct ny_err *err),
-     (be, x, in, parts, np, nl, err))
-WRAP(add_rmsnorm, (struct engine_backend * be, struct engine_buf *x, const struct engine_buf *y,
-                   const struct engine_buf *w, int dim, float eps, struct engine_buf *o,
-                   struct ny_err *err), (be, x, y, w, dim, eps, o, err))
+     (be, x, in, parts, np, nl, err), x)
+WRAP_X(add_rmsnorm, (struct engine_backend * be, struct engine_buf *x, const struct engine_buf *y,
+                     const struct engine_buf *w, int dim, float eps, struct engine_buf *o,
+                     struct ny_err *err), (be, x, y, w, dim, eps, o, err), x)
 WRAP(rope_qk, (struct engine_backend * be, struct engine_buf *q, int nq, struct engine_buf *k,
                int nk, int hd, const float *f, float af, struct ny_err *err),
      (be, q, nq, k, nk, hd, f, af, err))
@@ -668,7 +675,7 @@ WRAP(swiglu_matmul, (struct engine_backend * be, struct engine_buf *g, const str
 WRAP_KEEP(mlp, (struct engine_backend * be, const struct engine_buf *x, int in,
            const struct engine_matmul_part *gu, int nl, int ff, const struct engine_buf *w,
            int out, const struct engine_lora_term *lora, struct engine_buf *y,
-           struct ny_err *err), (be, x, in, gu, nl, ff, w, out, lora, y, err))
+           struct ny_err *err), (be, x, in, gu, nl, ff, w, out, lora, y, err), x)
 
 /* engine_backend_ops.last_read: x's next reader (the next op) is its last; cleared by every op.
  * NY_LAST_READ=0 ignores the hint (A/B timing; the results are bit-identical either way). */

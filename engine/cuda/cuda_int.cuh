@@ -277,6 +277,13 @@ struct engine_backend {
     __nv_bfloat16 *ovl_ob;
     float *ovl_peer_x[CUDA_TP_MAX];
     __nv_bfloat16 *ovl_peer_ob[CUDA_TP_MAX];
+    /* tp_sum_announce_norm's x_next (ovl_xnext for the armed sum): the ranks do not gather x.
+     * xlag: x's rows (xlag_x, xlag_dim wide) are current only on their chunks' owners since the
+     * step's last such sum, until cuda_tp_ovl_xsync copies the peers' chunks (from xlag_peer_x)
+     * or the step ends */
+    int ovl_xnext, xlag, xlag_dim;
+    float *xlag_x;
+    float *xlag_peer_x[CUDA_TP_MAX];
     /* NY_TP_OVL_TRACE=1: device timestamps [CUDA_OVL_TRACE_SUMS][CUDA_OVL_UNITS][4] of the
      * step's overlapped sums (cuda_tp_overlap.cu), ovl_tr_n sums so far, pend_tr the pending
      * one's index (-1: not traced) */
@@ -367,7 +374,7 @@ int cuda_tp_sum_announce(struct engine_backend *be, const struct engine_buf *y, 
  * tp_allreduce_add_rmsnorm run beside each unit's sum (NY_TP_OVL_NORM=0: as tp_sum_announce). */
 int cuda_tp_sum_announce_norm(struct engine_backend *be, const struct engine_buf *y, int dim,
                               struct engine_buf *x, const struct engine_buf *w, float eps,
-                              int out_last_read, struct ny_err *err);
+                              int out_last_read, int x_next, struct ny_err *err);
 /* matmul_all: unit u (rows [r0, r0 + m)) of the armed product is final on the stream: queue its
  * sum on tp_stream. */
 int cuda_tp_ovl_unit(struct engine_backend *be, int u, int r0, int m, struct ny_err *err);
@@ -388,6 +395,9 @@ int cuda_tp_ovl_norm_unit(struct engine_backend *be, int u, int r0, int m, int s
  * product's sums. step_begin and destroy: cuda_tp_ovl_drop (the wait, no norm: a failed step). */
 int cuda_tp_ovl_settle(struct engine_backend *be, struct ny_err *err);
 int cuda_tp_ovl_drop(struct engine_backend *be, struct ny_err *err);
+/* An op other than the overlapped chain's reads buffer d: NY_E_STATE when d is x with rows
+ * current only on their owners (tp_sum_announce_norm's x_next promised no such read). */
+int cuda_tp_ovl_xcheck(struct engine_backend *be, const void *d, struct ny_err *err);
 static inline int cuda_ovl_busy(const struct engine_backend *be)
 {
     return be->pend || be->ovl_units;

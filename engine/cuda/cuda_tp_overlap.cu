@@ -22,6 +22,13 @@
  * unless the next product alone reads it, out = y), and the copies gather the peers' chunks of
  * x, ob and out instead of G; the next product's unit u then only waits for E1[u]. Each row is
  * normed once, by its chunk's owner, with the norm kernel's arithmetic: the same bits.
+ * X_NEXT (the caller's promise that x is read next by the add + norm of the next such sum): the
+ * copies skip x. Each rank's chunks of x stay current on it alone (xlag), which is all the next
+ * sum's kernel reads; a sum without x_next (the step's last) gathers x whole again. Anything
+ * else in the overlap that reads x (an announce that does not continue the chain, the plain sum
+ * call, a norm recomputed from x) first copies the peers' chunks of each unit once its sum has
+ * landed (xsync): a peer writes its chunk again only in its next sum of the unit, which waits
+ * for our next product of it, queued after that copy.
  *
  * HAZARDS: a peer copies our partial y[u] before it sets S[q][u], and E1[u] waits for every S:
  * so nothing of ours overwrites y[u] (the norm's out, the next product; with the norm, the
@@ -74,17 +81,25 @@ static size_t ovl_min_floats(void)
 }
 
 /* Whether tp_sum_announce_norm runs the add + norm of rows dim wide with the sums: from
- * NY_TP_OVL_NORM_DIM (default 8,192) on, unless NY_TP_OVL_NORM=0 (A/B timing; the same bits
- * either way). It gathers x, the shadow and out (6 or 10 bytes an element) instead of the sums
- * (4): on 4 x H100 the 70B shape at tp 4 (8,192 wide) ran 32 x 2,000 x 24 through the scheduler
- * in 5.17 s against 5.29 (LoRA r64 5.69 against 6.00), the 8B shape (4,096) in 0.952 against
- * 0.814, its sums' copies already the longer part of a unit. */
+ * NY_TP_OVL_NORM_DIM (default 0: any width) on, unless NY_TP_OVL_NORM=0 (A/B timing; the same
+ * bits either way). It gathers the shadow, x unless lagged (x_next) and out unless left to the
+ * next product: 2 to 10 bytes an element, against the sums' 4. On 4 x H100, 32 x 2,000 x 24
+ * through the scheduler at tp 4: the 70B shape (8,192 wide) in 4.95 s against 5.29 for the sums
+ * alone (5.17 with x gathered); the 8B shape (4,096) in 0.704 s against 0.805 (0.960 with x
+ * gathered: its sums' copies are the longer part of a unit). */
 static int ovl_norm_wanted(int dim)
 {
     static int v = -1;
     static long min_dim = -1;
     return cuda_env_on("NY_TP_OVL_NORM", &v) &&
-           dim >= cuda_env_long("NY_TP_OVL_NORM_DIM", &min_dim, 8192);
+           dim >= cuda_env_long("NY_TP_OVL_NORM_DIM", &min_dim, 0);
+}
+
+/* Whether x_next leaves x lagged: yes unless NY_TP_OVL_XLAG=0 (A/B timing; the same bits). */
+static int ovl_xlag_wanted(void)
+{
+    static int v = -1;
+    return cuda_env_on("NY_TP_OVL_XLAG", &v);
 }
 
 /* Whether sums overlap: yes unless NY_TP_OVERLAP=0 (A/B timing and checks). */
@@ -493,11 +508,63 @@ static int join_tp_stream(struct engine_backend *be, struct ny_err *err)
     return NY_OK;
 }
 
-/* Both announce ops: nx NULL for tp_sum_announce, else tp_sum_announce_norm's x, w, eps and
- * whether the norm's out is read by the next product alone (trans). */
+/* Rows [*a, *a + *len) of chunk k of a unit of m rows from r0. */
+static void chunk_rows(int r0, int m, int n, int k, size_t *a, size_t *len)
+{
+    const int c = (m + n - 1) / n, lo = k * c < m ? k * c : m, hi = lo + c < m ? lo + c : m;
+    *a = (size_t)(r0 + lo);
+    *len = (size_t)(hi - lo);
+}
+
+/* x lagged (xlag): the peers' chunks of unit u (rows [r0, r0 + m)) copied into ours on the
+ * stream, once the unit's last sum has landed here (every peer's kernel wrote its chunk). */
+static int xlag_unit(struct engine_backend *be, int u, int r0, int m, struct ny_err *err)
+{
+    const int n = be->tp_n, r = be->tp_rank, dim = be->xlag_dim;
+    CU_CHECK(be, cudaStreamWaitEvent(be->stream, be->ovl_ev[1][u], 0), "x gather wait");
+    for (int q = 0; q < n; q++) {
+        size_t a, len;
+        chunk_rows(r0, m, n, q, &a, &len);
+        if (q == r || !len)
+            continue;
+        CU_CHECK(be, cudaMemcpyPeerAsync(be->xlag_x + a * dim, be->device,
+                                         be->xlag_peer_x[q] + a * dim, be->tp->bes[q]->device,
+                                         len * dim * sizeof(float), be->stream),
+                 "x gather: peer's chunk");
+    }
+    return NY_OK;
+}
+
+/* x current on every row again: each unit's peers' chunks copied (nothing when not lagged). */
+static int xsync(struct engine_backend *be, struct ny_err *err)
+{
+    if (!be->xlag)
+        return NY_OK;
+    be->xlag = 0;
+    for (int s = 0, u = 0; s < be->n_seqs; s++) {
+        const int r0 = be->seq_start_h[s], m = be->seq_start_h[s + 1] - r0;
+        if (m < 2) /* a one-row request: never a unit */
+            continue;
+        int rc = xlag_unit(be, u++, r0, m, err);
+        if (rc)
+            return rc;
+    }
+    return NY_OK;
+}
+
+int cuda_tp_ovl_xcheck(struct engine_backend *be, const void *d, struct ny_err *err)
+{
+    if (!be->xlag || !d || d != (const void *)be->xlag_x)
+        return NY_OK;
+    return NY_ERR(err, NY_E_STATE, "cuda: x read while its rows are current only on their "
+                  "ranks (tp_sum_announce_norm's x_next promised no such read)");
+}
+
+/* Both announce ops: nx NULL for tp_sum_announce, else tp_sum_announce_norm's x, w, eps,
+ * whether the norm's out is read by the next product alone (trans) and x_next. */
 static int ovl_announce(struct engine_backend *be, const struct engine_buf *y, int dim,
                         struct engine_buf *nx, const struct engine_buf *nw, float eps, int trans,
-                        struct ny_err *err)
+                        int x_next, struct ny_err *err)
 {
     be->hint_next = NULL; /* last_read: the hint was for the next op, this one */
     be->ovl_norm = 0;
@@ -515,15 +582,21 @@ static int ovl_announce(struct engine_backend *be, const struct engine_buf *y, i
     const struct cuda_step_sets *ss = &be->sets;
     const size_t count = (size_t)be->n_rows * (size_t)(dim > 0 ? dim : 0);
     /* the same answer on every rank: the step, the group and the environment are shared */
-    if (!g || !g->ovl || !y || y->wtype != CUDA_W_NONE || dim <= 0 || dim % 4 || count > y->n ||
-        count <= CUDA_TP_P2P_FLOATS || ss->single_all_n || ss->units_n < 1 ||
-        count / (size_t)ss->units_n < ovl_min_floats() ||
-        ss->units_n > CUDA_OVL_UNITS || be->ovl_seq >= INT_MAX - 1)
-        return NY_OK;
+    const int accept = g && g->ovl && y && y->wtype == CUDA_W_NONE && dim > 0 && dim % 4 == 0 &&
+                       count <= y->n && count > CUDA_TP_P2P_FLOATS && !ss->single_all_n &&
+                       ss->units_n >= 1 && count / (size_t)ss->units_n >= ovl_min_floats() &&
+                       ss->units_n <= CUDA_OVL_UNITS && be->ovl_seq < INT_MAX - 1;
     /* the norm with the sums: the vectorised norm's widths, x distinct from y and as large */
-    const int norm = nx && ovl_norm_wanted(dim) && NORM_V_FITS(dim) && nx->d != y->d &&
-                     nx->wtype == CUDA_W_NONE && count <= nx->n && nw &&
+    const int norm = accept && nx && ovl_norm_wanted(dim) && NORM_V_FITS(dim) &&
+                     nx->d != y->d && nx->wtype == CUDA_W_NONE && count <= nx->n && nw &&
                      nw->n == (size_t)dim && nw->wtype != CUDA_W_NONE;
+    int rc;
+    /* x lagged (x_next): only the add + norm of a sum that continues the chain may find it so */
+    if (be->xlag && !(norm && (float *)nx->d == be->xlag_x && dim == be->xlag_dim) &&
+        (rc = xsync(be, err)))
+        return rc;
+    if (!accept)
+        return NY_OK;
     if (__atomic_load_n(&g->aborted, __ATOMIC_ACQUIRE)) {
         be->failed = 1;
         return NY_ERR(err, NY_E_STATE, "cuda: tp_sum_announce: tensor-parallel group aborted");
@@ -532,7 +605,6 @@ static int ovl_announce(struct engine_backend *be, const struct engine_buf *y, i
     const size_t cmax = ((size_t)ss->units_max_len + n - 1) / n;
     const size_t need = (count + (size_t)(n - 1) * cmax * dim) * sizeof(float) +
                         (norm ? count * sizeof(__nv_bfloat16) : 0);
-    int rc;
     if (be->scratch_size[CUDA_SCRATCH_OVL] < need) {
         /* growth moves G, which peers read: every rank idle first (the same need on each) */
         if ((rc = cuda_tp_ovl_settle(be, err)) || (rc = join_tp_stream(be, err)) ||
@@ -556,28 +628,29 @@ static int ovl_announce(struct engine_backend *be, const struct engine_buf *y, i
     be->ovl_nw = nw;
     be->ovl_neps = eps;
     be->ovl_ntrans = trans;
+    /* x_next: the sums leave x lagged (without it they gather x whole again: xlag ends when
+     * they are queued, cuda_tp_ovl_defer_norm) */
+    be->ovl_xnext = norm && x_next && ovl_xlag_wanted();
+    if (be->ovl_xnext) {
+        be->xlag = 1;
+        be->xlag_x = be->ovl_nx;
+        be->xlag_dim = dim;
+        memcpy(be->xlag_peer_x, be->ovl_peer_x, sizeof be->xlag_peer_x);
+    }
     return NY_OK;
 }
 
 int cuda_tp_sum_announce(struct engine_backend *be, const struct engine_buf *y, int dim,
                          struct ny_err *err)
 {
-    return ovl_announce(be, y, dim, NULL, NULL, 0.0f, 0, err);
+    return ovl_announce(be, y, dim, NULL, NULL, 0.0f, 0, 0, err);
 }
 
 int cuda_tp_sum_announce_norm(struct engine_backend *be, const struct engine_buf *y, int dim,
                               struct engine_buf *x, const struct engine_buf *w, float eps,
-                              int out_last_read, struct ny_err *err)
+                              int out_last_read, int x_next, struct ny_err *err)
 {
-    return ovl_announce(be, y, dim, x, w, eps, out_last_read, err);
-}
-
-/* Rows [*a, *a + *len) of chunk k of a unit of m rows from r0. */
-static void chunk_rows(int r0, int m, int n, int k, size_t *a, size_t *len)
-{
-    const int c = (m + n - 1) / n, lo = k * c < m ? k * c : m, hi = lo + c < m ? lo + c : m;
-    *a = (size_t)(r0 + lo);
-    *len = (size_t)(hi - lo);
+    return ovl_announce(be, y, dim, x, w, eps, out_last_read, x_next, err);
 }
 
 /* Copies from each peer on its own stream (default) or all on tp_stream (NY_TP_OVL_STREAMS=0:
@@ -665,11 +738,12 @@ int cuda_tp_ovl_unit(struct engine_backend *be, int u, int r0, int m, struct ny_
             return rc;
         chunk_rows(r0, m, n, q, &a, &len);
         const int dq = g->bes[q]->device;
-        if (len && be->ovl_norm) { /* the peer's chunk of x, of the shadow and of out */
-            CU_CHECK(be, cudaMemcpyPeerAsync(be->ovl_nx + a * dim, be->device,
-                                             be->ovl_peer_x[q] + a * dim, dq,
-                                             len * dim * sizeof(float), cs),
-                     "sum: peer's chunk of x");
+        if (len && be->ovl_norm) { /* the peer's chunk of x (unless lagged), shadow, out */
+            if (!be->ovl_xnext)
+                CU_CHECK(be, cudaMemcpyPeerAsync(be->ovl_nx + a * dim, be->device,
+                                                 be->ovl_peer_x[q] + a * dim, dq,
+                                                 len * dim * sizeof(float), cs),
+                         "sum: peer's chunk of x");
             CU_CHECK(be, cudaMemcpyPeerAsync(be->ovl_ob + a * dim, be->device,
                                              be->ovl_peer_ob[q] + a * dim, dq,
                                              len * dim * sizeof(__nv_bfloat16), cs),
@@ -754,6 +828,9 @@ int cuda_tp_ovl_defer_norm(struct engine_backend *be, struct engine_buf *x, stru
     int rc;
     if (be->pend && (rc = cuda_tp_ovl_settle(be, err)))
         return rc;
+    /* x lagged: only the announced call below may find it so (anything else reads all of x) */
+    if (!(be->ovl_norm && be->ovl_units) && (rc = xsync(be, err)))
+        return rc;
     /* the add + norm ran with the sums (tp_sum_announce_norm): only the announced call fits (no
      * unit summed: x is as it was, the plain handling below) */
     if (be->ovl_norm && be->ovl_units) {
@@ -766,6 +843,8 @@ int cuda_tp_ovl_defer_norm(struct engine_backend *be, struct engine_buf *x, stru
                           "tp_sum_announce_norm");
         }
         pend_arm(be, x, w, dim, eps, out, be->ovl_ob, 1, be->ovl_ntrans);
+        if (!be->ovl_xnext) /* every unit's sum gathers x: current once they land */
+            be->xlag = 0;
         return 1;
     }
     be->ovl_norm = 0;
@@ -797,11 +876,15 @@ int cuda_tp_ovl_norm_unit(struct engine_backend *be, int u, int r0, int m, int s
     stamp(be, be->stream, be->pend_tr, u, 0);
     CU_CHECK(be, cudaStreamWaitEvent(be->stream, be->ovl_ev[1][u], 0), "unit sum wait");
     stamp(be, be->stream, be->pend_tr, u, 1);
-    if (be->pend_done) /* x, the shadow and out (unless left to the product) gathered */
-        return be->pend_trans && !shadow_only /* out's rows after all: the norm of the new x */
-                   ? cuda_norm_rows(be, r0, m, be->pend_x, NULL, be->pend_w, be->pend_dim,
-                                    be->pend_eps, be->pend_out, NULL, err)
-                   : NY_OK;
+    if (be->pend_done) { /* x (unless lagged), the shadow and out (unless trans) gathered */
+        if (!be->pend_trans || shadow_only)
+            return NY_OK;
+        /* out's rows after all: the norm of the new x, the unit's rows of x gathered first */
+        int rc = be->xlag ? xlag_unit(be, u, r0, m, err) : NY_OK;
+        return rc ? rc
+                  : cuda_norm_rows(be, r0, m, be->pend_x, NULL, be->pend_w, be->pend_dim,
+                                   be->pend_eps, be->pend_out, NULL, err);
+    }
     return cuda_norm_rows(be, r0, m, be->pend_x, be->ovl_G, be->pend_w, be->pend_dim,
                           be->pend_eps, shadow_only && be->pend_ob ? NULL : be->pend_out,
                           be->pend_ob, err);
@@ -818,8 +901,9 @@ int cuda_tp_ovl_settle(struct engine_backend *be, struct ny_err *err)
          * product (pend_trans), which an op reading them fp32 gets here: the norm of the new x */
         const float *add = be->pend_done ? NULL : be->ovl_G;
         if ((!be->pend_done || be->pend_trans) &&
-            (rc = cuda_norm_all(be, be->pend_x, add, be->pend_w, be->pend_dim, be->pend_eps,
-                                be->pend_out, err)))
+            ((rc = xsync(be, err)) ||
+             (rc = cuda_norm_all(be, be->pend_x, add, be->pend_w, be->pend_dim, be->pend_eps,
+                                 be->pend_out, err))))
             return rc;
     }
     return be->ovl_units ? wait_sums(be, be->ovl_units, err) : NY_OK;
@@ -829,6 +913,7 @@ int cuda_tp_ovl_drop(struct engine_backend *be, struct ny_err *err)
 {
     be->pend = 0;
     be->ovl_norm = 0;
+    be->xlag = 0; /* the step is over: x's lagged rows stay as they are */
     be->ovl_units = 0;
     be->ovl_y = NULL;
     int rc = join_tp_stream(be, err);

@@ -97,7 +97,9 @@ struct rank {
     int decode;
     /* overlap: requests of req[0..n_req) rows; variant 0: the fused sums, 1: the first through
      * tp_allreduce and add_rmsnorm, 2: the fused sums with last_read before g's product, 3: the
-     * fused sums announced with their norms (tp_sum_announce_norm); lora:
+     * fused sums announced with their norms (tp_sum_announce_norm; the first with x_next), 4:
+     * variant 3 reading x after the first sum call (into out: [2 passes][rows*dim]), 5: variant
+     * 3 reading x after g's product (rc2: pass 0's answer, refused while x lags); lora:
      * a rank-16 term on the first product (adapter 0); res: [2 passes][x rows*dim, h rows*dim,
      * g rows*OVL_FF]; ovl[pass]: sums overlapped */
     const int *req;
@@ -211,13 +213,13 @@ static int step_requests(struct engine_backend *be, const int *req, int n, struc
  * add_rmsnorm. Pass 0 announces each sum (tp_sum_announce; variant 3: tp_sum_announce_norm, the
  * first's h read by g's product alone), pass 1 does not. Partials differ by
  * rank (W1 and W3 seeded by rank); x's residual and the norms are the same on every rank. */
-/* Pass 0's announce of the product into h: variant 3 with the norm by w that follows (last: h is
- * then read by the next product alone). */
+/* Pass 0's announce of the product into h: variants 3 to 5 with the norm by w that follows
+ * (last: h is then read by the next product alone, and x by the next announced sum alone). */
 static int overlap_announce(struct rank *r, struct engine_buf *h, struct engine_buf *x,
                             const struct engine_buf *w, int last, struct ny_err *err)
 {
-    if (r->variant == 3)
-        return G->tp_sum_announce_norm(r->be, h, r->dim, x, w, 1e-5f, last, err);
+    if (r->variant >= 3)
+        return G->tp_sum_announce_norm(r->be, h, r->dim, x, w, 1e-5f, last, last, err);
     return G->tp_sum_announce(r->be, h, r->dim, err);
 }
 
@@ -266,12 +268,20 @@ static int do_overlap(struct rank *r, struct ny_err *err)
         } else if (!rc) {
             rc = G->tp_allreduce_add_rmsnorm(r->be, x, h, n1, dim, eps, h, err);
         }
+        if (!rc && r->variant == 4) /* x gathered for the read: the chain goes on without lag */
+            rc = G->buf_read(r->be, x, 0, r->out + (size_t)pass * rows * dim, (size_t)rows * dim,
+                             err);
         if (!rc && pass == 0)
             rc = overlap_announce(r, h, x, n2, 0, err);
         if (!rc && r->variant == 2) /* g's product reads h last: its rows may stay unwritten */
             G->last_read(r->be, h);
         if (!rc)
             rc = G->matmul(r->be, h, dim, w2, OVL_FF, NULL, 0, NULL, 0, g, err);
+        if (!rc && r->variant == 5 && pass == 0) { /* x lags here: refused, nothing disturbed */
+            struct ny_err e2;
+            ny_err_init(&e2);
+            r->rc2 = G->buf_read(r->be, x, 0, r->out, (size_t)rows * dim, &e2);
+        }
         if (!rc)
             rc = G->matmul(r->be, g, OVL_FF, w3, dim, NULL, 0, NULL, 0, h, err);
         if (!rc)
@@ -624,6 +634,8 @@ static void test_overlap(void **state)
     (void)state;
     static const int r5[] = {300, 2, 517, 64, 3}, r1[] = {700}, rmix[] = {300, 1, 517},
                      rsmall[] = {40, 30};
+    const char *nv = getenv("NY_TP_OVL_NORM"); /* 0: the norms never run with the sums */
+    const int norm_on = !nv || strcmp(nv, "0") != 0;
     static const struct {
         const int *req;
         int n, variant, lora, dim, expect;
@@ -633,7 +645,8 @@ static void test_overlap(void **state)
         {r5, 5, 0, 0, 1000, 2}, {r5, 5, 0, 0, 1002, 0}, /* a width the overlap does not take */
         {r5, 5, 2, 0, 1024, 2}, {r5, 5, 2, 1, 1024, 2}, {rmix, 3, 2, 1, 1024, 0},
         {r5, 5, 3, 0, 1024, 2}, {r5, 5, 3, 1, 1024, 2}, {r1, 1, 3, 0, 1024, 2},
-        {rmix, 3, 3, 1, 1024, 0}, {r5, 5, 3, 0, 1000, 2},
+        {rmix, 3, 3, 1, 1024, 0}, {r5, 5, 3, 0, 1000, 2}, {r5, 5, 4, 1, 1024, 2},
+        {r1, 1, 4, 0, 1024, 2},   {r5, 5, 5, 0, 1024, 2}, {rmix, 3, 5, 0, 1024, 0},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         int rows = 0;
@@ -644,6 +657,8 @@ static void test_overlap(void **state)
         float *xin = malloc(nx * sizeof(float));
         float *ain = malloc((size_t)n_ranks * rows * OVL_K * sizeof(float));
         float *res = malloc((size_t)n_ranks * 2 * per * sizeof(float));
+        float *mid = malloc((size_t)n_ranks * 2 * nx * sizeof(float)); /* variants 4 and 5 */
+        assert_non_null(mid);
         assert_non_null(xin);
         assert_non_null(ain);
         assert_non_null(res);
@@ -658,7 +673,8 @@ static void test_overlap(void **state)
                                   .dim = dim, .in = ain + (size_t)k * rows * OVL_K, .xin = xin,
                                   .req = cases[c].req, .n_req = cases[c].n,
                                   .variant = cases[c].variant, .lora = cases[c].lora,
-                                  .res = res + (size_t)k * 2 * per};
+                                  .res = res + (size_t)k * 2 * per,
+                                  .out = mid + (size_t)k * 2 * nx};
         phase = "tp_sum_announce";
         run_ranks(rs, n_ranks);
         const unsigned expect = p2p_floats ? (unsigned)cases[c].expect : 0;
@@ -672,19 +688,31 @@ static void test_overlap(void **state)
             int nan = 0;
             for (size_t e = 0; e < per; e++)
                 nan += p0[e] != p0[e];
-            bad += !same || !as0 || nan || rs[k].ovl[0] != expect || rs[k].ovl[1] != 0;
-            if (k == 0 || !same || !as0 || nan || rs[k].ovl[0] != expect)
+            /* variant 4: x read between the sums, as without them; 5: the read refused exactly
+             * where x lags (both sums overlapped with their norms) */
+            const int v = cases[c].variant;
+            int mid_ok = v != 4 || !memcmp(rs[k].out, rs[k].out + nx, nx * sizeof(float));
+            int want2 = v == 5 && expect && norm_on ? NY_E_STATE : 0;
+            mid_ok &= v != 5 || rs[k].rc2 == want2;
+            bad += !same || !as0 || nan || rs[k].ovl[0] != expect || rs[k].ovl[1] != 0 ||
+                   !mid_ok;
+            if (k == 0 || !same || !as0 || nan || rs[k].ovl[0] != expect || !mid_ok)
                 printf("  overlap tp=%d requests=%d rows=%d dim=%d%s%s: rank %d, %u of 2 sums "
-                       "overlapped (want %u); x, h, g %s the sums without it%s%s\n", n_ranks,
+                       "overlapped (want %u); x, h, g %s the sums without it%s%s%s\n", n_ranks,
                        cases[c].n, rows, dim,
-                       cases[c].variant == 1   ? " (tp_allreduce)"
-                       : cases[c].variant == 2 ? " (last_read)"
-                       : cases[c].variant == 3 ? " (tp_sum_announce_norm)"
-                                               : "",
+                       v == 1   ? " (tp_allreduce)"
+                       : v == 2 ? " (last_read)"
+                       : v == 3 ? " (tp_sum_announce_norm, x_next)"
+                       : v == 4 ? " (x_next, x read between the sums)"
+                       : v == 5 ? " (x_next, x read while it lags)"
+                                : "",
                        cases[c].lora ? " LoRA" : "", k, rs[k].ovl[0], expect,
                        same ? "bit-identical to" : "DIFFER from",
-                       as0 ? "" : "; x DIFFERS from rank 0's", nan ? "; NaN" : "");
+                       as0 ? "" : "; x DIFFERS from rank 0's", nan ? "; NaN" : "",
+                       mid_ok ? "" : v == 4 ? "; x between the sums DIFFERS"
+                                            : "; the read of the lagging x not refused");
         }
+        free(mid);
         free(xin);
         free(ain);
         free(res);
@@ -941,7 +969,6 @@ int main(void)
     signal(SIGALRM, on_alarm);
     setvbuf(stdout, NULL, _IONBF, 0);
     setenv("NY_TP_OVL_MIN", "0", 1); /* overlap the small steps of test_overlap too */
-    setenv("NY_TP_OVL_NORM_DIM", "0", 1); /* and their narrow rows with the norms (variant 3) */
     printf("%d CUDA devices\n", n);
     int rc = run_size(2, 1) | run_size(2, 0);
     if (n >= 4)
