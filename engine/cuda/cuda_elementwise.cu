@@ -56,6 +56,12 @@ int cuda_op_embed(struct engine_backend *be, const struct engine_buf *table, con
     return NY_OK;
 }
 
+/* silu(x)·u, the one expression of every SwiGLU kernel here */
+__device__ __forceinline__ static float swiglu1(float x, float u)
+{
+    return x / (1.0f + expf(-x)) * u;
+}
+
 /* v = silu(g[i]) · u[i] in fp32, stored to out[i] (fp32) and/or outb[i] (bf16, round to nearest
  * even as k_rows_to_bf16 rounds); NULL: not stored. One kernel for the swiglu op and for the
  * fused staging of swiglu_matmul, so v is the same machine arithmetic in both: the bf16 value is
@@ -68,11 +74,34 @@ __global__ static void k_swiglu(const float *g, const float *u, size_t n, float 
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
         float x = g[i];
-        float v = x / (1.0f + expf(-x)) * u[i];
+        float v = swiglu1(x, u[i]);
         if (out)
             out[i] = v;
         if (outb)
             outb[i] = __float2bfloat16_rn(v);
+    }
+}
+
+/* k_swiglu four elements a thread (16-byte loads and stores, 8-byte bf16 stores), the same
+ * arithmetic per element: the same bits, more bytes in flight (n4: groups of four). */
+__global__ static void k_swiglu4(const float4 *g, const float4 *u, size_t n4, float4 *out,
+                                 uint2 *outb)
+{
+    pdl_trigger();
+    pdl_wait();
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n4;
+         i += (size_t)gridDim.x * blockDim.x) {
+        const float4 x = g[i], y = u[i];
+        const float4 v = make_float4(swiglu1(x.x, y.x), swiglu1(x.y, y.y), swiglu1(x.z, y.z),
+                                     swiglu1(x.w, y.w));
+        if (out)
+            out[i] = v;
+        if (outb) {
+            __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y);
+            __nv_bfloat162 hi = __floats2bfloat162_rn(v.z, v.w);
+            outb[i] = make_uint2(*reinterpret_cast<uint32_t *>(&lo),
+                                 *reinterpret_cast<uint32_t *>(&hi));
+        }
     }
 }
 
@@ -102,6 +131,13 @@ int cuda_swiglu_rows(struct engine_backend *be, const float *g, const float *u, 
     size_t e = (size_t)(n > 0 ? n : 0) * (size_t)(cols > 0 ? cols : 0);
     if (e == 0 || (!out && !outb))
         return NY_OK;
+    const uintptr_t al = (uintptr_t)g | (uintptr_t)u | (uintptr_t)out;
+    if (e % 4 == 0 && al % 16 == 0 && (uintptr_t)outb % 8 == 0) {
+        CU_LAUNCH(be, outb ? "swiglu staging kernel" : "swiglu kernel", k_swiglu4,
+                  grid_for(e / 4), dim3(256), 0, (const float4 *)g, (const float4 *)u, e / 4,
+                  (float4 *)out, (uint2 *)outb);
+        return NY_OK;
+    }
     CU_LAUNCH(be, outb ? "swiglu staging kernel" : "swiglu kernel", k_swiglu, grid_for(e),
               dim3(256), 0, g, u, e, out, outb);
     return NY_OK;

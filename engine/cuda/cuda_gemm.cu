@@ -164,21 +164,27 @@ static int splitk_slice(int K, int N)
     return 0;
 }
 
-__global__ static void k_sum_slices(const float *c, int slices, size_t n, float *y)
+/* y (fp32) and/or yb (bf16, rounded as k_rows_to_bf16 rounds) = the slices summed in order. */
+__global__ static void k_sum_slices(const float *c, int slices, size_t n, float *y,
+                                    __nv_bfloat16 *yb)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
         float s = c[i];
         for (int j = 1; j < slices; j++)
             s += c[(size_t)j * n + i];
-        y[i] = s;
+        if (y)
+            y[i] = s;
+        if (yb)
+            yb[i] = __float2bfloat16_rn(s);
     }
 }
 
-/* Y[m, N] = Xb[m, K] · Wᵀ (beta 0) through split_k slices of length slice. */
+/* Y[m, N] = Xb[m, K] · Wᵀ (beta 0) through split_k slices of length slice, into Y (fp32) and/or
+ * Yb (bf16: the product's staging for the next GEMM, without a kernel of its own). */
 static int gemm_unit_splitk(struct engine_backend *be, const __nv_bfloat16 *xb, int m, int K,
                             const struct engine_buf *w, int N, int slice, float *Y,
-                            struct ny_err *err)
+                            __nv_bfloat16 *Yb, struct ny_err *err)
 {
     int S = K / slice;
     struct cuda_gemm_plan *p = NULL;
@@ -194,7 +200,7 @@ static int gemm_unit_splitk(struct engine_backend *be, const __nv_bfloat16 *xb, 
                  "cublasLtMatmul (split K)");
     size_t n = (size_t)m * N;
     unsigned blocks = (unsigned)((n + 255) / 256 < 1024 ? (n + 255) / 256 : 1024);
-    k_sum_slices<<<blocks, 256, 0, be->stream>>>((const float *)c, S, n, Y);
+    k_sum_slices<<<blocks, 256, 0, be->stream>>>((const float *)c, S, n, Y, Yb);
     CU_LAUNCHED(be, "split-K sum kernel");
     return NY_OK;
 }
@@ -220,12 +226,16 @@ static int matmul_unit(struct engine_backend *be, const float *X, const __nv_bfl
     float *Yr = Y + (size_t)r0 * N;
     if (!lt)
         return gemm_unit(be, xb, m, K, w, N, Yr, 1.0f, 0.0f, err);
-    /* u = X · Aᵀ (fp32), then Y = scale · bf16(u) · Bᵀ */
-    void *u, *ub;
+    /* u = X · Aᵀ (fp32), then Y = scale · bf16(u) · Bᵀ; a split-K A product with a bf16 B
+     * writes bf16(u) alone */
+    void *u, *ub = NULL;
     int R = lt->rank, rc = cuda_scratch(be, 1, (size_t)m * R * sizeof(float), &u, err);
-    int slice = splitk_slice(K, R);
+    int slice = splitk_slice(K, R), direct = unit_ok(lt->a) && slice && unit_ok(lt->b);
+    if (!rc && unit_ok(lt->b))
+        rc = cuda_scratch(be, 2, (size_t)m * R * 2, &ub, err);
     if (!rc && unit_ok(lt->a) && slice)
-        rc = gemm_unit_splitk(be, xb, m, K, lt->a, R, slice, (float *)u, err);
+        rc = gemm_unit_splitk(be, xb, m, K, lt->a, R, slice, direct ? NULL : (float *)u,
+                              direct ? (__nv_bfloat16 *)ub : NULL, err);
     else if (!rc && unit_ok(lt->a))
         rc = gemm_unit(be, xb, m, K, lt->a, R, (float *)u, 1.0f, 0.0f, err);
     else if (!rc)
@@ -234,8 +244,7 @@ static int matmul_unit(struct engine_backend *be, const float *X, const __nv_bfl
     if (rc)
         return rc;
     if (unit_ok(lt->b)) {
-        rc = cuda_scratch(be, 2, (size_t)m * R * 2, &ub, err);
-        if (!rc)
+        if (!direct)
             rc = cuda_rows_to_bf16(be, (const float *)u, NULL, m, R, (__nv_bfloat16 *)ub, err);
         if (!rc)
             rc = gemm_unit(be, (const __nv_bfloat16 *)ub, m, R, lt->b, N, Yr, lt->scale, 0.0f,
@@ -378,18 +387,16 @@ static int stacked_unit(struct engine_backend *be, const struct mm_job *j,
     aw.cols = (size_t)K;
     aw.n = aw.rows * aw.cols;
     void *u = NULL, *ub = NULL;
-    if (!rc)
-        rc = cuda_scratch(be, 1, (size_t)m * NR * sizeof(float), &u, err);
-    int slice = splitk_slice(K, NR);
-    if (!rc)
-        rc = slice ? gemm_unit_splitk(be, xb, m, K, &aw, NR, slice, (float *)u, err)
-                   : gemm_unit(be, xb, m, K, &aw, NR, (float *)u, 1.0f, 0.0f, err);
-    const int defer = j->tdef && !j->tdef_in;
+    const int defer = j->tdef && !j->tdef_in, slice = splitk_slice(K, NR);
     if (defer)
         ub = j->tdef + (size_t)r0 * NR;
     else if (!rc)
         rc = cuda_scratch(be, 2, (size_t)m * NR * 2, &ub, err);
-    if (!rc)
+    /* split K: the slices' sum writes bf16(u) itself */
+    if (!rc && slice)
+        rc = gemm_unit_splitk(be, xb, m, K, &aw, NR, slice, NULL, (__nv_bfloat16 *)ub, err);
+    else if (!rc && !(rc = cuda_scratch(be, 1, (size_t)m * NR * sizeof(float), &u, err)) &&
+             !(rc = gemm_unit(be, xb, m, K, &aw, NR, (float *)u, 1.0f, 0.0f, err)))
         rc = cuda_rows_to_bf16(be, (const float *)u, NULL, m, NR, (__nv_bfloat16 *)ub, err);
     for (int i = 0; i < ns && !rc; i++) {
         const int p = idx[i], N = j->N[p];
@@ -441,7 +448,10 @@ static int matmul_rows(struct engine_backend *be, const struct mm_job *j, const 
                 continue;
             const struct engine_lora_term *lt = &j->lora[p][a];
             int R = lt->rank, g = lg->n[a];
-            pa[na++] = {j->X, lt->a, j->K, R, up, R, 1.0f, lg->in_d[a], NULL, g};
+            /* a group of every row lists them as the base does (both in row order): its A
+             * products then share the base's bf16 staging of X (cuda_skinny_xb_stage) */
+            const int *ain = g == n ? in_d : lg->in_d[a];
+            pa[na++] = {j->X, lt->a, j->K, R, up, R, 1.0f, ain, NULL, g};
             pb[nb++] = {up, lt->b, R, j->N[p], j->Y[p], j->N[p], lt->scale, NULL, lg->out_d[a], g};
             up += (size_t)g * R;
         }
