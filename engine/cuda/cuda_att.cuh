@@ -53,4 +53,11 @@ int cuda_att_partial_tc(struct engine_backend *be, const struct engine_kv *kv, i
                         int max_splits, float *acc, float *ml, int z0, unsigned c,
                         const float *knew, const float *vnew, struct ny_err *err);
 
+/* The flash prefill (cuda_att_prefill.cu) of the step's units (requests of >= 2 rows) over a
+ * bf16 cache, head_dim 64 or 128 (their k/v rows stored already): out [rows][n_heads · D] and,
+ * when ob is given, its bf16 shadow. */
+int cuda_flash_prefill(struct engine_backend *be, const struct engine_kv *kv, int layer,
+                       const float *q, int n_heads, float scale, float *out, __nv_bfloat16 *ob,
+                       struct ny_err *err);
+
 #endif
