@@ -549,9 +549,21 @@ static int unit_staged_only(const struct mm_job *j, int a)
 }
 
 /* A swiglu_matmul job: X = silu(X)·U in place (fp32, the swiglu op's kernel) on the rows of the
- * one-row requests (decode rows), each maximal run of consecutive such rows in one launch. */
+ * one-row requests (decode rows), each maximal run of consecutive such rows in one launch. A step
+ * of decode rows alone: one launch, which also writes the bf16 shadow of X where there is room
+ * (the same kernel rounds the same floats it stores: the staging's bits). */
 static int swiglu_singles(struct engine_backend *be, const struct mm_job *j, struct ny_err *err)
 {
+    if (be->sets.single_all_n == be->n_rows) {
+        __nv_bfloat16 *ob = NULL;
+        float *g = (float *)j->X;
+        int rc = cuda_shadow_room(be, j->K, &ob, err);
+        if (!rc)
+            rc = cuda_swiglu_rows(be, g, j->U, be->n_rows, j->K, g, ob, err);
+        if (!rc)
+            cuda_shadow_mark(be, ob, g, j->K);
+        return rc;
+    }
     int rc = NY_OK, run0 = 0;
     for (int s = 0; s <= be->n_seqs && !rc; s++) {
         int r0 = be->seq_start_h[s];
@@ -670,7 +682,9 @@ static int matmul_all(struct engine_backend *be, const struct mm_job *j, struct 
         lg.in_d[a] = lg.out_d[a] = be->sets_d + ss->single_off[a];
         lg.n[a] = ss->single_n[a];
     }
-    const int *sd = be->sets_d + ss->single_all_off;
+    /* every row a decode row: the list is 0..n-1, passed as identity (the launches that stage X
+     * may then read the bf16 shadow of X: cuda_skinny_xb_stage) */
+    const int *sd = ss->single_all_n == be->n_rows ? NULL : be->sets_d + ss->single_all_off;
     return matmul_rows(be, j, sd, sd, ss->single_all_n, &lg, err);
 }
 

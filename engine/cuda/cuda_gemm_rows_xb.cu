@@ -6,6 +6,7 @@
  * same mma steps in the same order, the warps summed in warp order; so a row's bits do not depend
  * on which path its step takes (test_ops: test_matmul_invariance, 1 to 71 decode rows).
  */
+#include <limits.h>
 #include <stdlib.h>
 
 #include "cuda_skinny.cuh"
@@ -27,11 +28,17 @@
  * (NY_SKINNY_XB_BLOCKS=N). */
 #define XB_MIN_BLOCKS 128
 
-int cuda_skinny_xb_wanted(int rows, int kmax, int cols)
+int cuda_skinny_xb_rows(void)
 {
     static long v = -1;
+    const long r = cuda_env_long("NY_SKINNY_XB_ROWS", &v, XB_MIN_ROWS);
+    return r < INT_MAX ? (int)r : INT_MAX;
+}
+
+int cuda_skinny_xb_wanted(int rows, int kmax, int cols)
+{
     static int narrow = -1;
-    const long min_rows = cuda_env_long("NY_SKINNY_XB_ROWS", &v, XB_MIN_ROWS);
+    const int min_rows = cuda_skinny_xb_rows();
     if (min_rows <= 0 || kmax <= SK_SHORT_K)
         return 0;
     return rows >= min_rows || (rows >= XB_NARROW_ROWS && cols < XB_NARROW_COLS &&
@@ -121,8 +128,20 @@ __global__ __launch_bounds__(SK_WARPS * 32) static void k_skinny_xb(const struct
     sk_wide_store<MT, NT>(red, acc, pt, m0, n0, beta);
 }
 
+/* Whether part a reads X through the bf16 shadow (cuda_int.cuh) instead of staging it: its X is
+ * the mirrored buffer at the shadow's width, read in row order (no list) over rows the shadow
+ * holds. Only in a step of decode rows alone, where every producer of the shadow writes all of
+ * its rows (in a step with prefill units the attention's covers the units' rows only). Row i of
+ * the shadow is bf16(X row i), the staging's rounding of the same floats: the same bits. */
+static int xb_shadowed(const struct engine_backend *be, const struct sk_part *a)
+{
+    return a->X == be->shadow_src && !a->in_idx && a->K == be->shadow_dim &&
+           a->M <= be->n_rows && be->sets.units_n == 0;
+}
+
 /* Each distinct X of the parts (same X, row list, rows and width) staged once, in scratch
- * CUDA_SCRATCH_XB; every part's Xb set. */
+ * CUDA_SCRATCH_XB, or read from the bf16 shadow where it mirrors X (xb_shadowed); every part's
+ * Xb set. */
 int cuda_skinny_xb_stage(struct engine_backend *be, struct sk_parts &P, struct ny_err *err)
 {
     size_t off[SK_MAX_PARTS], total = 0;
@@ -135,17 +154,21 @@ int cuda_skinny_xb_stage(struct engine_backend *be, struct sk_parts &P, struct n
             if (a->X == b->X && a->in_idx == b->in_idx && a->M == b->M && a->K == b->K)
                 src[i] = j;
         }
-        if (src[i] == i) {
-            off[i] = total;
+        off[i] = total;
+        if (src[i] == i && !xb_shadowed(be, a))
             total += (size_t)a->M * a->K; /* K % 8 == 0: every row 16-byte aligned */
-        }
     }
-    void *base;
-    int rc = cuda_scratch(be, CUDA_SCRATCH_XB, total * sizeof(__nv_bfloat16), &base, err);
+    void *base = NULL;
+    int rc = total ? cuda_scratch(be, CUDA_SCRATCH_XB, total * sizeof(__nv_bfloat16), &base, err)
+                   : NY_OK;
     for (int i = 0; i < P.n && !rc; i++) {
         struct sk_part *a = &P.p[i];
         if (src[i] != i) {
             a->Xb = P.p[src[i]].Xb;
+            continue;
+        }
+        if (xb_shadowed(be, a)) {
+            a->Xb = be->shadow_d;
             continue;
         }
         __nv_bfloat16 *dst = (__nv_bfloat16 *)base + off[i];

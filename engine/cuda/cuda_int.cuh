@@ -230,10 +230,12 @@ struct engine_backend {
     int inv_freq_n;
     /* The bf16 shadow: an (add_)rmsnorm of a step with prefill units, and the flash attention,
      * also write their output rounded to bf16 (scratch CUDA_SCRATCH_SHADOW), which the next
-     * matmul reading that buffer takes as its units' staged input. shadow_src: the fp32 buffer
-     * it mirrors (NULL: none), of rows shadow_dim wide. Every op but the matmul family clears
-     * it, as does a matmul writing the mirrored buffer, a buffer write or free, step_begin and
-     * tp_allreduce. */
+     * matmul reading that buffer takes as its units' staged input; in a step of decode rows
+     * alone (at least cuda_skinny_xb_rows() of them) the norms, the tensor-parallel sum + norm
+     * kernels and swiglu_matmul's in-place SwiGLU write it for the skinny launches that stage
+     * X. shadow_src: the fp32 buffer it mirrors (NULL: none), of rows shadow_dim wide. Every op
+     * but the matmul family clears it, as does a matmul writing the mirrored buffer, a buffer
+     * write or free, step_begin and tp_allreduce. */
     const void *shadow_src;
     const __nv_bfloat16 *shadow_d; /* its rows */
     int shadow_dim;
@@ -334,8 +336,9 @@ void cuda_tp_p2p_abort(struct engine_tp *g);
 int cuda_tp_p2p_sum(struct engine_backend *be, float *x, size_t count, struct ny_err *err);
 /* cuda_tp.cu's all-reduce of h (width dim, the step's rows), then add_rmsnorm(x, h, w, dim, eps,
  * out): one kernel when the sum goes peer to peer and fits (rows <= P2P_BLOCKS_MAX, a width the
- * vectorised norm takes, no prefill unit), else the two ops. Bit-identical either way. On the
- * rank's device, in a live group. */
+ * vectorised norm takes, no prefill unit), else the two ops. Bit-identical either way; either
+ * writes the bf16 shadow of out where cuda_shadow_room gives room (the caller dropped the shadow
+ * before). On the rank's device, in a live group. */
 int cuda_tp_p2p_add_norm(struct engine_backend *be, struct engine_buf *x, struct engine_buf *h,
                          const struct engine_buf *w, int dim, float eps, struct engine_buf *out,
                          struct ny_err *err);
@@ -478,7 +481,8 @@ int cuda_op_attention(struct engine_backend *be, struct engine_kv *kv, int layer
                       struct engine_buf *out, struct ny_err *err);
 void cuda_gemm_plans_free(struct engine_backend *be);
 /* Room for the bf16 shadow of the step's rows at width dim (cuda_norm.cu): *out NULL when the
- * step has no prefill units or NY_SHADOW=0 (A/B timing; the same bits either way). */
+ * step has no prefill units and fewer than cuda_skinny_xb_rows() rows (none of its products
+ * would read it), or NY_SHADOW=0 (A/B timing; the same bits either way). */
 int cuda_shadow_room(struct engine_backend *be, int dim, __nv_bfloat16 **out,
                      struct ny_err *err);
 /* After the launch that filled the room ob: the shadow now mirrors the fp32 buffer src. */
@@ -526,6 +530,9 @@ struct cuda_gemm_part {
     int n;
 };
 int cuda_skinny_ok(const struct engine_buf *w);
+/* The rows from which a skinny launch of any width (K > SK_SHORT_K) stages X in bf16
+ * (cuda_gemm_rows_xb.cu: XB_MIN_ROWS, or NY_SKINNY_XB_ROWS=N); 0: none does. */
+int cuda_skinny_xb_rows(void);
 int cuda_gemm_rows_multi(struct engine_backend *be, const struct cuda_gemm_part *gp, int n_parts,
                          float beta, struct ny_err *err);
 int cuda_gemm_rows(struct engine_backend *be, const float *X, const int *in_idx, int n, int K,

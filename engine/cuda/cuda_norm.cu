@@ -83,7 +83,12 @@ int cuda_shadow_room(struct engine_backend *be, int dim, __nv_bfloat16 **out,
     static int on = -1;
     void *sb = NULL;
     *out = NULL;
-    if (be->sets.units_n == 0 || !cuda_env_on("NY_SHADOW", &on))
+    /* read by the prefill units' staging (unit_stage) and, in a step of decode rows alone, by
+     * the skinny launches that stage X (cuda_skinny_xb_stage): those of at least
+     * cuda_skinny_xb_rows() rows */
+    const int xb = cuda_skinny_xb_rows();
+    const int wanted = be->sets.units_n > 0 || (xb > 0 && be->n_rows >= xb);
+    if (!wanted || !cuda_env_on("NY_SHADOW", &on))
         return NY_OK;
     int rc = cuda_scratch(be, CUDA_SCRATCH_SHADOW, (size_t)be->n_rows * dim * 2, &sb, err);
     *out = (__nv_bfloat16 *)sb;
@@ -122,8 +127,9 @@ int cuda_norm_rows(struct engine_backend *be, int r0, int m, float *x, const flo
     return NY_OK;
 }
 
-/* One launch over the step's rows; a step with prefill units also writes the bf16 shadow of out
- * for their GEMMs' staging (the vectorised kernel only). */
+/* One launch over the step's rows; where cuda_shadow_room gives room (a step with prefill units,
+ * or of enough decode rows) also the bf16 shadow of out for the GEMMs' staging (the vectorised
+ * kernel only). */
 int cuda_norm_all(struct engine_backend *be, float *x, const float *y, const struct engine_buf *w,
                   int dim, float eps, float *out, struct ny_err *err)
 {

@@ -124,8 +124,8 @@ __device__ __forceinline__ static void sk_cp16(unsigned dst, const void *src, bo
 }
 
 /* Whether a launch of `rows` rows, deepest product kmax and `cols` columns in all reads its X
- * staged in bf16 (cuda_gemm_rows_xb.cu); stage the parts' X (sets each part's Xb); launch the
- * staged kernel. */
+ * staged in bf16 (cuda_gemm_rows_xb.cu); stage the parts' X or take the bf16 shadow where it
+ * mirrors a part's X (sets each part's Xb); launch the staged kernel. */
 int cuda_skinny_xb_wanted(int rows, int kmax, int cols);
 int cuda_skinny_xb_stage(struct engine_backend *be, struct sk_parts &P, struct ny_err *err);
 int cuda_skinny_xb_launch(struct engine_backend *be, int mt, struct sk_parts &P, int passes,

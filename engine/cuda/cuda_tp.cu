@@ -350,7 +350,7 @@ int cuda_tp_allreduce_add_rmsnorm(struct engine_backend *be, struct engine_buf *
                                   struct engine_buf *h, const struct engine_buf *w, int dim,
                                   float eps, struct engine_buf *out, struct ny_err *err)
 {
-    be->shadow_src = NULL; /* h and out change */
+    be->shadow_src = NULL; /* h and out change (the add + norm below may mirror out anew) */
     int rc = tp_enter(be, "tp_allreduce_add_rmsnorm", err);
     if (!rc) /* an overlapped product: the add + norm is left to the next op */
         rc = cuda_tp_ovl_defer_norm(be, x, h, w, dim, eps, out, err);

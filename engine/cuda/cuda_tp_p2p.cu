@@ -178,11 +178,13 @@ __device__ __forceinline__ static float4 p2p_rank_sum4(const float *mb, int i, i
  * waits for the row's split flags of every rank, adds the ranks' rows in rank order (as
  * k_p2p_sum adds), adds that to x as add_rmsnorm adds y, writes x back and runs norm_row_v:
  * bit-identical to tp_allreduce then add_rmsnorm. out may be h (a row's h is read before block
- * 0's wait, which every block of the row signals after its reads); x is neither. */
+ * 0's wait, which every block of the row signals after its reads); x is neither. ob: the bf16
+ * shadow of out (norm_row_v rounds the floats it stores to out), or NULL. */
 template <typename W>
 __global__ __launch_bounds__(NORM_THREADS) static void k_p2p_sum_add_norm(
-    float *x, const float *h, const W *w, int dim, float eps, float *out, int n, int rank,
-    unsigned epoch, int split, struct p2p_peers pp, const volatile int *abort_word)
+    float *x, const float *h, const W *w, int dim, float eps, float *out, __nv_bfloat16 *ob,
+    int n, int rank, unsigned epoch, int split, struct p2p_peers pp,
+    const volatile int *abort_word)
 {
     pdl_trigger(); /* every block is resident from here: the next kernel may launch */
     __shared__ float sh[NORM_THREADS / 32];
@@ -202,7 +204,8 @@ __global__ __launch_bounds__(NORM_THREADS) static void k_p2p_sum_add_norm(
     float4 *xr = reinterpret_cast<float4 *>(x + r0);
     float4 v[NORM_V];
     norm_add_row(v, xr, n4, [&](int i) { return p2p_rank_sum4(mb, i, n); });
-    norm_row_v(v, wv, n4, dim, eps, reinterpret_cast<float4 *>(out + r0), nullptr, sh);
+    norm_row_v(v, wv, n4, dim, eps, reinterpret_cast<float4 *>(out + r0), ob ? ob + r0 : nullptr,
+               sh);
 }
 
 /* The same op for a step of few rows (the decode steps that take programmatic dependent launch):
@@ -212,11 +215,12 @@ __global__ __launch_bounds__(NORM_THREADS) static void k_p2p_sum_add_norm(
  * last block of the row to finish (a counter a row, arrive[row], back to 0 by that block) reads
  * the whole row of x back and runs norm_row_v. The sums go out of split blocks at once, and the
  * norm needs no launch of its own. out may be h (every block of the row has read its slice of h
- * before the last one writes out); x is neither. */
+ * before the last one writes out); x is neither. ob: as k_p2p_sum_add_norm's. */
 template <typename W>
 __global__ __launch_bounds__(NORM_THREADS) static void k_p2p_sum_add_norm_last(
-    float *x, const float *h, const W *w, int dim, float eps, float *out, int n, int rank,
-    unsigned epoch, int split, int *arrive, struct p2p_peers pp, const volatile int *abort_word)
+    float *x, const float *h, const W *w, int dim, float eps, float *out, __nv_bfloat16 *ob,
+    int n, int rank, unsigned epoch, int split, int *arrive, struct p2p_peers pp,
+    const volatile int *abort_word)
 {
     pdl_trigger(); /* every block is resident from here: the next kernel may launch */
     __shared__ float sh[NORM_THREADS / 32];
@@ -256,7 +260,8 @@ __global__ __launch_bounds__(NORM_THREADS) static void k_p2p_sum_add_norm_last(
         const int i = threadIdx.x + u * NORM_THREADS;
         v[u] = i < n4 ? __ldcg(xr + i) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     }
-    norm_row_v(v, wv, n4, dim, eps, reinterpret_cast<float4 *>(out + r0), nullptr, sh);
+    norm_row_v(v, wv, n4, dim, eps, reinterpret_cast<float4 *>(out + r0), ob ? ob + r0 : nullptr,
+               sh);
 }
 
 /* Whether a new group's sums may go peer to peer: yes unless NY_TP_P2P=0 (read at each
@@ -455,6 +460,11 @@ int cuda_tp_p2p_add_norm(struct engine_backend *be, struct engine_buf *x, struct
     }
     if (count == 0)
         return NY_OK;
+    /* the bf16 shadow of out where the step's products read it (the caller dropped the last) */
+    __nv_bfloat16 *ob = NULL;
+    int rc = cuda_shadow_room(be, dim, &ob, err);
+    if (rc)
+        return rc;
     struct engine_tp *g = be->tp;
     const struct p2p_peers pp = p2p_next(be);
     const volatile int *aw = (const volatile int *)g->abort_word;
@@ -466,12 +476,13 @@ int cuda_tp_p2p_add_norm(struct engine_backend *be, struct engine_buf *x, struct
         if (w->wtype == CUDA_W_BF16)
             CU_LAUNCH(be, what, k_p2p_sum_add_norm_last<__nv_bfloat16>, dim3(grid),
                       dim3(NORM_THREADS), 0, (float *)x->d, (const float *)h->d,
-                      (const __nv_bfloat16 *)w->d, dim, eps, (float *)out->d, g->n, be->tp_rank,
-                      be->tp_epoch, split, ar, pp, aw);
+                      (const __nv_bfloat16 *)w->d, dim, eps, (float *)out->d, ob, g->n,
+                      be->tp_rank, be->tp_epoch, split, ar, pp, aw);
         else
             CU_LAUNCH(be, what, k_p2p_sum_add_norm_last<float>, dim3(grid), dim3(NORM_THREADS),
                       0, (float *)x->d, (const float *)h->d, (const float *)w->d, dim, eps,
-                      (float *)out->d, g->n, be->tp_rank, be->tp_epoch, split, ar, pp, aw);
+                      (float *)out->d, ob, g->n, be->tp_rank, be->tp_epoch, split, ar, pp, aw);
+        cuda_shadow_mark(be, ob, out->d, dim);
         return NY_OK;
     }
     const int split = fused_split(be);
@@ -480,10 +491,11 @@ int cuda_tp_p2p_add_norm(struct engine_backend *be, struct engine_buf *x, struct
     if (w->wtype == CUDA_W_BF16)
         CU_LAUNCH(be, what, k_p2p_sum_add_norm<__nv_bfloat16>, dim3(grid), dim3(NORM_THREADS),
                   0, (float *)x->d, (const float *)h->d, (const __nv_bfloat16 *)w->d, dim, eps,
-                  (float *)out->d, g->n, be->tp_rank, be->tp_epoch, split, pp, aw);
+                  (float *)out->d, ob, g->n, be->tp_rank, be->tp_epoch, split, pp, aw);
     else
         CU_LAUNCH(be, what, k_p2p_sum_add_norm<float>, dim3(grid), dim3(NORM_THREADS), 0,
                   (float *)x->d, (const float *)h->d, (const float *)w->d, dim, eps,
-                  (float *)out->d, g->n, be->tp_rank, be->tp_epoch, split, pp, aw);
+                  (float *)out->d, ob, g->n, be->tp_rank, be->tp_epoch, split, pp, aw);
+    cuda_shadow_mark(be, ob, out->d, dim);
     return NY_OK;
 }

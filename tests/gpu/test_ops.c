@@ -431,14 +431,16 @@ static void test_add_rmsnorm(void **state)
 
 /* swiglu_matmul against swiglu then matmul on a copy of gate, ff -> out (down-like): y
  * bit-identical, up untouched, and gate's rows of one-row requests bit-identical to swiglu's.
- * One step of prefill units (37 and 5 rows) and 70+ decode rows, two adapters and base requests.
- * wf32 / lf32: the weight / its LoRA matrices fp32 (else bf16). */
-static void run_swiglu_matmul(int ff, int wf32, int lf32)
+ * One step of prefill units (37 and 5 rows) and 70+ decode rows, two adapters and base requests;
+ * decode: 80 decode rows alone (the SwiGLU also writes the bf16 shadow of gate, which the staged
+ * launches read; 2: all of adapter 0). wf32 / lf32: the weight / its LoRA matrices fp32 (else
+ * bf16). */
+static void run_swiglu_matmul(int ff, int wf32, int lf32, int decode)
 {
     int out = 264, R = 16, rows[80], ad[80];
     for (int i = 0; i < 80; i++)
-        rows[i] = i % 9 == 0 ? 5 : 1, ad[i] = (i + i / 9) % 3 - 1;
-    rows[0] = 37;
+        rows[i] = i % 9 == 0 && !decode ? 5 : 1, ad[i] = decode == 2 ? 0 : (i + i / 9) % 3 - 1;
+    rows[0] = decode ? 1 : 37;
     struct tbatch t;
     make_batch(&t, 80, rows, NULL, ad);
     OK(G->step_begin(gbe, &t.b, E));
@@ -487,12 +489,16 @@ static void test_swiglu_matmul(void **state)
 {
     (void)state;
     assert_non_null(G->swiglu_matmul);
-    run_swiglu_matmul(1024, 0, 0);
-    run_swiglu_matmul(136, 0, 0);
-    run_swiglu_matmul(5120, 0, 0); /* the units' LoRA A by split-K */
-    run_swiglu_matmul(130, 0, 0);  /* in % 8 != 0: no unit path, all rows through swiglu */
-    run_swiglu_matmul(1024, 0, 1); /* fp32 LoRA A of a unit reads the fp32 gate rows */
-    run_swiglu_matmul(1024, 1, 1); /* fp32 weight */
+    run_swiglu_matmul(1024, 0, 0, 0);
+    run_swiglu_matmul(136, 0, 0, 0);
+    run_swiglu_matmul(5120, 0, 0, 0); /* the units' LoRA A by split-K */
+    run_swiglu_matmul(130, 0, 0, 0);  /* in % 8 != 0: no unit path, all rows through swiglu */
+    run_swiglu_matmul(1024, 0, 1, 0); /* fp32 LoRA A of a unit reads the fp32 gate rows */
+    run_swiglu_matmul(1024, 1, 1, 0); /* fp32 weight */
+    run_swiglu_matmul(1024, 0, 0, 1); /* decode rows alone: through the shadow of gate */
+    run_swiglu_matmul(1024, 0, 0, 2); /* one adapter on every row: its A products read it too */
+    run_swiglu_matmul(1024, 0, 1, 1); /* fp32 LoRA A: the generic kernel reads the fp32 rows */
+    run_swiglu_matmul(130, 0, 0, 1);  /* in % 8 != 0: the generic kernel, no shadow read */
     /* y aliasing gate or up is refused */
     int rows[2] = {3, 1};
     struct tbatch t;
@@ -617,15 +623,15 @@ static float *gpu_product(struct engine_buf *h, int K, struct engine_buf *w, int
     return v;
 }
 
-/* The bf16 shadow of a norm's output (the staged GEMM input of a step's prefill units): a matmul
- * reading the norm's output gives the bits of one reading a copy of it; after the output is
- * rewritten (a buffer write, a matmul writing it), the next matmul reads the new values. */
-static void test_norm_shadow(void **state)
+/* The bf16 shadow of a norm's output (the staged GEMM input of a step's prefill units, and of a
+ * decode step's skinny launches of 32+ rows): a matmul reading the norm's output gives the bits
+ * of one reading a copy of it; after the output is rewritten (a buffer write, a matmul writing
+ * it), the next matmul reads the new values. A step of the requests rows[0..n). */
+static void run_norm_shadow(const int *rows, int n_req)
 {
-    (void)state;
-    int K = 1024, N = 264, rows[3] = {37, 1, 5};
+    int K = 1024, N = 264;
     struct tbatch t;
-    make_batch(&t, 3, rows, NULL, NULL);
+    make_batch(&t, n_req, rows, NULL, NULL);
     OK(G->step_begin(gbe, &t.b, E));
     int nr = t.b.n_rows;
     size_t n = (size_t)nr * K;
@@ -670,6 +676,16 @@ static void test_norm_shadow(void **state)
     G->buf_free(gbe, ya), G->buf_free(gbe, yb);
     wfree(wn), wfree(w), wfree(sq);
     free(xv), free(yv), free(nv), free(wv), free(hv), free(sv);
+}
+
+static void test_norm_shadow(void **state)
+{
+    (void)state;
+    int rows[40] = {37, 1, 5};
+    run_norm_shadow(rows, 3); /* prefill units and a decode row */
+    for (int i = 0; i < 40; i++)
+        rows[i] = 1;
+    run_norm_shadow(rows, 40); /* decode rows alone: the skinny launches stage X */
 }
 
 /* rope_qk gives q and k bit-identical to one rope call each (head_dim 128 with 32/8 heads, 64

@@ -91,9 +91,11 @@ struct rank {
     float *out;
     /* fused (tp_allreduce_add_rmsnorm against the two calls): residual xin [rows * dim], the
      * same on every rank, partials in; fused x and out into out and out2, the two calls' into
-     * out3 and out4; decode = one request a row (else one request of all rows) */
+     * out3 and out4; decode = one request a row (else one request of all rows); prod [3][rows *
+     * FUSED_PN]: out·Wᵀ after each (through the bf16 shadow of out where the step has one), then
+     * that of a copy of out */
     const float *xin;
-    float *out2, *out3, *out4;
+    float *out2, *out3, *out4, *prod;
     int decode;
     /* overlap: requests of req[0..n_req) rows; variant 0: the fused sums, 1: the first through
      * tp_allreduce and add_rmsnorm, 2: the fused sums with last_read before g's product, 3: the
@@ -155,19 +157,36 @@ static int step_decode(struct engine_backend *be, int rows, struct ny_err *err)
     return G->step_begin(be, &b, err);
 }
 
-/* The fused sum + add + norm, then the same inputs through tp_allreduce and add_rmsnorm. */
+#define FUSED_PN 64 /* columns of the product reading the norm's out (do_fused) */
+
+/* out·Wᵀ (wp: [FUSED_PN, dim]) of the step's rows into y, read back into p. */
+static int fused_product(struct rank *r, struct engine_buf *h, struct engine_buf *wp,
+                         struct engine_buf *y, float *p, struct ny_err *err)
+{
+    int rc = G->matmul(r->be, h, r->dim, wp, FUSED_PN, NULL, 0, NULL, 0, y, err);
+    return rc ? rc : G->buf_read(r->be, y, 0, p, (size_t)r->rows * FUSED_PN, err);
+}
+
+/* The fused sum + add + norm, then the same inputs through tp_allreduce and add_rmsnorm, each
+ * followed by a product reading out (its bf16 shadow, in a decode step of enough rows); then
+ * the product of a copy of out (a buffer write: no shadow, X staged from the fp32 rows). */
 static int do_fused(struct rank *r, struct ny_err *err)
 {
-    size_t cnt = (size_t)r->rows * r->dim;
+    size_t cnt = (size_t)r->rows * r->dim, np = (size_t)r->rows * FUSED_PN;
     const float eps = 1e-5f;
-    struct engine_buf *x = NULL, *h = NULL, *w = NULL;
+    struct engine_buf *x = NULL, *h = NULL, *w = NULL, *wp = NULL, *y = NULL;
     int rc = r->decode ? step_decode(r->be, r->rows, err) : step(r->be, r->rows, err);
     if (!rc)
         rc = G->buf_alloc(r->be, cnt, &x, err);
     if (!rc)
         rc = G->buf_alloc(r->be, cnt, &h, err);
     if (!rc)
+        rc = G->buf_alloc(r->be, np, &y, err);
+    if (!rc)
         rc = G->weight_random(r->be, 1, (size_t)r->dim, 0, 0, (size_t)r->dim, 99, 1.0f, &w, err);
+    if (!rc)
+        rc = G->weight_random(r->be, FUSED_PN, (size_t)r->dim, 0, 0, (size_t)r->dim, 7, 0.05f,
+                              &wp, err);
     for (int pass = 0; pass < 2 && !rc; pass++) {
         rc = G->buf_write(r->be, x, 0, r->xin, cnt, err);
         if (!rc)
@@ -180,13 +199,21 @@ static int do_fused(struct rank *r, struct ny_err *err)
                 rc = G->add_rmsnorm(r->be, x, h, w, r->dim, eps, h, err);
         }
         if (!rc)
+            rc = fused_product(r, h, wp, y, r->prod + pass * np, err);
+        if (!rc)
             rc = G->buf_read(r->be, x, 0, pass ? r->out3 : r->out, cnt, err);
         if (!rc)
             rc = G->buf_read(r->be, h, 0, pass ? r->out4 : r->out2, cnt, err);
     }
+    if (!rc)
+        rc = G->buf_write(r->be, h, 0, r->out4, cnt, err);
+    if (!rc)
+        rc = fused_product(r, h, wp, y, r->prod + 2 * np, err);
     G->buf_free(r->be, x);
     G->buf_free(r->be, h);
+    G->buf_free(r->be, y);
     G->buf_free(r->be, w);
+    G->buf_free(r->be, wp);
     return rc;
 }
 
@@ -563,29 +590,34 @@ static void test_allreduce_invariance(void **state)
 
 /* ---- tp_allreduce_add_rmsnorm ---------------------------------------------------------------- */
 /* On every rank: the fused op's x and out equal, bit for bit, tp_allreduce then add_rmsnorm on the
- * same inputs, and every rank's equal rank 0's. Shapes: decode rows that take one kernel (peer to
- * peer, widths of the vectorised norm: 9 to 128 rows on k_p2p_sum_add_norm; 1 to 8 rows on the
- * last-block kernel, whose row counters are reused case after case: 16 blocks a row of 8,192,
- * one block a row of 96), and ones that run the two ops (a prefill request, 200 rows, a width of
- * 8,200). */
+ * same inputs, and every rank's equal rank 0's; a product reading out after either equals, bit
+ * for bit, the product of a copy of out (decode steps of 32+ rows read the bf16 shadow the norm
+ * kernels write: k_p2p_sum_add_norm's, cuda_norm_all's). Shapes: decode rows that take one
+ * kernel (peer to peer, widths of the vectorised norm: 9 to 128 rows on k_p2p_sum_add_norm; 1
+ * to 8 rows on the last-block kernel, whose row counters are reused case after case: 16 blocks a
+ * row of 8,192, one block a row of 96), and ones that run the two ops (a prefill request, 200
+ * rows, a width of 8,200). */
 static void test_fused(void **state)
 {
     (void)state;
     static const int cases[][4] = { /* rows, dim, decode rows, one kernel (with p2p) */
         {32, 8192, 1, 1}, {9, 4096, 1, 1}, {128, 96, 1, 1}, {12, 8192, 1, 1}, /* block 0 */
+        {48, 1024, 1, 1},
         {1, 8192, 1, 1},  {8, 8192, 1, 1}, {3, 4096, 1, 1}, {1, 96, 1, 1},    /* last block */
         {5, 2048, 1, 1},  {1, 8192, 1, 1},
         {6, 96, 0, 0},    {200, 96, 1, 0}, {20, 8200, 1, 0}, /* two ops */
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const int rows = cases[c][0], dim = cases[c][1];
-        size_t cnt = (size_t)rows * dim;
+        size_t cnt = (size_t)rows * dim, np = (size_t)rows * FUSED_PN;
         float *xin = malloc(cnt * sizeof(float));
         float *parts = malloc((size_t)n_ranks * cnt * sizeof(float));
         float *res = malloc((size_t)4 * n_ranks * cnt * sizeof(float));
+        float *prod = malloc((size_t)3 * n_ranks * np * sizeof(float));
         assert_non_null(xin);
         assert_non_null(parts);
         assert_non_null(res);
+        assert_non_null(prod);
         for (size_t i = 0; i < cnt; i++)
             xin[i] = frand_wide();
         for (size_t i = 0; i < (size_t)n_ranks * cnt; i++)
@@ -597,7 +629,8 @@ static void test_fused(void **state)
             rs[k] = (struct rank){.be = bes[k], .rank = k, .job = JOB_FUSED, .rows = rows,
                                   .dim = dim, .in = parts + (size_t)k * cnt, .xin = xin,
                                   .out = o, .out2 = o + cnt, .out3 = o + 2 * cnt,
-                                  .out4 = o + 3 * cnt, .decode = cases[c][2]};
+                                  .out4 = o + 3 * cnt, .decode = cases[c][2],
+                                  .prod = prod + (size_t)3 * k * np};
         }
         phase = "tp_allreduce_add_rmsnorm";
         run_ranks(rs, n_ranks);
@@ -608,17 +641,23 @@ static void test_fused(void **state)
             int same = memcmp(rs[k].out, rs[k].out3, cnt * sizeof(float)) == 0 &&
                        memcmp(rs[k].out2, rs[k].out4, cnt * sizeof(float)) == 0;
             int as0 = memcmp(rs[k].out, rs[0].out, 2 * cnt * sizeof(float)) == 0;
-            bad += !same || !as0;
-            if (k == 0 || !same || !as0)
+            const float *p = rs[k].prod;
+            int prods = memcmp(p, p + 2 * np, np * sizeof(float)) == 0 &&
+                        memcmp(p + np, p + 2 * np, np * sizeof(float)) == 0;
+            bad += !same || !as0 || !prods;
+            if (k == 0 || !same || !as0 || !prods)
                 printf("  fused tp=%d rows=%d dim=%d (%s, %s): rank %d x and out %s the two "
-                       "calls'%s\n", n_ranks, rows, dim, cases[c][2] ? "decode rows" : "prefill",
+                       "calls'%s; products of out %s that of a copy\n", n_ranks, rows, dim,
+                       cases[c][2] ? "decode rows" : "prefill",
                        cases[c][3] && p2p_floats ? "one kernel" : "two ops", k,
                        same ? "bit-identical to" : "DIFFER from",
-                       as0 ? "" : "; DIFFER from rank 0's");
+                       as0 ? "" : "; DIFFER from rank 0's",
+                       prods ? "bit-identical to" : "DIFFER from");
         }
         free(xin);
         free(parts);
         free(res);
+        free(prod);
         assert_int_equal(bad, 0);
     }
 }
