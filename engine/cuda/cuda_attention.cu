@@ -320,7 +320,7 @@ __global__ __launch_bounds__(ATT_THREADS) static void k_att_partial(
 #define ATT_COMB_UNROLL 32
 __global__ static void k_att_combine(const float *ws_acc, const float *ws_ml, const int *rows,
                                      const int *row_pos, int n_heads, int D, int max_splits,
-                                     float *out, int z0)
+                                     float *out, __nv_bfloat16 *outb, int z0)
 {
     pdl_trigger();
     pdl_wait();
@@ -362,8 +362,12 @@ __global__ static void k_att_combine(const float *ws_acc, const float *ws_ml, co
             if (s0 + k < ns)
                 a += wsh[s0 + k] * v[k];
     }
-    if (d < D)
-        out[((size_t)r * n_heads + head) * D + d] = a / L;
+    if (d < D) {
+        const float y = a / L;
+        out[((size_t)r * n_heads + head) * D + d] = y;
+        if (outb) /* the bf16 shadow: y rounded as cuda_rows_to_bf16 rounds it */
+            outb[((size_t)r * n_heads + head) * D + d] = __float2bfloat16_rn(y);
+    }
 }
 
 /* Whether decode-only steps fold the kv store into the split kernel: yes unless NY_ATT_FOLD=0
@@ -412,6 +416,11 @@ static int att_split(struct engine_backend *be, const struct engine_kv *kv, int 
                                           cudaFuncAttributeMaxDynamicSharedMemorySize, (int)cshm),
                  "attention combine shared memory");
     const int tb = D < 128 ? 64 : 128;
+    /* every row of the step here: out's bf16 shadow too, where the step's products stage from
+     * one (cuda_shadow_room: none for the steps that do not) */
+    __nv_bfloat16 *ob = NULL;
+    if (!list && n == be->n_rows && (rc = cuda_shadow_room(be, n_heads * D, &ob, err)))
+        return rc;
     /* rows z0 .. z0 + c - 1 a launch pair (a grid's y and z hold at most 65,535) */
     for (int z0 = 0; z0 < n; z0 += CUDA_GRID_YZ_MAX) {
         unsigned c = cuda_grid_rows(n - z0);
@@ -427,8 +436,9 @@ static int att_split(struct engine_backend *be, const struct engine_kv *kv, int 
                       max_splits, acc, ml, z0, knew, vnew);
         CU_LAUNCH(be, "attention combine kernel", k_att_combine,
                   dim3((unsigned)n_heads, c, (unsigned)((D + tb - 1) / tb)), dim3(tb), cshm, acc,
-                  ml, list, be->row_pos_d, n_heads, D, max_splits, out, z0);
+                  ml, list, be->row_pos_d, n_heads, D, max_splits, out, ob, z0);
     }
+    cuda_shadow_mark(be, ob, out, n_heads * D);
     return NY_OK;
 }
 
