@@ -7,15 +7,23 @@
 
 /* ---- flash-style attention on the tensor cores ----------------------------------------------
  * For the rows of a request that brings >= 2 rows to the step (bf16 KV cache, head_dim 64 or
- * 128). One block of 4 warps per (64 query rows, q head, request); each warp owns 16 rows. Key
- * tiles of 64 (= one KV page) in order from position 0: S = Q·Kᵀ and O += P·V by mma.sync
+ * 128). One block of 4 warps per (64·MT query rows, q head, request); each warp owns MT tiles of
+ * 16 rows (MT = 2 for head_dim 128, 1 for 64: FA_MT). Key tiles of 64 (= one KV page) in order
+ * from position 0: S = Q·Kᵀ and O += P·V by mma.sync
  * m16n8k16 (bf16 operands, fp32 accumulators), an online softmax in fp32 per row with the row
  * max and sum combined across a row's 4 lanes by a fixed xor tree. A row's arithmetic depends
  * only on its own position: tiles past its causal limit that its block needs for other rows are
  * fully masked, and such a tile leaves m, l and O bit-for-bit unchanged (alpha = 1, p = 0).
  * The exponentials run without branches (p = expf(s - m) also for masked s = -inf: exactly +0)
- * and a tile wholly at or before the warp's first row skips the mask; neither changes a bit. */
-#define FA_ROWS 64
+ * and a tile wholly at or before a row tile's first row skips the mask; neither changes a bit.
+ * With two row tiles a warp (70B shape, head_dim 128), each K/V fragment read from shared memory
+ * feeds both tiles' mma and their chains interleave; Q, rounded to bf16, waits in shared memory
+ * and its fragments are read per k-step. A warp skips a key tile past its last row (such a tile
+ * leaves its rows bit-for-bit unchanged). On 4 x H100, 70B tp 4, 32 x 2,000 x 24 through the
+ * scheduler: 4.892 and 4.919 s against 4.935 and 4.943 with one row tile a warp (Q in registers,
+ * 168 registers, 3 blocks an SM; LoRA r64 5.528 against 5.564); the kernel alone is no faster
+ * (ncu, real clocks, 2 requests of the card share: 205-217 us against 209-218, both issuing on
+ * 36% of cycles, now with 8 warps an SM instead of 12): the saving is the skipped tiles. */
 #define FA_KEYS 64
 /* bytes of a [FA_KEYS][D + 8] bf16 tile (rows padded by 16 bytes: ldmatrix without conflicts) */
 #define FA_TILE_BYTES(D) (FA_KEYS * ((D) + 8) * 2)
@@ -41,52 +49,6 @@ __device__ __forceinline__ static void fa_load_tile(unsigned dst, const __nv_bfl
         asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dv),
                      "l"(vg + it * step), "r"(n)
                      : "memory");
-    }
-}
-
-/* S = Q·Kᵀ for the tile's 8 groups of 8 keys, k-step by k-step (each sc[nt] sums its k-steps in
- * order); ka: this lane's ldmatrix address in the K tile, &ks[lane % 8 + (lane / 16)·8][
- * ((lane / 8) % 2)·8]. Matrix j of an x4 ldmatrix (rows: keys (nt + j / 2)·8 .. + 7, columns
- * 16·kk + (j % 2)·8 .. + 7, nt even) gives lane (g, t) its row g, columns 2t, 2t + 1: the b0, b1
- * of key group nt, then of nt + 1, the same words the mma B fragment read one by one. */
-template <int D>
-__device__ __forceinline__ static void fa_scores(float (*sc)[4], const uint32_t (*qa)[4],
-                                                 unsigned ka)
-{
-#pragma unroll
-    for (int nt = 0; nt < FA_KEYS / 8; nt++)
-        sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.0f;
-#pragma unroll
-    for (int kk = 0; kk < D / 16; kk++)
-#pragma unroll
-        for (int nt = 0; nt < FA_KEYS / 8; nt += 2) {
-            uint32_t b0, b1, b2, b3;
-            cuda_ldsm_x4<false>(ka + (nt * 8 * (D + 8) + kk * 16) * 2, b0, b1, b2, b3);
-            cuda_mma_bf16(sc[nt], qa[kk][0], qa[kk][1], qa[kk][2], qa[kk][3], b0, b1);
-            cuda_mma_bf16(sc[nt + 1], qa[kk][0], qa[kk][1], qa[kk][2], qa[kk][3], b2, b3);
-        }
-}
-
-/* O += P·V, 16 keys per step; va: this lane's ldmatrix address in the V tile,
- * &vs[lane % 8 + ((lane / 8) % 2)·8][(lane / 16)·8]. */
-template <int D>
-__device__ __forceinline__ static void fa_pv(float (*o)[4], const float (*p)[4], unsigned va)
-{
-#pragma unroll
-    for (int kk = 0; kk < FA_KEYS / 16; kk++) {
-        uint32_t a0 = cuda_pack_bf16x2(p[2 * kk][0], p[2 * kk][1]);
-        uint32_t a1 = cuda_pack_bf16x2(p[2 * kk][2], p[2 * kk][3]);
-        uint32_t a2 = cuda_pack_bf16x2(p[2 * kk + 1][0], p[2 * kk + 1][1]);
-        uint32_t a3 = cuda_pack_bf16x2(p[2 * kk + 1][2], p[2 * kk + 1][3]);
-#pragma unroll
-        for (int dt = 0; dt < D / 8; dt += 2) {
-            /* B fragments of V[16 keys][d: dt·8 .. dt·8 + 15], transposed by ldmatrix:
-             * b0 = V[kk·16 + 2t, +1][dt·8 + g], b1 = the same 8 keys further */
-            uint32_t b0, b1, b2, b3;
-            cuda_ldsm_x4<true>(va + (kk * 16 * (D + 8) + dt * 8) * 2, b0, b1, b2, b3);
-            cuda_mma_bf16(o[dt], a0, a1, a2, a3, b0, b1);
-            cuda_mma_bf16(o[dt + 1], a0, a1, a2, a3, b2, b3);
-        }
     }
 }
 
@@ -182,151 +144,60 @@ __device__ __forceinline__ static void fa_softmax(float (*sc)[4], float (*o)[4],
     }
 }
 
-/* A 16-row tile's outputs for this lane (rows a and b = a + 8, where they exist): O / l, and
- * its bf16 shadow when outb is given (the same floats rounded as cuda_rows_to_bf16 rounds
- * them); oa: row a's first element of the lane, ostep: row b's distance from it. */
+/* A 16-row tile's outputs for this lane (rows a and b = a + 8, where they exist: in[0], in[1]):
+ * O / l, and its bf16 shadow when outb is given (the same floats rounded as cuda_rows_to_bf16
+ * rounds them); oa: row a's first element of the lane, ostep: row b's distance from it. */
 template <int D>
-__device__ __forceinline__ static void fa_store(const float (*o)[4], float la, float lb, bool a,
-                                                bool b, size_t oa, size_t ostep, float *out,
-                                                __nv_bfloat16 *outb)
+__device__ __forceinline__ static void fa_store(const float (*o)[4], float la, float lb,
+                                                const bool (&in)[2], size_t oa, size_t ostep,
+                                                float *out, __nv_bfloat16 *outb)
 {
-    const size_t ob = oa + ostep;
 #pragma unroll
-    for (int dt = 0; dt < D / 8; dt++) {
-        if (a) {
-            const float v0 = o[dt][0] / la, v1 = o[dt][1] / la;
-            out[oa + dt * 8] = v0;
-            out[oa + dt * 8 + 1] = v1;
+    for (int h = 0; h < 2; h++) {
+        if (!in[h])
+            continue;
+        const float l = h ? lb : la;
+        const size_t e = oa + (h ? ostep : 0);
+#pragma unroll
+        for (int dt = 0; dt < D / 8; dt++) {
+            const float v0 = o[dt][2 * h] / l, v1 = o[dt][2 * h + 1] / l;
+            out[e + dt * 8] = v0;
+            out[e + dt * 8 + 1] = v1;
             if (outb)
-                *reinterpret_cast<__nv_bfloat162 *>(outb + oa + dt * 8) =
+                *reinterpret_cast<__nv_bfloat162 *>(outb + e + dt * 8) =
                     __floats2bfloat162_rn(v0, v1);
         }
-        if (b) {
-            const float v2 = o[dt][2] / lb, v3 = o[dt][3] / lb;
-            out[ob + dt * 8] = v2;
-            out[ob + dt * 8 + 1] = v3;
-            if (outb)
-                *reinterpret_cast<__nv_bfloat162 *>(outb + ob + dt * 8) =
-                    __floats2bfloat162_rn(v2, v3);
-        }
     }
 }
 
-/* Dynamic shared memory of k_flash_prefill<D>: two stages of K and V tiles. */
-#define FA_SMEM(D) ((size_t)2 * 2 * FA_TILE_BYTES(D))
-/* Blocks an SM must hold at once: the register cap that lets it (168 for D = 128: 3 x 68 KB of
- * stages fit; 128 for D = 64) holds without spills, and more warps hide more of the latency of
- * the serial parts of a tile (max and sum trees, shuffles, barriers). */
-#define FA_MIN_BLOCKS(D) ((D) == 128 ? 3 : 4)
+/* Row tiles a warp for head_dim D. */
+#define FA_MT(D) ((D) == 128 ? 2 : 1)
+/* Dynamic shared memory of k_flash_prefill<D>: two stages of K and V tiles, then Q
+ * [64·MT][D + 8] bf16. */
+#define FA_SMEM(D) ((size_t)2 * 2 * FA_TILE_BYTES(D) + (size_t)64 * FA_MT(D) * ((D) + 8) * 2)
+/* Blocks an SM must hold at once (the register cap: 255 for two row tiles, 128 for one) */
+#define FA_MIN_BLOCKS(D) (FA_MT(D) == 2 ? 2 : 4)
 
-template <int D>
-__global__ __launch_bounds__(128, FA_MIN_BLOCKS(D)) static void k_flash_prefill(
-    const float *q, const int *units, const int *table, int pps, int n_pages, int layer,
-    int n_heads, int nkv, float scale, const __nv_bfloat16 *K, const __nv_bfloat16 *V,
-    float *out, __nv_bfloat16 *outb)
-{
-    /* [stage][K: 0, V: 1][key][D + 8]: tile kt + 1 loads (cp.async) while tile kt is multiplied */
-    extern __shared__ __align__(16) unsigned char fa_smem[];
-    const int *u = units + 4 * blockIdx.z;
-    const int row0 = u[0], len = u[1], slot = u[2], pos0 = u[3];
-    /* the longest q tiles (most key tiles) first, so that they do not trail the grid */
-    const int qt = gridDim.x - 1 - blockIdx.x, hq = blockIdx.y, hk = hq / (n_heads / nkv);
-    if (qt * FA_ROWS >= len)
-        return;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-    const int i0 = qt * FA_ROWS + warp * 16; /* this warp's first row (within the request) */
-    const int ra = i0 + g, rb = i0 + g + 8;
-    /* Q fragments, bf16 */
-    uint32_t qa[D / 16][4];
-    const float *qpa = q + ((size_t)(row0 + ra) * n_heads + hq) * D;
-    const float *qpb = q + ((size_t)(row0 + rb) * n_heads + hq) * D;
-#pragma unroll
-    for (int kk = 0; kk < D / 16; kk++) {
-        int d = kk * 16 + 2 * t;
-        qa[kk][0] = ra < len ? cuda_pack_bf16x2(qpa[d], qpa[d + 1]) : 0u;
-        qa[kk][1] = rb < len ? cuda_pack_bf16x2(qpb[d], qpb[d + 1]) : 0u;
-        qa[kk][2] = ra < len ? cuda_pack_bf16x2(qpa[d + 8], qpa[d + 9]) : 0u;
-        qa[kk][3] = rb < len ? cuda_pack_bf16x2(qpb[d + 8], qpb[d + 9]) : 0u;
-    }
-    float o[D / 8][4];
-#pragma unroll
-    for (int i = 0; i < D / 8; i++)
-        o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
-    float ma = -INFINITY, mb = -INFINITY, la = 0.0f, lb = 0.0f;
-    const int last_row = min(qt * FA_ROWS + FA_ROWS - 1, len - 1);
-    const int max_pos = pos0 + len - 1; /* the last position written this step */
-    const int n_tiles = (pos0 + last_row) / FA_KEYS + 1;
-    const int qpos_a = pos0 + ra, qpos_b = pos0 + rb;
-    /* per-thread addresses, fixed for the kernel: the tile copy's row and chunk, the global
-     * offset of its first 16 bytes in page 0 of the layer, its shared address in stage 0, and
-     * the K and V ldmatrix addresses in stage 0 */
-    const int ld_row = threadIdx.x / (D / 8), ld_c = threadIdx.x % (D / 8);
-    const size_t tok = (size_t)nkv * D, page_elems = (size_t)CUDA_KV_PAGE * tok;
-    const size_t ld_off = (size_t)layer * n_pages * page_elems + (size_t)hk * D + ld_row * tok +
-                          ld_c * 8;
-    const size_t ld_step = (size_t)(128 / (D / 8)) * tok;
-    const unsigned smem = (unsigned)__cvta_generic_to_shared(fa_smem);
-    const unsigned ld_dst = smem + (ld_row * (D + 8) + ld_c * 8) * 2;
-    const unsigned ka = smem + ((lane % 8 + lane / 16 * 8) * (D + 8) + (lane / 8) % 2 * 8) * 2;
-    const unsigned va = smem + FA_TILE_BYTES(D) +
-                        ((lane % 8 + (lane / 8) % 2 * 8) * (D + 8) + (lane / 16) * 8) * 2;
-    const int *pages = table + slot * pps;
-    size_t off = ld_off + (size_t)pages[0] * page_elems;
-    fa_load_tile<D>(ld_dst, K + off, V + off, ld_step, max_pos - ld_row);
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
-    int page_next = n_tiles > 1 ? pages[1] : 0; /* read a tile ahead of its copy */
-    for (int kt = 0; kt < n_tiles; kt++) {
-        const unsigned stage = (kt & 1) * 2 * FA_TILE_BYTES(D);
-        /* one barrier a tile: tile kt is in (its copy was the only one in flight) and every
-         * warp is done with tile kt - 1, whose stage tile kt + 1 then fills */
-        asm volatile("cp.async.wait_group 0;\n" ::: "memory");
-        __syncthreads();
-        if (kt + 1 < n_tiles) {
-            off = ld_off + (size_t)page_next * page_elems;
-            fa_load_tile<D>(ld_dst + (2 * FA_TILE_BYTES(D) - stage), K + off, V + off, ld_step,
-                            max_pos - (kt + 1) * FA_KEYS - ld_row);
-            asm volatile("cp.async.commit_group;\n" ::: "memory");
-            if (kt + 2 < n_tiles)
-                page_next = pages[kt + 2];
-        }
-        float sc[FA_KEYS / 8][4];
-        fa_scores<D>(sc, qa, ka + stage);
-        fa_softmax<D>(sc, o, ma, mb, la, lb, scale, kt * FA_KEYS + FA_KEYS - 1 > pos0 + i0,
-                      qpos_a - kt * FA_KEYS - 2 * t, qpos_b - kt * FA_KEYS - 2 * t);
-        fa_pv<D>(o, sc, va + stage);
-    }
-    fa_store<D>(o, la, lb, ra < len, rb < len,
-                ((size_t)(row0 + ra) * n_heads + hq) * D + 2 * t, 8 * (size_t)n_heads * D, out,
-                outb);
-}
-
-/* ---- two row tiles a warp (k_flash_prefill2) ---------------------------------------------------
- * The same rows' arithmetic as k_flash_prefill (each row tile's scores, softmax and O updates in
- * the same order, by the same helpers), with a warp owning two 16-row tiles (32 rows; a block of
- * 4 warps 128 rows): each K and V fragment read from shared memory serves both tiles' mma, whose
- * chains interleave. Q, rounded to bf16 as k_flash_prefill rounds it, waits in shared memory and
- * its fragments are read per k-step (registers: 2 tiles' S and O). A warp skips a key tile past
- * its last row (such a tile leaves its rows bit-for-bit unchanged). */
-#define FA2_ROWS 128
-/* Dynamic shared memory of k_flash_prefill2<D>: the stages, then Q [FA2_ROWS][D + 8] bf16. */
-#define FA2_SMEM(D) (FA_SMEM(D) + (size_t)FA2_ROWS * ((D) + 8) * 2)
-
-/* fa_scores for the warp's two row tiles: qa, this lane's ldmatrix address of its first tile's
- * Q rows (&qs[lane % 8 + ((lane / 8) % 2)·8][(lane / 16)·8]); the second tile 16 rows on. */
-template <int D>
-__device__ __forceinline__ static void fa_scores2(float (*sc)[FA_KEYS / 8][4], unsigned qa,
-                                                  unsigned ka)
+/* S = Q·Kᵀ for the warp's MT row tiles and the key tile's 8 groups of 8 keys, k-step by k-step
+ * (each sc[m][nt] sums its k-steps in order). qa: this lane's ldmatrix address of its first row
+ * tile's Q, &qs[lane % 8 + ((lane / 8) % 2)·8][(lane / 16)·8] (tile m 16·m rows on); ka: of the
+ * K tile, &ks[lane % 8 + (lane / 16)·8][((lane / 8) % 2)·8]. Matrix j of an x4 ldmatrix of K
+ * (rows: keys (nt + j / 2)·8 .. + 7, columns 16·kk + (j % 2)·8 .. + 7, nt even) gives lane (g, t)
+ * its row g, columns 2t, 2t + 1: the b0, b1 of key group nt, then of nt + 1. */
+template <int D, int MT>
+__device__ __forceinline__ static void fa_scores(float (*sc)[FA_KEYS / 8][4], unsigned qa,
+                                                 unsigned ka)
 {
 #pragma unroll
-    for (int m = 0; m < 2; m++)
+    for (int m = 0; m < MT; m++)
 #pragma unroll
         for (int nt = 0; nt < FA_KEYS / 8; nt++)
             sc[m][nt][0] = sc[m][nt][1] = sc[m][nt][2] = sc[m][nt][3] = 0.0f;
 #pragma unroll
     for (int kk = 0; kk < D / 16; kk++) {
-        uint32_t a[2][4];
+        uint32_t a[MT][4];
 #pragma unroll
-        for (int m = 0; m < 2; m++)
+        for (int m = 0; m < MT; m++)
             cuda_ldsm_x4<false>(qa + (m * 16 * (D + 8) + kk * 16) * 2, a[m][0], a[m][1],
                                 a[m][2], a[m][3]);
 #pragma unroll
@@ -334,7 +205,7 @@ __device__ __forceinline__ static void fa_scores2(float (*sc)[FA_KEYS / 8][4], u
             uint32_t b0, b1, b2, b3;
             cuda_ldsm_x4<false>(ka + (nt * 8 * (D + 8) + kk * 16) * 2, b0, b1, b2, b3);
 #pragma unroll
-            for (int m = 0; m < 2; m++) {
+            for (int m = 0; m < MT; m++) {
                 cuda_mma_bf16(sc[m][nt], a[m][0], a[m][1], a[m][2], a[m][3], b0, b1);
                 cuda_mma_bf16(sc[m][nt + 1], a[m][0], a[m][1], a[m][2], a[m][3], b2, b3);
             }
@@ -342,8 +213,7 @@ __device__ __forceinline__ static void fa_scores2(float (*sc)[FA_KEYS / 8][4], u
     }
 }
 
-/* fa_pv for the warp's two row tiles, from P already packed to bf16 (fa_pack: fa_pv's A
- * fragments, the same roundings). */
+/* P of a row tile as the A fragments of P·V, 16 keys a k-step (bf16, round to nearest). */
 __device__ __forceinline__ static void fa_pack(uint32_t (*a)[4], const float (*p)[4])
 {
 #pragma unroll
@@ -355,9 +225,12 @@ __device__ __forceinline__ static void fa_pack(uint32_t (*a)[4], const float (*p
     }
 }
 
-template <int D>
-__device__ __forceinline__ static void fa_pv2(float (*o)[D / 8][4],
-                                              const uint32_t (*a)[FA_KEYS / 16][4], unsigned va)
+/* O += P·V for the MT row tiles, 16 keys per k-step; va: this lane's ldmatrix address in the V
+ * tile, &vs[lane % 8 + ((lane / 8) % 2)·8][(lane / 16)·8] (B fragments of V[16 keys][d: dt·8 ..
+ * dt·8 + 15], transposed by ldmatrix: b0 = V[kk·16 + 2t, +1][dt·8 + g], b1 = 8 keys further). */
+template <int D, int MT>
+__device__ __forceinline__ static void fa_pv(float (*o)[D / 8][4],
+                                             const uint32_t (*a)[FA_KEYS / 16][4], unsigned va)
 {
 #pragma unroll
     for (int kk = 0; kk < FA_KEYS / 16; kk++)
@@ -366,7 +239,7 @@ __device__ __forceinline__ static void fa_pv2(float (*o)[D / 8][4],
             uint32_t b0, b1, b2, b3;
             cuda_ldsm_x4<true>(va + (kk * 16 * (D + 8) + dt * 8) * 2, b0, b1, b2, b3);
 #pragma unroll
-            for (int m = 0; m < 2; m++) {
+            for (int m = 0; m < MT; m++) {
                 cuda_mma_bf16(o[m][dt], a[m][kk][0], a[m][kk][1], a[m][kk][2], a[m][kk][3], b0,
                               b1);
                 cuda_mma_bf16(o[m][dt + 1], a[m][kk][0], a[m][kk][1], a[m][kk][2], a[m][kk][3],
@@ -376,24 +249,28 @@ __device__ __forceinline__ static void fa_pv2(float (*o)[D / 8][4],
 }
 
 template <int D>
-__global__ __launch_bounds__(128, 2) static void k_flash_prefill2(
+__global__ __launch_bounds__(128, FA_MIN_BLOCKS(D)) static void k_flash_prefill(
     const float *q, const int *units, const int *table, int pps, int n_pages, int layer,
     int n_heads, int nkv, float scale, const __nv_bfloat16 *K, const __nv_bfloat16 *V,
     float *out, __nv_bfloat16 *outb)
 {
+    constexpr int MT = FA_MT(D), ROWS = 64 * MT;
+    /* [stage][K: 0, V: 1][key][D + 8]: tile kt + 1 loads (cp.async) while tile kt is multiplied;
+     * then Q [ROWS][D + 8] */
     extern __shared__ __align__(16) unsigned char fa_smem[];
     const int *u = units + 4 * blockIdx.z;
     const int row0 = u[0], len = u[1], slot = u[2], pos0 = u[3];
+    /* the longest q tiles (most key tiles) first, so that they do not trail the grid */
     const int qt = gridDim.x - 1 - blockIdx.x, hq = blockIdx.y, hk = hq / (n_heads / nkv);
-    if (qt * FA2_ROWS >= len)
+    if (qt * ROWS >= len)
         return;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-    const int i0 = qt * FA2_ROWS + warp * 32; /* this warp's first row; its tiles i0, i0 + 16 */
-    const int warp_last = min(i0 + 31, len - 1); /* < i0: a warp past the request's rows */
+    const int i0 = qt * ROWS + warp * 16 * MT; /* this warp's first row (within the request) */
+    const int warp_last = min(i0 + 16 * MT - 1, len - 1); /* < i0: no row of the request */
     /* Q rows in bf16 (rows past len: zeros), a warp a row at a time, 4 floats a lane */
-    __nv_bfloat16 *qs = reinterpret_cast<__nv_bfloat16 *>(fa_smem + FA_SMEM(D));
-    for (int r = warp; r < FA2_ROWS; r += 4) {
-        const int row = qt * FA2_ROWS + r;
+    __nv_bfloat16 *qs = reinterpret_cast<__nv_bfloat16 *>(fa_smem + 4 * FA_TILE_BYTES(D));
+    for (int r = warp; r < ROWS; r += 4) {
+        const int row = qt * ROWS + r;
         const float *qp = q + ((size_t)(row0 + row) * n_heads + hq) * D;
         for (int c = lane * 4; c < D; c += 128) {
             float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
@@ -403,18 +280,22 @@ __global__ __launch_bounds__(128, 2) static void k_flash_prefill2(
                 make_uint2(cuda_pack_bf16x2(v.x, v.y), cuda_pack_bf16x2(v.z, v.w));
         }
     }
-    float o[2][D / 8][4];
+    float o[MT][D / 8][4];
 #pragma unroll
-    for (int m = 0; m < 2; m++)
+    for (int m = 0; m < MT; m++)
 #pragma unroll
         for (int i = 0; i < D / 8; i++)
             o[m][i][0] = o[m][i][1] = o[m][i][2] = o[m][i][3] = 0.0f;
-    float ma[2] = {-INFINITY, -INFINITY}, mb[2] = {-INFINITY, -INFINITY};
-    float la[2] = {0.0f, 0.0f}, lb[2] = {0.0f, 0.0f};
-    const int last_row = min(qt * FA2_ROWS + FA2_ROWS - 1, len - 1);
+    float ma[MT], mb[MT], la[MT], lb[MT];
+#pragma unroll
+    for (int m = 0; m < MT; m++)
+        ma[m] = mb[m] = -INFINITY, la[m] = lb[m] = 0.0f;
+    const int last_row = min(qt * ROWS + ROWS - 1, len - 1);
     const int max_pos = pos0 + len - 1; /* the last position written this step */
     const int n_tiles = (pos0 + last_row) / FA_KEYS + 1;
-    /* the tile copy as k_flash_prefill's; the Q ldmatrix address of this lane's first tile */
+    /* per-thread addresses, fixed for the kernel: the tile copy's row and chunk, the global
+     * offset of its first 16 bytes in page 0 of the layer, its shared address in stage 0, the K
+     * and V ldmatrix addresses in stage 0 and the Q one */
     const int ld_row = threadIdx.x / (D / 8), ld_c = threadIdx.x % (D / 8);
     const size_t tok = (size_t)nkv * D, page_elems = (size_t)CUDA_KV_PAGE * tok;
     const size_t ld_off = (size_t)layer * n_pages * page_elems + (size_t)hk * D + ld_row * tok +
@@ -425,17 +306,19 @@ __global__ __launch_bounds__(128, 2) static void k_flash_prefill2(
     const unsigned ka = smem + ((lane % 8 + lane / 16 * 8) * (D + 8) + (lane / 8) % 2 * 8) * 2;
     const unsigned va = smem + FA_TILE_BYTES(D) +
                         ((lane % 8 + (lane / 8) % 2 * 8) * (D + 8) + (lane / 16) * 8) * 2;
-    const unsigned qa = smem + (unsigned)FA_SMEM(D) +
-                        ((warp * 32 + lane % 8 + (lane / 8) % 2 * 8) * (D + 8) + (lane / 16) * 8) *
-                            2;
+    const unsigned qa =
+        smem + 4 * FA_TILE_BYTES(D) +
+        ((warp * 16 * MT + lane % 8 + (lane / 8) % 2 * 8) * (D + 8) + (lane / 16) * 8) * 2;
     const int *pages = table + slot * pps;
     size_t off = ld_off + (size_t)pages[0] * page_elems;
     fa_load_tile<D>(ld_dst, K + off, V + off, ld_step, max_pos - ld_row);
     asm volatile("cp.async.commit_group;\n" ::: "memory");
-    int page_next = n_tiles > 1 ? pages[1] : 0;
+    int page_next = n_tiles > 1 ? pages[1] : 0; /* read a tile ahead of its copy */
     for (int kt = 0; kt < n_tiles; kt++) {
         const unsigned stage = (kt & 1) * 2 * FA_TILE_BYTES(D);
-        /* one barrier a tile (the first also publishes Q) */
+        /* one barrier a tile (the first also publishes Q): tile kt is in (its copy was the only
+         * one in flight) and every warp is done with tile kt - 1, whose stage tile kt + 1 then
+         * fills */
         asm volatile("cp.async.wait_group 0;\n" ::: "memory");
         __syncthreads();
         if (kt + 1 < n_tiles) {
@@ -448,38 +331,26 @@ __global__ __launch_bounds__(128, 2) static void k_flash_prefill2(
         }
         if (i0 >= len || kt * FA_KEYS > pos0 + warp_last) /* no row of the warp changes */
             continue;
-        float sc[2][FA_KEYS / 8][4];
-        fa_scores2<D>(sc, qa, ka + stage);
-        uint32_t pa[2][FA_KEYS / 16][4];
+        float sc[MT][FA_KEYS / 8][4];
+        fa_scores<D, MT>(sc, qa, ka + stage);
+        uint32_t pa[MT][FA_KEYS / 16][4];
 #pragma unroll
-        for (int m = 0; m < 2; m++) {
-            const int qpos = pos0 + i0 + 16 * m + g - kt * FA_KEYS - 2 * t; /* row a's limit */
+        for (int m = 0; m < MT; m++) {
+            const int lim = pos0 + i0 + 16 * m + g - kt * FA_KEYS - 2 * t; /* row a's limit */
             fa_softmax<D>(sc[m], o[m], ma[m], mb[m], la[m], lb[m], scale,
-                          kt * FA_KEYS + FA_KEYS - 1 > pos0 + i0 + 16 * m, qpos, qpos + 8);
+                          kt * FA_KEYS + FA_KEYS - 1 > pos0 + i0 + 16 * m, lim, lim + 8);
             fa_pack(pa[m], sc[m]);
         }
-        fa_pv2<D>(o, pa, va + stage);
+        fa_pv<D, MT>(o, pa, va + stage);
     }
+    /* row b's output is 8 rows of n_heads·D past row a's */
 #pragma unroll
-    for (int m = 0; m < 2; m++) {
+    for (int m = 0; m < MT; m++) {
         const int ra = i0 + 16 * m + g;
-        fa_store<D>(o[m], la[m], lb[m], ra < len, ra + 8 < len,
-                    ((size_t)(row0 + ra) * n_heads + hq) * D + 2 * t, 8 * (size_t)n_heads * D,
-                    out, outb);
+        const bool in[2] = {ra < len, ra + 8 < len};
+        fa_store<D>(o[m], la[m], lb[m], in, ((size_t)(row0 + ra) * n_heads + hq) * D + 2 * t,
+                    8 * (size_t)n_heads * D, out, outb);
     }
-}
-
-/* Whether prefill rows of head_dim 128 take k_flash_prefill2: yes unless NY_FLASH2=0 (A/B
- * timing; the same bits either way). On 4 x H100, 70B tp 4, 32 x 2,000 x 24 through the
- * scheduler: 4.892 and 4.919 s against 4.935 and 4.943 (LoRA r64 5.528 against 5.564); the
- * kernel alone (ncu, real clocks, 2 requests of the card share) 205-217 us against 209-218: as
- * latency-bound as k_flash_prefill (36% of issue slots), with 8 warps an SM (2 blocks of 104 KB)
- * instead of 12; what it saves is the key tiles past a warp's rows. head_dim 64 (226 registers
- * against 127, unmeasured) keeps k_flash_prefill. */
-static int flash2(void)
-{
-    static int v = -1;
-    return cuda_env_on("NY_FLASH2", &v);
 }
 
 int cuda_flash_prefill(struct engine_backend *be, const struct engine_kv *kv, int layer,
@@ -487,33 +358,21 @@ int cuda_flash_prefill(struct engine_backend *be, const struct engine_kv *kv, in
                        struct ny_err *err)
 {
     const struct cuda_step_sets *ss = &be->sets;
-    const int nkv = kv->shape.n_kv_heads, D = kv->shape.head_dim, two = D == 128 && flash2();
-    const int rows = two ? FA2_ROWS : FA_ROWS;
+    const int nkv = kv->shape.n_kv_heads, D = kv->shape.head_dim;
+    if (D != 64 && D != 128)
+        return NY_ERR(err, NY_E_INVALID, "cuda flash prefill: head_dim %d", D);
+    const int rows = 64 * (D == 128 ? FA_MT(128) : FA_MT(64));
     dim3 grid((unsigned)((ss->units_max_len + rows - 1) / rows), (unsigned)n_heads,
               (unsigned)ss->units_n);
     const int *units = be->sets_d + ss->units_off;
     const __nv_bfloat16 *Kc = (const __nv_bfloat16 *)kv->k, *Vc = (const __nv_bfloat16 *)kv->v;
-    static int allowed[3][CUDA_MAX_DEVICES]; /* stages beyond 48 KB */
-    void (*k)(const float *, const int *, const int *, int, int, int, int, int, float,
-              const __nv_bfloat16 *, const __nv_bfloat16 *, float *, __nv_bfloat16 *);
-    size_t shm;
-    int which;
-    if (D == 128) {
-        k = two ? k_flash_prefill2<128> : k_flash_prefill<128>;
-        shm = two ? FA2_SMEM(128) : FA_SMEM(128);
-        which = two ? 0 : 1;
-    } else if (D == 64) {
-        k = k_flash_prefill<64>;
-        shm = FA_SMEM(64);
-        which = 2;
-    } else {
-        return NY_ERR(err, NY_E_INVALID, "cuda flash prefill: head_dim %d", D);
-    }
-    int rc = shm > 48 * 1024 ? cuda_smem_allow(be, (const void *)k, shm, allowed[which], err)
-                             : NY_OK;
+    static int allowed[2][CUDA_MAX_DEVICES]; /* stages beyond 48 KB */
+    auto k = D == 128 ? k_flash_prefill<128> : k_flash_prefill<64>;
+    const size_t shm = D == 128 ? FA_SMEM(128) : FA_SMEM(64);
+    int rc = cuda_smem_allow(be, (const void *)k, shm, allowed[D == 128], err);
     if (rc)
         return rc;
-    /* without the dependent-launch attribute: the kernels never wait for the one before */
+    /* without the dependent-launch attribute: the kernel never waits for the one before */
     k<<<grid, 128, shm, be->stream>>>(q, units, kv->table_d, kv->pages_per_slot, kv->n_pages,
                                       layer, n_heads, nkv, scale, Kc, Vc, out, ob);
     CU_LAUNCHED(be, "flash prefill kernel");

@@ -65,43 +65,36 @@ __device__ __forceinline__ static float swiglu1(float x, float u)
 /* v = silu(g[i]) · u[i] in fp32, stored to out[i] (fp32) and/or outb[i] (bf16, round to nearest
  * even as k_rows_to_bf16 rounds); NULL: not stored. One kernel for the swiglu op and for the
  * fused staging of swiglu_matmul, so v is the same machine arithmetic in both: the bf16 value is
- * exactly what staging the swiglu op's output gives. out may alias g. */
-__global__ static void k_swiglu(const float *g, const float *u, size_t n, float *out,
+ * exactly what staging the swiglu op's output gives. out may alias g. The first 4·n4 elements go
+ * four at a time (16-byte loads and stores: more bytes in flight; the caller passes n4 = 0 where
+ * the pointers are not aligned for it), the rest one at a time: the same v either way. */
+__global__ static void k_swiglu(const float *g, const float *u, size_t n, size_t n4, float *out,
                                 __nv_bfloat16 *outb)
 {
     pdl_trigger();
     pdl_wait();
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-         i += (size_t)gridDim.x * blockDim.x) {
-        float x = g[i];
-        float v = swiglu1(x, u[i]);
+    const size_t id = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    const size_t stride = (size_t)gridDim.x * blockDim.x;
+    for (size_t i = id; i < n4; i += stride) {
+        const float4 x = reinterpret_cast<const float4 *>(g)[i];
+        const float4 y = reinterpret_cast<const float4 *>(u)[i];
+        const float4 v = make_float4(swiglu1(x.x, y.x), swiglu1(x.y, y.y), swiglu1(x.z, y.z),
+                                     swiglu1(x.w, y.w));
+        if (out)
+            reinterpret_cast<float4 *>(out)[i] = v;
+        if (outb) {
+            __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y);
+            __nv_bfloat162 hi = __floats2bfloat162_rn(v.z, v.w);
+            reinterpret_cast<uint2 *>(outb)[i] = make_uint2(*reinterpret_cast<uint32_t *>(&lo),
+                                                            *reinterpret_cast<uint32_t *>(&hi));
+        }
+    }
+    for (size_t i = 4 * n4 + id; i < n; i += stride) {
+        const float v = swiglu1(g[i], u[i]);
         if (out)
             out[i] = v;
         if (outb)
             outb[i] = __float2bfloat16_rn(v);
-    }
-}
-
-/* k_swiglu four elements a thread (16-byte loads and stores, 8-byte bf16 stores), the same
- * arithmetic per element: the same bits, more bytes in flight (n4: groups of four). */
-__global__ static void k_swiglu4(const float4 *g, const float4 *u, size_t n4, float4 *out,
-                                 uint2 *outb)
-{
-    pdl_trigger();
-    pdl_wait();
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n4;
-         i += (size_t)gridDim.x * blockDim.x) {
-        const float4 x = g[i], y = u[i];
-        const float4 v = make_float4(swiglu1(x.x, y.x), swiglu1(x.y, y.y), swiglu1(x.z, y.z),
-                                     swiglu1(x.w, y.w));
-        if (out)
-            out[i] = v;
-        if (outb) {
-            __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y);
-            __nv_bfloat162 hi = __floats2bfloat162_rn(v.z, v.w);
-            outb[i] = make_uint2(*reinterpret_cast<uint32_t *>(&lo),
-                                 *reinterpret_cast<uint32_t *>(&hi));
-        }
     }
 }
 
@@ -132,14 +125,9 @@ int cuda_swiglu_rows(struct engine_backend *be, const float *g, const float *u, 
     if (e == 0 || (!out && !outb))
         return NY_OK;
     const uintptr_t al = (uintptr_t)g | (uintptr_t)u | (uintptr_t)out;
-    if (e % 4 == 0 && al % 16 == 0 && (uintptr_t)outb % 8 == 0) {
-        CU_LAUNCH(be, outb ? "swiglu staging kernel" : "swiglu kernel", k_swiglu4,
-                  grid_for(e / 4), dim3(256), 0, (const float4 *)g, (const float4 *)u, e / 4,
-                  (float4 *)out, (uint2 *)outb);
-        return NY_OK;
-    }
-    CU_LAUNCH(be, outb ? "swiglu staging kernel" : "swiglu kernel", k_swiglu, grid_for(e),
-              dim3(256), 0, g, u, e, out, outb);
+    const size_t e4 = al % 16 == 0 && (uintptr_t)outb % 8 == 0 ? e / 4 : 0;
+    CU_LAUNCH(be, outb ? "swiglu staging kernel" : "swiglu kernel", k_swiglu,
+              grid_for(e4 ? e4 : e), dim3(256), 0, g, u, e, e4, out, outb);
     return NY_OK;
 }
 
