@@ -361,7 +361,7 @@ int cuda_flash_prefill(struct engine_backend *be, const struct engine_kv *kv, in
     const int nkv = kv->shape.n_kv_heads, D = kv->shape.head_dim;
     if (D != 64 && D != 128)
         return NY_ERR(err, NY_E_INVALID, "cuda flash prefill: head_dim %d", D);
-    const int rows = 64 * (D == 128 ? FA_MT(128) : FA_MT(64));
+    const int rows = 64 * FA_MT(D);
     dim3 grid((unsigned)((ss->units_max_len + rows - 1) / rows), (unsigned)n_heads,
               (unsigned)ss->units_n);
     const int *units = be->sets_d + ss->units_off;

@@ -549,21 +549,11 @@ static int unit_staged_only(const struct mm_job *j, int a)
 }
 
 /* A swiglu_matmul job: X = silu(X)·U in place (fp32, the swiglu op's kernel) on the rows of the
- * one-row requests (decode rows), each maximal run of consecutive such rows in one launch. A step
- * of decode rows alone: one launch, which also writes the bf16 shadow of X where there is room
- * (the same kernel rounds the same floats it stores: the staging's bits). */
+ * one-row requests (decode rows), each maximal run of consecutive such rows in one launch. A run
+ * of every row (a step of decode rows alone) also writes the bf16 shadow of X where there is
+ * room (the same kernel rounds the same floats it stores: the staging's bits). */
 static int swiglu_singles(struct engine_backend *be, const struct mm_job *j, struct ny_err *err)
 {
-    if (be->sets.single_all_n == be->n_rows) {
-        __nv_bfloat16 *ob = NULL;
-        float *g = (float *)j->X;
-        int rc = cuda_shadow_room(be, j->K, &ob, err);
-        if (!rc)
-            rc = cuda_swiglu_rows(be, g, j->U, be->n_rows, j->K, g, ob, err);
-        if (!rc)
-            cuda_shadow_mark(be, ob, g, j->K);
-        return rc;
-    }
     int rc = NY_OK, run0 = 0;
     for (int s = 0; s <= be->n_seqs && !rc; s++) {
         int r0 = be->seq_start_h[s];
@@ -571,8 +561,15 @@ static int swiglu_singles(struct engine_backend *be, const struct mm_job *j, str
             continue; /* a one-row request: extends the run */
         if (r0 > run0) {
             float *g = (float *)j->X + (size_t)run0 * j->K;
-            rc = cuda_swiglu_rows(be, g, j->U + (size_t)run0 * j->K, r0 - run0, j->K, g, NULL,
-                                  err);
+            __nv_bfloat16 *ob = NULL;
+            const int whole = run0 == 0 && r0 == be->n_rows;
+            if (whole)
+                rc = cuda_shadow_room(be, j->K, &ob, err);
+            if (!rc)
+                rc = cuda_swiglu_rows(be, g, j->U + (size_t)run0 * j->K, r0 - run0, j->K, g, ob,
+                                      err);
+            if (!rc && whole)
+                cuda_shadow_mark(be, ob, g, j->K);
         }
         if (s < be->n_seqs)
             run0 = be->seq_start_h[s + 1];
