@@ -1,10 +1,13 @@
-/* cuda_gemm_rows_xb.cu — skinny products of many decode rows (48+ in a launch) with X staged in
+/* cuda_gemm_rows_xb.cu — skinny products of many decode rows (32+ in a launch) with X staged in
  * bf16 once. The wide kernel of cuda_gemm_rows.cu reads every block's rows of X whole, in fp32,
  * from L2, and beyond 2 row tiles without a load pipeline; here the staging kernel rounds X once
  * and each lane streams its W and X pieces through a cp.async ring. The arithmetic of an element
  * is k_skinny's exactly: the same floats rounded to bf16 the same way (round to nearest even), the
  * same mma steps in the same order, the warps summed in warp order; so a row's bits do not depend
  * on which path its step takes (test_ops: test_matmul_invariance, 1 to 71 decode rows).
+ * Every block re-reads its rows of X (from L2) for its own columns: with MT row tiles and NT
+ * column tiles, X moves 2·MT/NT times the bytes of W, so the tiles a block are as wide as the
+ * grid allows (xb_shape).
  */
 #include <limits.h>
 #include <stdlib.h>
@@ -49,14 +52,21 @@ int cuda_skinny_xb_wanted(int rows, int kmax, int cols)
  * a k-block) and of the staged X (2·MT) — through a private ring of S slots in shared memory
  * (cp.async: S k-blocks in flight per warp at all times), as k_skinny_ring does for W alone at
  * one row tile (the wide kernel has no load pipeline beyond 2 row tiles: a warp waits for each
- * k-block's loads in turn). */
+ * k-block's loads in turn). Past 8 tiles a block (NT 8: 162-246 registers, one block an SM) the
+ * warps' partials are summed through the ring's shared memory once every warp is done with it;
+ * the sum is the same, in warp order. */
 template <int S, int MT, int NT>
 __global__ __launch_bounds__(SK_WARPS * 32) static void k_skinny_xb(const struct sk_parts P,
                                                                     int row0, float beta)
 {
     constexpr int PC = NT + 2 * MT; /* pieces a slot */
+    /* more than 8 tiles a block: the warps' partials go where the ring was (dynamic shared
+     * memory, xb_smem's size), static shared memory holding at most 48 KB */
+    constexpr bool RED_RING = MT * NT > 8;
     extern __shared__ uint4 xb_ring[]; /* [SK_WARPS][S][PC][32] */
-    __shared__ float red[SK_WARPS][MT * NT][32][4];
+    __shared__ float4 red_st[RED_RING ? 1 : SK_WARPS * MT * NT * 32];
+    typedef float red_t[MT * NT][32][4];
+    red_t *red = reinterpret_cast<red_t *>(RED_RING ? (void *)xb_ring : (void *)red_st);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     struct sk_part pt;
     int m0, n0;
@@ -125,7 +135,17 @@ __global__ __launch_bounds__(SK_WARPS * 32) static void k_skinny_xb(const struct
     }
     asm volatile("cp.async.wait_group 0;\n" ::: "memory");
     pdl_trigger();
+    if (RED_RING) /* every warp is done with its ring */
+        __syncthreads();
     sk_wide_store<MT, NT>(red, acc, pt, m0, n0, beta);
+}
+
+/* Dynamic shared memory of k_skinny_xb<S, MT, NT>: the ring, or the partials where larger. */
+static size_t xb_smem(int S, int mt, int nt)
+{
+    const size_t ring = (size_t)SK_WARPS * S * (nt + 2 * mt) * 32 * sizeof(uint4);
+    const size_t red = (size_t)SK_WARPS * mt * nt * 32 * 4 * sizeof(float);
+    return mt * nt > 8 && red > ring ? red : ring;
 }
 
 /* Whether part a reads X through the bf16 shadow (cuda_int.cuh) instead of staging it: its X is
@@ -178,41 +198,58 @@ int cuda_skinny_xb_stage(struct engine_backend *be, struct sk_parts &P, struct n
     return rc;
 }
 
+/* Column tiles a block (nt) and ring slots (s) of a launch of mt row tiles: 8 tiles from 2 row
+ * tiles on (a ring of 2 slots: 96-128 KB), 4 at one (4 slots); halved while the launch would have
+ * fewer than XB_MIN_BLOCKS blocks. NY_SKINNY_XB_WIDE=0: session 11's tiles (4 up to 2 row tiles,
+ * 2 beyond; NY_SKINNY_XB_NT2=2: 2 at 2 row tiles), rings of 3 or 4 slots. The wider tiles halve
+ * or quarter the X traffic. ncu (real clocks, one H100, the 70B card share, µs a layer): at 64
+ * rows gate/up 171 -> 103, down 95 -> 54, o 35 -> 20 (q/k/v keep 2 tiles: 160 blocks), lm_head
+ * 362 -> 217; at 32 rows gate/up 101 -> 89, down 51 -> 46, o 19 -> 17. 70B tp 4 through the
+ * scheduler (4 x H100, same calls, ids identical): 64 x 2,000 x 24 at batch 64 in 9.394 s
+ * against 9.536, with a rank-64 LoRA 10.383 against 10.574; decode at batch 32 24.43 ms a step
+ * against 25.40. 2 x H200, one GPU: the card share's 20 layers decode at batch 64 in 6.62 ms a
+ * step against 9.15, at batch 32 in 4.81 against 5.32; the 8B shape at batch 32 in 11.51 against
+ * 11.67 (on one H100: 13.03 against 12.80, 8 new tokens). A ring of 3 slots at 2 row tiles
+ * (one block an SM either way) decoded the 70B at batch 32 in 24.86 ms. */
+static void xb_shape(int mt, int cols, int passes, int *nt_out, int *s_out)
+{
+    static long mb = -1, nt2 = -1, wide = -1;
+    const long min_blocks = cuda_env_long("NY_SKINNY_XB_BLOCKS", &mb, XB_MIN_BLOCKS);
+    int nt = mt == 1 ? 4 : 8;
+    if (!cuda_env_long("NY_SKINNY_XB_WIDE", &wide, 1)) /* session 11's tiles */
+        nt = mt == 1 || (mt == 2 && cuda_env_long("NY_SKINNY_XB_NT2", &nt2, 4) == 4) ? 4 : 2;
+    while (nt > 1 && (long)cols / (SK_COLS * nt) * passes < min_blocks)
+        nt /= 2;
+    *nt_out = nt;
+    *s_out = nt == 8 ? 2 : mt == 1 || (mt == 2 && nt < 4) ? 4 : 3;
+}
+
 int cuda_skinny_xb_launch(struct engine_backend *be, int mt, struct sk_parts &P, int passes,
                           int row0, float beta, struct ny_err *err)
 {
-    static long mb = -1;
-    const long min_blocks = cuda_env_long("NY_SKINNY_XB_BLOCKS", &mb, XB_MIN_BLOCKS);
-    int cols = 0;
+    int cols = 0, nt, S;
     for (int i = 0; i < P.n; i++)
         cols += P.p[i].N;
-    /* 4 column tiles a block up to 2 row tiles, 2 beyond, fewer where that leaves too few
-     * blocks; a ring of 4 slots (3 at 4 tiles of 2 row tiles, and from 3 row tiles on): two
-     * blocks an SM fit in shared memory. NY_SKINNY_XB_NT2=2: 2 tiles at 2 row tiles (A/B; the
-     * 70B shape at tp 4 decodes at batch 32 with every launch staged in 26.7 ms a step at 4 tiles,
-     * 28.6 at 2, ids identical) */
-    static long nt2 = -1;
-    const int wide2 = mt == 2 && cuda_env_long("NY_SKINNY_XB_NT2", &nt2, 4) == 4;
-    int nt = mt == 1 || wide2 ? 4 : 2;
-    while (nt > 1 && (long)cols / (SK_COLS * nt) * passes < min_blocks)
-        nt /= 2;
+    xb_shape(mt, cols, passes, &nt, &S);
     const int tiles = sk_tiles(P, SK_COLS * nt);
     dim3 grid((unsigned)tiles, (unsigned)passes), tb(SK_WARPS * 32);
-    const int S = mt == 1 || (mt == 2 && nt < 4) ? 4 : 3;
-    const size_t shm = (size_t)SK_WARPS * S * (nt + 2 * mt) * 32 * sizeof(uint4);
-    static int allowed[4][3][CUDA_MAX_DEVICES];
-    const int ni = nt == 4 ? 2 : nt == 2 ? 1 : 0;
+    const size_t shm = xb_smem(S, mt, nt);
+    static int allowed[4][4][CUDA_MAX_DEVICES];
+    const int ni = nt == 8 ? 3 : nt == 4 ? 2 : nt == 2 ? 1 : 0;
     const void *fn;
     void (*k)(const struct sk_parts, int, float);
 #define XB_K(S_, MT_, NT_) (k = k_skinny_xb<S_, MT_, NT_>, fn = (const void *)k)
     if (mt == 1)
         nt == 4 ? XB_K(4, 1, 4) : nt == 2 ? XB_K(4, 1, 2) : XB_K(4, 1, 1);
     else if (mt == 2)
-        nt == 4 ? XB_K(3, 2, 4) : nt == 2 ? XB_K(4, 2, 2) : XB_K(4, 2, 1);
+        nt == 8 ? XB_K(2, 2, 8) : nt == 4 ? XB_K(3, 2, 4) : nt == 2 ? XB_K(4, 2, 2)
+                                                            : XB_K(4, 2, 1);
     else if (mt == 3)
-        nt == 2 ? XB_K(3, 3, 2) : XB_K(3, 3, 1);
+        nt == 8 ? XB_K(2, 3, 8) : nt == 4 ? XB_K(3, 3, 4) : nt == 2 ? XB_K(3, 3, 2)
+                                                            : XB_K(3, 3, 1);
     else
-        nt == 2 ? XB_K(3, 4, 2) : XB_K(3, 4, 1);
+        nt == 8 ? XB_K(2, 4, 8) : nt == 4 ? XB_K(3, 4, 4) : nt == 2 ? XB_K(3, 4, 2)
+                                                            : XB_K(3, 4, 1);
 #undef XB_K
     int rc = cuda_smem_allow(be, fn, shm, allowed[mt - 1][ni], err);
     if (rc)

@@ -1100,6 +1100,11 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_many_rows),
     };
+    /* NY_TEST_FILTER: a cmocka name pattern (* and ?), the matching tests alone (a sanitizer
+     * run of the attention tests: "test_attention*") */
+    const char *flt = getenv("NY_TEST_FILTER");
+    if (flt && *flt)
+        cmocka_set_test_filter(flt);
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     G->destroy(gbe);
     C->destroy(cbe);
