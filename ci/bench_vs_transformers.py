@@ -22,7 +22,7 @@ base and V17, Epoch-1 a LoRA adapter each), extrapolated from measurements (audi
 
   ci/bench_vs_transformers.py --shape llama3-70b --gpus 4 --layers 8 --extrapolate-layers 80 \
       --lora-rank 64 --audit-prompts 500 --prompt-len 2000 --new-tokens 24 --batch 4 \
-      [--nyxaudit build-gpu/nyxaudit --tp 4 --nyx-prompts 32 --nyx-batch 16]
+      [--nyxaudit build-gpu/nyxaudit --tp 4 --nyx-prompts 64 --nyx-batch 64 --nyx-generate]
 
   transformers: the model is built on the meta device and each module materialised on its GPU
   (random bf16 weights, no copy of the model in host memory), dispatched with accelerate's
@@ -33,8 +33,10 @@ base and V17, Epoch-1 a LoRA adapter each), extrapolated from measurements (audi
   extrapolates linearly in the layer count to --extrapolate-layers (per-layer time = (t(2K) -
   t(K)) / K; the rest, embedding, lm_head, GPU hops and generate's own work, is t(K) - K x
   per-layer); then audit time = ceil(audit prompts / batch) x (t_base + adapters x t_lora).
-  nyxaudit: `nyxaudit bench --shape S --tp T` with the full layer count on --nyx-prompts prompts,
-  base and --lora-rank, scaled linearly to the audit prompts: audit prompts / nyx prompts x
+  nyxaudit: `nyxaudit bench --shape S --tp T` with the full layer count on --nyx-prompts prompts
+  (--nyx-generate: through the run scheduler, `--generate 1`, as the audit runs; the bench's
+  groups prefill --nyx-batch prompts in one step, which at 64 x 2,000 tokens with a rank-64 LoRA
+  does not fit an 80 GB card), base and --lora-rank, scaled linearly to the audit prompts: audit prompts / nyx prompts x
   (total_base + adapters x total_lora).
 """
 import argparse
@@ -297,13 +299,18 @@ def nyx_bench(a, lora_rank):
     cmd = [a.nyxaudit, "bench", "--shape", a.shape, "--gpu", "0", "--tp", str(a.tp),
            "--prompts", str(a.nyx_prompts), "--prompt-len", str(a.prompt_len),
            "--new-tokens", str(a.new_tokens), "--batch", str(a.nyx_batch),
-           "--lora-rank", str(lora_rank)]
+           "--lora-rank", str(lora_rank)] + (["--generate", "1"] if a.nyx_generate else [])
     print("$ " + " ".join(cmd), flush=True)
     out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
     sys.stdout.write(out.stdout)
     sys.stderr.write(out.stderr)
     if out.returncode != 0:
         sys.exit(f"nyxaudit bench failed (exit {out.returncode})")
+    if a.nyx_generate:
+        gen = re.search(r"^generate .* new in ([0-9.]+) s", out.stdout, re.M)
+        if not gen:
+            sys.exit("nyxaudit bench --generate 1 printed no 'generate ... in X s' line")
+        return float("nan"), float("nan"), float(gen.group(1))
     tot = re.search(r"total: ([0-9.]+) s", out.stdout)
     if not tot:
         sys.exit("nyxaudit bench printed no 'total: X s' line")
@@ -326,9 +333,11 @@ def audit_main(a):
         lora = nyx_bench(a, a.lora_rank) if a.lora_rank else base
         per = (base[2] + a.adapters * lora[2]) / a.nyx_prompts
         ours = per * a.audit_prompts
-        print(f"nyxaudit sample: {a.nyx_prompts} prompts, batch {a.nyx_batch}, tp {a.tp}: base "
-              f"{base[2]:.3f} s (decode {base[1]:.2f} ms/step), LoRA r{a.lora_rank} "
-              f"{lora[2]:.3f} s (decode {lora[1]:.2f} ms/step)", flush=True)
+        via = " through the scheduler" if a.nyx_generate else ""
+        dec = (lambda r: "") if a.nyx_generate else (lambda r: f" (decode {r[1]:.2f} ms/step)")
+        print(f"nyxaudit sample{via}: {a.nyx_prompts} prompts, batch {a.nyx_batch}, tp {a.tp}: "
+              f"base {base[2]:.3f} s{dec(base)}, LoRA r{a.lora_rank} {lora[2]:.3f} s{dec(lora)}",
+              flush=True)
         print(f"method: nyxaudit scaled linearly: {a.audit_prompts} / {a.nyx_prompts} x "
               + (f"(base + {a.adapters} x LoRA)" if a.lora_rank else f"{1 + a.adapters} x base"),
               flush=True)
@@ -410,6 +419,11 @@ def main():
     g.add_argument("--tp", type=int, default=1, help="nyxaudit bench --tp")
     g.add_argument("--nyx-prompts", type=int, default=32, help="nyxaudit sample prompts")
     g.add_argument("--nyx-batch", type=int, default=16, help="nyxaudit batch")
+    g.add_argument("--nyx-generate", action="store_true",
+                   help="nyxaudit through its run scheduler (bench --generate 1, prompts admitted "
+                        "as slots and the step's rows allow, max_batch --nyx-batch), as the audit "
+                        "runs, instead of the bench's groups (one prefill step of --nyx-batch "
+                        "prompts each)")
     g.add_argument("--target", type=float, default=8.0, help="ratio to meet (issue 7: 8)")
     a = p.parse_args()
     audit = (a.gpus or a.extrapolate_layers or a.audit_prompts or a.device == "cpu"
