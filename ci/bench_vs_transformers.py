@@ -16,6 +16,10 @@ default); both scaled per prompt to --workload prompts:
   ci/bench_vs_transformers.py --nyxaudit build-gpu/nyxaudit --shape llama3-8b --workload 500 \
       --prompts 8 --batch 4 --nyx-prompts 32 --nyx-batch 16 --prompt-len 2000 --new-tokens 24
 
+With --lora-rank R both sides run a rank-R adapter on all 7 projections; transformers' through
+PEFT, its adapter weights in bf16 or, --peft-dtype fp32, in fp32 as PEFT's default autocast (and
+PeftModel.from_pretrained) leaves them on a bf16 model; the script prints which.
+
 The audit workload (issue 7: 500 prompts x 2000 tokens x 24 new tokens x 3 checkpoints, V16 the
 base and V17, Epoch-1 a LoRA adapter each), extrapolated from measurements (audit mode: any of
 --gpus, --extrapolate-layers, --audit-prompts, --device cpu):
@@ -28,16 +32,18 @@ base and V17, Epoch-1 a LoRA adapter each), extrapolated from measurements (audi
   (random bf16 weights, no copy of the model in host memory), dispatched with accelerate's
   dispatch_model over a device map that splits the layers evenly in order (embedding on the first
   GPU, final norm and lm_head on the last), as from_pretrained(device_map=...) does; LoRA through
-  PEFT on all 7 projections. Per batch it times generate() for 1 new token (prefill) and for
-  --new-tokens (median of --repeats runs after a warm-up), at K = --layers and at 2K layers, and
+  PEFT on all 7 projections (adapter weights in bf16, or --peft-dtype fp32: PEFT's default
+  autocast, the dtype PeftModel.from_pretrained gives an adapter on a bf16 model). Per batch it
+  times generate() for 1 new token (prefill) and for --new-tokens (median of --repeats runs after
+  a warm-up), at K = --layers and at 2K layers, and
   extrapolates linearly in the layer count to --extrapolate-layers (per-layer time = (t(2K) -
   t(K)) / K; the rest, embedding, lm_head, GPU hops and generate's own work, is t(K) - K x
   per-layer); then audit time = ceil(audit prompts / batch) x (t_base + adapters x t_lora).
   nyxaudit: `nyxaudit bench --shape S --tp T` with the full layer count on --nyx-prompts prompts
   (--nyx-generate: through the run scheduler, `--generate 1`, as the audit runs; the bench's
   groups prefill --nyx-batch prompts in one step, which at 64 x 2,000 tokens with a rank-64 LoRA
-  does not fit an 80 GB card), base and --lora-rank, scaled linearly to the audit prompts: audit prompts / nyx prompts x
-  (total_base + adapters x total_lora).
+  does not fit an 80 GB card), base and --lora-rank, scaled linearly to the audit prompts:
+  audit prompts / nyx prompts x (total_base + adapters x total_lora).
 """
 import argparse
 import gc
@@ -104,7 +110,10 @@ def run_transformers(a):
         lc = LoraConfig(r=a.lora_rank, lora_alpha=2 * a.lora_rank, init_lora_weights=False,
                         target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
                                         "up_proj", "down_proj"])
-        model = get_peft_model(model, lc).to(torch.bfloat16).eval()
+        model = get_peft_model(model, lc)
+        model = (model if a.peft_dtype == "fp32" else model.to(torch.bfloat16)).eval()
+        print(f"transformers: PEFT LoRA r{a.lora_rank}, adapter weights in "
+              f"{lora_dtype(model)}", flush=True)
     g = torch.Generator(device="cuda").manual_seed(1)
 
     def timed(n_new, batch):
@@ -197,12 +206,21 @@ def build_ref_model(a, n_layers, devices):
     return model
 
 
-def add_lora(model, rank):
+def lora_dtype(model):
+    """The dtype of the PEFT model's first LoRA A weight."""
+    for n, t in model.named_parameters():
+        if "lora_A" in n:
+            return str(t.dtype).replace("torch.", "")
+    return "none"
+
+
+def add_lora(model, rank, peft_dtype="bf16"):
     from peft import LoraConfig, get_peft_model
     lc = LoraConfig(r=rank, lora_alpha=2 * rank, init_lora_weights=False,
                     target_modules=LORA_TARGETS)
-    # adapter weights in the base's dtype (bf16) on each base layer's device
-    return get_peft_model(model, lc, autocast_adapter_dtype=False).eval()
+    # adapter weights on each base layer's device, in the base's dtype (bf16) or, as PEFT's
+    # default autocast leaves them (PeftModel.from_pretrained too), upcast to fp32
+    return get_peft_model(model, lc, autocast_adapter_dtype=peft_dtype == "fp32").eval()
 
 
 def ref_times(a, models, devices):
@@ -246,7 +264,9 @@ def ref_measure(a, layer_counts, devices):
     res = {k: {} for k in layer_counts}
     for variant in ["base"] + (["lora"] if a.lora_rank else []):
         if variant == "lora":
-            models = {k: add_lora(m, a.lora_rank) for k, m in models.items()}
+            models = {k: add_lora(m, a.lora_rank, a.peft_dtype) for k, m in models.items()}
+            print(f"transformers: PEFT LoRA r{a.lora_rank}, adapter weights in "
+                  f"{lora_dtype(next(iter(models.values())))}", flush=True)
         what = "base" if variant == "base" else f"PEFT LoRA r{a.lora_rank}"
         for k, (t1, tn) in ref_times(a, models, devices).items():
             res[k][variant] = (t1, tn)
@@ -404,6 +424,10 @@ def main():
     p.add_argument("--new-tokens", type=int, default=24)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--lora-rank", type=int, default=0)
+    p.add_argument("--peft-dtype", choices=["bf16", "fp32"], default="bf16",
+                   help="transformers' LoRA adapter weights: bf16 (the base's dtype) or fp32 "
+                        "(PEFT's default autocast, as PeftModel.from_pretrained loads an adapter "
+                        "onto a bf16 model)")
     p.add_argument("--workload", type=int, default=0,
                    help="one GPU: scale both sides per prompt to this many prompts (e.g. 500); "
                         "nyxaudit then runs --nyx-prompts at --nyx-batch")
