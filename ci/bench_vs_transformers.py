@@ -377,7 +377,8 @@ def audit_main(a):
     print(f"method: transformers audit = ceil({a.audit_prompts} / {a.batch}) = {groups} batches "
           f"x {per_batch} per batch", flush=True)
     layers = a.extrapolate_layers or a.layers or "all"
-    print(f"audit time, transformers{' + PEFT' if a.lora_rank else ''} ({len(devices)} "
+    peft = f" + PEFT ({a.peft_dtype} adapter weights)" if a.lora_rank else ""
+    print(f"audit time, transformers{peft} ({len(devices)} "
           f"device(s), device_map, batch {a.batch}, {layers} layers): {ref:.1f} s "
           f"({ref / 60:.1f} min)", flush=True)
     if ours is not None:
@@ -397,7 +398,8 @@ def workload_main(a):
     groups = (a.prompts + min(a.batch, a.prompts) - 1) // min(a.batch, a.prompts)
     ref_w = ref[2] / (groups * min(a.batch, a.prompts)) * a.workload
     ours_w = ours[2] / a.nyx_prompts * a.workload
-    lora = f", LoRA rank {a.lora_rank}" if a.lora_rank else ""
+    lora = (f", LoRA rank {a.lora_rank}, PEFT adapter weights {a.peft_dtype}" if a.lora_rank
+            else "")
     print(f"transformers: {a.prompts} prompts at batch {a.batch}: prefill {ref[0]:.3f} s, decode "
           f"{ref[1]:.3f} ms/step, total {ref[2]:.3f} s")
     print(f"nyxaudit:     {a.nyx_prompts} prompts at batch {a.nyx_batch}: prefill {ours[0]:.3f} s, "
