@@ -859,6 +859,14 @@ static void run_matmul_invariance(int K, int adb, int N)
     float *ya = malloc(7 * (size_t)N * 4), *yb = malloc((size_t)N * 4);
     int r0[2] = {7, 1}, a0[2] = {0, adb};
     inv_matmul_once(K, N, 0, r0, a0, 2, xa, xb, w.g, l, 2, ya0, yb0);
+    /* b alone, then beside one other decode row (the steps of batch-1 and batch-2 decode, their
+     * launches under programmatic dependent launch): still identical */
+    int r1[2] = {1, 1}, a1[2] = {0, adb};
+    inv_matmul_once(K, N, 0, r1 + 1, a1 + 1, 1, xb, xb, w.g, l, 2, yb, yb);
+    assert_memory_equal(yb, yb0, (size_t)N * 4);
+    memset(yb, 0, (size_t)N * 4);
+    inv_matmul_once(K, N, 0, r1, a1, 2, xa, xb, w.g, l, 2, ya, yb);
+    assert_memory_equal(yb, yb0, (size_t)N * 4);
     /* inside larger batches: other prefills and decode rows before and after, other adapters */
     for (int trial = 0; trial < 4; trial++) {
         int rows[40], ad[40], n = 3 + 9 * trial, pos_a = 1 + trial * 3;
