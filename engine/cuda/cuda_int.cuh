@@ -140,6 +140,10 @@ struct cuda_step_sets {
  * device, abort_word in pinned host memory mapped into every device (set by tp_abort). */
 #define CUDA_TP_P2P_FLOATS (256 * 1024)
 #define P2P_BLOCKS_MAX 128
+/* The decode steps' sums (at most CUDA_TP_LL_FLOATS floats: 8 rows of 8,192) travel with their
+ * epoch in each 8-byte word instead (cuda_tp_p2p.cu, LL): rank k's ll[k] [2][n][CUDA_TP_LL_FLOATS]
+ * words. */
+#define CUDA_TP_LL_FLOATS (8 * 8192)
 /* Most prefill units (requests) of a step whose sums overlap the products (cuda_tp_overlap.cu). */
 #define CUDA_OVL_UNITS 128
 struct engine_tp {
@@ -150,6 +154,7 @@ struct engine_tp {
     float *mail[CUDA_TP_MAX];
     unsigned *flags[CUDA_TP_MAX];
     int *arrive[CUDA_TP_MAX]; /* rank k's row counters of the last-block norm: [P2P_BLOCKS_MAX] */
+    unsigned long long *ll[CUDA_TP_MAX];
     int *abort_word;
     /* Overlapped prefill sums (cuda_tp_overlap.cu), set up where p2p is: ovl = 1 when the
      * stream memory operations work. ovl_flags: pinned host words mapped into every device,
@@ -199,6 +204,7 @@ struct engine_backend {
     void *tp_comm;                /* ncclComm_t (void * so this header needs no nccl.h) */
     int tp_comm_aborted;          /* ncclCommAbort done on tp_comm (by this rank's thread) */
     unsigned tp_epoch;            /* peer-to-peer sums issued (cuda_tp_p2p.cu) */
+    unsigned tp_ll;               /* of them, sums by LL words */
     void *tp_pairs_h;             /* pinned host copy of the gathered argmax pairs */
     size_t tp_pairs_cap;          /* pairs it holds */
     cudaStream_t stream;

@@ -43,11 +43,23 @@
  * 16 -> 17.40. */
 #define P2P_SPLIT 8
 #define P2P_TIMEOUT_NS 120000000000ull
+/* The LL words take the decode steps of at most LL_ROWS rows, and an LL wait naps LL_NAP_NS
+ * between polls. Measured on 4 x H100 (70B shape, tp 4; ms a decode step, the flag protocol
+ * alternating in the same call): batch 1 16.24, 16.65, 16.01, 15.91 against 16.51, 16.85,
+ * 16.26, 16.19 (and 16.23, 16.15, 16.04 against 16.24, 16.08, 16.27); batch 2 19.09, 19.18
+ * against 19.33, 19.14; batch 4 21.59, 20.58 against 20.51, 20.38; batch 8 without a nap 34.04,
+ * 26.02 against 22.65, 24.05 (traced: 245 us a sum against 11; likely 128 blocks' polls of the
+ * words slowing the peers' writes to them), with a 50 ns nap 25.35, a 200 ns nap 22.96; batch 1
+ * with a 200 ns nap 16.16 (no nap: 16.16, 16.16 against 16.69, 16.34). On 4 x H200 at batch 1,
+ * no nap: 13.07, 12.85 against 13.46, 13.49. */
+#define LL_ROWS 2
+#define LL_NAP_NS 200
 
 /* The peers' addresses a kernel needs, by value. */
 struct p2p_peers {
     float *mail[CUDA_TP_MAX];        /* rank k's mailboxes: [2][n][CUDA_TP_P2P_FLOATS] */
     unsigned *flag[CUDA_TP_MAX];     /* rank k's flags: [n][P2P_BLOCKS_MAX] */
+    unsigned long long *ll[CUDA_TP_MAX]; /* rank k's LL words: [2][n][CUDA_TP_LL_FLOATS] */
 };
 
 __device__ __forceinline__ static unsigned p2p_ld_acquire(const unsigned *p)
@@ -208,41 +220,16 @@ __global__ __launch_bounds__(NORM_THREADS) static void k_p2p_sum_add_norm(
                sh);
 }
 
-/* The same op for a step of few rows (the decode steps that take programmatic dependent launch):
- * split blocks a row (grid rows·split, NORM_THREADS threads, NORM_V_FITS(dim)), each of which
- * sends its slice of the row's h, waits for that slice from every rank, adds the ranks in rank
- * order and the sum to x (the arithmetic of k_p2p_sum_add_norm) and writes its slice of x; the
- * last block of the row to finish (a counter a row, arrive[row], back to 0 by that block) reads
- * the whole row of x back and runs norm_row_v. The sums go out of split blocks at once, and the
- * norm needs no launch of its own. out may be h (every block of the row has read its slice of h
- * before the last one writes out); x is neither. ob: as k_p2p_sum_add_norm's. */
-template <typename W>
-__global__ __launch_bounds__(NORM_THREADS) static void k_p2p_sum_add_norm_last(
-    float *x, const float *h, const W *w, int dim, float eps, float *out, __nv_bfloat16 *ob,
-    int n, int rank, unsigned epoch, int split, int *arrive, struct p2p_peers pp,
-    const volatile int *abort_word)
+/* The end of the last-block kernels, after this block added its slice of the row's sum to x
+ * (xr: the row of x): the row's last block to finish (a counter a row, arrive[row], back to 0 by
+ * that block; the counter only picks the block) reads the whole row of x back and runs
+ * norm_row_v. Each block's fence before it arrives makes its slice visible to the last one. */
+__device__ __forceinline__ static void p2p_last_norm(float4 *xr, int *arrive, int row, int split,
+                                                     int n4, int dim, float eps,
+                                                     const float (&wv)[NORM_V][4], float4 *outr,
+                                                     __nv_bfloat16 *outb, float *sh)
 {
-    pdl_trigger(); /* every block is resident from here: the next kernel may launch */
-    __shared__ float sh[NORM_THREADS / 32];
     __shared__ int last;
-    const int n4 = dim / 4, row = blockIdx.x / split, part = blockIdx.x % split;
-    const size_t box = (size_t)(epoch & 1u) * n * CUDA_TP_P2P_FLOATS, r0 = (size_t)row * dim;
-    float wv[NORM_V][4];
-    norm_load_w(w, n4, wv); /* any block may be the row's last: all read the weight, early */
-    pdl_wait();
-    const int gs = (n4 + split - 1) / split, g0 = part * gs, g1 = min(n4, g0 + gs);
-    p2p_send_groups(h, r0, g0, g1, box, n, rank, pp);
-    __syncthreads();
-    p2p_signal(n, rank, blockIdx.x, epoch, pp);
-    if (p2p_wait(n, rank, blockIdx.x, 1, epoch, pp, abort_word))
-        return;
-    const float *mb = pp.mail[rank] + box + r0;
-    float4 *xr = reinterpret_cast<float4 *>(x + r0);
-    for (int i = g0 + threadIdx.x; i < g1; i += NORM_THREADS) {
-        const float4 b = p2p_rank_sum4(mb, i, n), a = xr[i];
-        xr[i] = make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
-    }
-    /* the row's last block (its slices of x visible to it: each block's fence before arriving) */
     __threadfence();
     __syncthreads();
     if (threadIdx.x == 0) {
@@ -260,8 +247,152 @@ __global__ __launch_bounds__(NORM_THREADS) static void k_p2p_sum_add_norm_last(
         const int i = threadIdx.x + u * NORM_THREADS;
         v[u] = i < n4 ? __ldcg(xr + i) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     }
-    norm_row_v(v, wv, n4, dim, eps, reinterpret_cast<float4 *>(out + r0), ob ? ob + r0 : nullptr,
-               sh);
+    norm_row_v(v, wv, n4, dim, eps, outr, outb, sh);
+}
+
+/* ---- LL: the decode steps' sums without flags ------------------------------------------------
+ * A word is 8 bytes: a float's bits in the low half and the sum's epoch in the high half. A
+ * sender stores 2 words at a time (st.volatile .v2.u64: each 8-byte element is single-copy
+ * atomic), a receiver loads them until both carry its epoch: the float arrives with its own
+ * flag, so no fence, no flag store and no second trip over NVLink stand between a send and the
+ * sum. The mailboxes alternate by epoch parity as the flag protocol's do (same argument: a rank
+ * is at most one epoch ahead); a word left from an older sum carries an older epoch. */
+__device__ __forceinline__ static void ll_put2(unsigned long long *p, float a, float b,
+                                               unsigned epoch)
+{
+    const unsigned long long e = (unsigned long long)epoch << 32;
+    asm volatile("st.volatile.global.v2.u64 [%0], {%1, %2};\n" ::"l"(p),
+                 "l"(e | __float_as_uint(a)), "l"(e | __float_as_uint(b))
+                 : "memory");
+}
+
+/* The 4 floats at word p once all 4 carry epoch; nonzero on an abort (the group's abort word).
+ * A wait of more than P2P_TIMEOUT_NS traps, as p2p_wait does. */
+__device__ __forceinline__ static int ll_get4(const unsigned long long *p, unsigned epoch,
+                                              float4 &v, const volatile int *abort_word)
+{
+    unsigned long long t0 = 0;
+    for (unsigned it = 0;; it++) {
+        unsigned long long a, b, c, d;
+        asm volatile("ld.volatile.global.v2.u64 {%0, %1}, [%2];\n"
+                     : "=l"(a), "=l"(b)
+                     : "l"(p)
+                     : "memory");
+        asm volatile("ld.volatile.global.v2.u64 {%0, %1}, [%2];\n"
+                     : "=l"(c), "=l"(d)
+                     : "l"(p + 2)
+                     : "memory");
+        if ((unsigned)(a >> 32) == epoch && (unsigned)(b >> 32) == epoch &&
+            (unsigned)(c >> 32) == epoch && (unsigned)(d >> 32) == epoch) {
+            v = make_float4(__uint_as_float((unsigned)a), __uint_as_float((unsigned)b),
+                            __uint_as_float((unsigned)c), __uint_as_float((unsigned)d));
+            return 0;
+        }
+        __nanosleep(LL_NAP_NS);
+        if ((it & 255u) == 255u) {
+            if (*abort_word)
+                return 1;
+            const unsigned long long t = p2p_clock_ns();
+            if (!t0)
+                t0 = t;
+            else if (t - t0 > P2P_TIMEOUT_NS)
+                __trap();
+        }
+    }
+}
+
+/* Slice [g0, g1) of the row at r0 of h: sent to every rank, the ranks' slices added in rank
+ * order (p2p_rank_sum4's arithmetic) and the sum added to x (xr: the row), by the flag protocol;
+ * nonzero (to every thread) on an abort. */
+__device__ __forceinline__ static int p2p_slice_flags(const float *h, size_t r0, int g0, int g1,
+                                                      float4 *xr, int n, int rank, unsigned epoch,
+                                                      const struct p2p_peers &pp,
+                                                      const volatile int *abort_word)
+{
+    const size_t box = (size_t)(epoch & 1u) * n * CUDA_TP_P2P_FLOATS;
+    p2p_send_groups(h, r0, g0, g1, box, n, rank, pp);
+    __syncthreads();
+    p2p_signal(n, rank, blockIdx.x, epoch, pp);
+    if (p2p_wait(n, rank, blockIdx.x, 1, epoch, pp, abort_word))
+        return 1;
+    const float *mb = pp.mail[rank] + box + r0;
+    for (int i = g0 + threadIdx.x; i < g1; i += NORM_THREADS) {
+        const float4 b = p2p_rank_sum4(mb, i, n), a = xr[i];
+        xr[i] = make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
+    }
+    return 0;
+}
+
+/* The same by LL words: the same floats added in the same order. */
+__device__ __forceinline__ static int p2p_slice_ll(const float *h, size_t r0, int g0, int g1,
+                                                   float4 *xr, int n, int rank, unsigned epoch,
+                                                   const struct p2p_peers &pp,
+                                                   const volatile int *abort_word)
+{
+    __shared__ int aborted;
+    if (threadIdx.x == 0)
+        aborted = 0;
+    const size_t box = (size_t)(epoch & 1u) * n * CUDA_TP_LL_FLOATS;
+    const float4 *hr = reinterpret_cast<const float4 *>(h + r0);
+    for (int i = g0 + threadIdx.x; i < g1; i += NORM_THREADS) {
+        const float4 hv = hr[i];
+        for (int k = 0; k < n; k++) {
+            unsigned long long *p =
+                pp.ll[k] + box + (size_t)rank * CUDA_TP_LL_FLOATS + r0 + 4 * (size_t)i;
+            ll_put2(p, hv.x, hv.y, epoch);
+            ll_put2(p + 2, hv.z, hv.w, epoch);
+        }
+    }
+    __syncthreads(); /* aborted is 0 before any thread may set it */
+    const unsigned long long *mb = pp.ll[rank] + box + r0;
+    for (int i = g0 + threadIdx.x; i < g1; i += NORM_THREADS) {
+        float4 b, t;
+        int ab = ll_get4(mb + 4 * (size_t)i, epoch, b, abort_word);
+        for (int k = 1; k < n && !ab; k++) {
+            ab = ll_get4(mb + (size_t)k * CUDA_TP_LL_FLOATS + 4 * (size_t)i, epoch, t,
+                         abort_word);
+            b = make_float4(__fadd_rn(b.x, t.x), __fadd_rn(b.y, t.y), __fadd_rn(b.z, t.z),
+                            __fadd_rn(b.w, t.w));
+        }
+        if (ab) {
+            aborted = 1;
+            break;
+        }
+        const float4 a = xr[i];
+        xr[i] = make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
+    }
+    __syncthreads();
+    return aborted;
+}
+
+/* The same op for a step of few rows (the decode steps that take programmatic dependent launch):
+ * split blocks a row (grid rows·split, NORM_THREADS threads, NORM_V_FITS(dim)), each of which
+ * sends its slice of the row's h, waits for that slice from every rank, adds the ranks in rank
+ * order and the sum to x (the arithmetic of k_p2p_sum_add_norm) and writes its slice of x, by the
+ * flag protocol or (LL) by LL words; the row's last block to finish runs the norm
+ * (p2p_last_norm). The sums go out of split blocks at once, and the norm needs no launch of its
+ * own. out may be h (every block of the row has read its slice of h before the last one writes
+ * out); x is neither. ob: as k_p2p_sum_add_norm's. */
+template <typename W, bool LL>
+__global__ __launch_bounds__(NORM_THREADS) static void k_p2p_sum_add_norm_last(
+    float *x, const float *h, const W *w, int dim, float eps, float *out, __nv_bfloat16 *ob,
+    int n, int rank, unsigned epoch, int split, int *arrive, struct p2p_peers pp,
+    const volatile int *abort_word)
+{
+    pdl_trigger(); /* every block is resident from here: the next kernel may launch */
+    __shared__ float sh[NORM_THREADS / 32];
+    const int n4 = dim / 4, row = blockIdx.x / split, part = blockIdx.x % split;
+    const size_t r0 = (size_t)row * dim;
+    float wv[NORM_V][4];
+    norm_load_w(w, n4, wv); /* any block may be the row's last: all read the weight, early */
+    pdl_wait();
+    const int gs = (n4 + split - 1) / split, g0 = part * gs, g1 = min(n4, g0 + gs);
+    float4 *xr = reinterpret_cast<float4 *>(x + r0);
+    if (LL ? p2p_slice_ll(h, r0, g0, g1, xr, n, rank, epoch, pp, abort_word)
+           : p2p_slice_flags(h, r0, g0, g1, xr, n, rank, epoch, pp, abort_word))
+        return;
+    p2p_last_norm(xr, arrive, row, split, n4, dim, eps, wv, reinterpret_cast<float4 *>(out + r0),
+                  ob ? ob + r0 : nullptr, sh);
 }
 
 /* Whether a new group's sums may go peer to peer: yes unless NY_TP_P2P=0 (read at each
@@ -270,6 +401,14 @@ static int p2p_wanted(void)
 {
     int v = -1;
     return cuda_env_on("NY_TP_P2P", &v);
+}
+
+/* Whether a new group's decode-step sums take the LL words: yes unless NY_TP_LL=0 (read at each
+ * tp_create, for A/B timing in one process; the flag protocol gives the same bits). */
+static int ll_wanted(void)
+{
+    int v = -1;
+    return cuda_env_on("NY_TP_LL", &v);
 }
 
 int cuda_tp_p2p_open(struct engine_tp *g, struct ny_err *err)
@@ -317,6 +456,7 @@ int cuda_tp_p2p_open(struct engine_tp *g, struct ny_err *err)
     const size_t mail = (size_t)2 * g->n * CUDA_TP_P2P_FLOATS * sizeof(float);
     const size_t flags = (size_t)g->n * P2P_BLOCKS_MAX * sizeof(unsigned);
     const size_t arrive = (size_t)P2P_BLOCKS_MAX * sizeof(int);
+    const size_t ll = ll_wanted() ? (size_t)2 * g->n * CUDA_TP_LL_FLOATS * 8 : 0;
     for (int i = 0; i < g->n; i++) {
         struct engine_backend *be = g->bes[i];
         CU_CHECK(be, cudaSetDevice(be->device), "cudaSetDevice");
@@ -325,6 +465,10 @@ int cuda_tp_p2p_open(struct engine_tp *g, struct ny_err *err)
         CU_CHECK(be, cudaMemset(g->flags[i], 0, flags), "p2p flags");
         CU_CHECK(be, cudaMalloc((void **)&g->arrive[i], arrive), "p2p row counters");
         CU_CHECK(be, cudaMemset(g->arrive[i], 0, arrive), "p2p row counters");
+        if (ll) { /* epoch 0 in every word: no sum's (epochs start at 1) */
+            CU_CHECK(be, cudaMalloc((void **)&g->ll[i], ll), "p2p LL mailbox");
+            CU_CHECK(be, cudaMemset(g->ll[i], 0, ll), "p2p LL mailbox");
+        }
         be->tp_epoch = 0;
     }
     for (int i = 0; i < g->n; i++) {
@@ -332,8 +476,9 @@ int cuda_tp_p2p_open(struct engine_tp *g, struct ny_err *err)
         CU_CHECK(g->bes[i], cudaDeviceSynchronize(), "p2p set-up");
     }
     g->p2p = 1;
-    ny_log_info("cuda tp: peer-to-peer sums up to %d floats (%.1f MiB of mailboxes a rank)",
-                CUDA_TP_P2P_FLOATS, (double)mail / (1024.0 * 1024.0));
+    ny_log_info("cuda tp: peer-to-peer sums up to %d floats (%.1f MiB of mailboxes a rank)%s",
+                CUDA_TP_P2P_FLOATS, (double)(mail + ll) / (1024.0 * 1024.0),
+                ll ? "; decode steps' sums by LL words" : "; LL words off (NY_TP_LL=0)");
     return NY_OK;
 }
 
@@ -342,13 +487,15 @@ int cuda_tp_p2p_open(struct engine_tp *g, struct ny_err *err)
 void cuda_tp_p2p_close(struct engine_tp *g)
 {
     for (int i = 0; i < g->n; i++) {
-        if (!g->mail[i] && !g->flags[i] && !g->arrive[i])
+        if (!g->mail[i] && !g->flags[i] && !g->arrive[i] && !g->ll[i])
             continue;
         cudaSetDevice(g->bes[i]->device);
         cudaDeviceSynchronize();
         cudaFree(g->mail[i]);
         cudaFree(g->flags[i]);
         cudaFree(g->arrive[i]);
+        cudaFree(g->ll[i]);
+        g->ll[i] = NULL;
         g->mail[i] = NULL;
         g->flags[i] = NULL;
         g->arrive[i] = NULL;
@@ -375,6 +522,7 @@ static struct p2p_peers p2p_next(struct engine_backend *be)
     for (int k = 0; k < g->n; k++) {
         pp.mail[k] = g->mail[k];
         pp.flag[k] = g->flags[k];
+        pp.ll[k] = g->ll[k];
     }
     be->tp_epoch++;
     return pp;
@@ -394,6 +542,16 @@ int cuda_tp_p2p_sum(struct engine_backend *be, float *x, size_t count, struct ny
               dim3(P2P_THREADS), 0, x, count, g->n, be->tp_rank, be->tp_epoch, pp,
               (const volatile int *)g->abort_word);
     return NY_OK;
+}
+
+extern "C" int engine_cuda_tp_ll_rows(const struct engine_tp *g)
+{
+    return g && g->p2p && g->ll[0] ? LL_ROWS : 0;
+}
+
+extern "C" unsigned engine_cuda_tp_ll_sums(const struct engine_backend *be)
+{
+    return be ? be->tp_ll : 0;
 }
 
 extern "C" size_t engine_cuda_tp_p2p_floats(const struct engine_tp *g)
@@ -471,17 +629,30 @@ int cuda_tp_p2p_add_norm(struct engine_backend *be, struct engine_buf *x, struct
     if (kind == 2) {
         const int split = last_split(be, dim);
         const unsigned grid = (unsigned)(be->n_rows * split);
-        const char *what = "tp peer-to-peer sum + add + rmsnorm kernel (last block)";
         int *ar = g->arrive[be->tp_rank];
-        if (w->wtype == CUDA_W_BF16)
-            CU_LAUNCH(be, what, k_p2p_sum_add_norm_last<__nv_bfloat16>, dim3(grid),
-                      dim3(NORM_THREADS), 0, (float *)x->d, (const float *)h->d,
-                      (const __nv_bfloat16 *)w->d, dim, eps, (float *)out->d, ob, g->n,
-                      be->tp_rank, be->tp_epoch, split, ar, pp, aw);
-        else
-            CU_LAUNCH(be, what, k_p2p_sum_add_norm_last<float>, dim3(grid), dim3(NORM_THREADS),
-                      0, (float *)x->d, (const float *)h->d, (const float *)w->d, dim, eps,
+        const int ll =
+            g->ll[be->tp_rank] && count <= CUDA_TP_LL_FLOATS && be->n_rows <= LL_ROWS;
+        be->tp_ll += ll;
+        const char *what = ll ? "tp peer-to-peer sum + add + rmsnorm kernel (LL, last block)"
+                              : "tp peer-to-peer sum + add + rmsnorm kernel (last block)";
+        const bool bf = w->wtype == CUDA_W_BF16;
+        void (*const kb)(float *, const float *, const __nv_bfloat16 *, int, float, float *,
+                         __nv_bfloat16 *, int, int, unsigned, int, int *, struct p2p_peers,
+                         const volatile int *) =
+            ll ? k_p2p_sum_add_norm_last<__nv_bfloat16, true>
+               : k_p2p_sum_add_norm_last<__nv_bfloat16, false>;
+        void (*const kf)(float *, const float *, const float *, int, float, float *,
+                         __nv_bfloat16 *, int, int, unsigned, int, int *, struct p2p_peers,
+                         const volatile int *) =
+            ll ? k_p2p_sum_add_norm_last<float, true> : k_p2p_sum_add_norm_last<float, false>;
+        if (bf)
+            CU_LAUNCH(be, what, kb, dim3(grid), dim3(NORM_THREADS), 0, (float *)x->d,
+                      (const float *)h->d, (const __nv_bfloat16 *)w->d, dim, eps,
                       (float *)out->d, ob, g->n, be->tp_rank, be->tp_epoch, split, ar, pp, aw);
+        else
+            CU_LAUNCH(be, what, kf, dim3(grid), dim3(NORM_THREADS), 0, (float *)x->d,
+                      (const float *)h->d, (const float *)w->d, dim, eps, (float *)out->d, ob,
+                      g->n, be->tp_rank, be->tp_epoch, split, ar, pp, aw);
         cuda_shadow_mark(be, ob, out->d, dim);
         return NY_OK;
     }

@@ -34,6 +34,10 @@ struct engine_tp;
 size_t engine_cuda_tp_p2p_floats(const struct engine_tp *g);
 /* For tests: the tp sums of be that overlapped its products so far (tp_sum_announce). */
 unsigned engine_cuda_tp_overlapped(const struct engine_backend *be);
+/* For tests: the most rows of a decode step whose fused sums go by LL words in group g (0:
+ * none), and the tp sums of be that went by LL words so far (cuda_tp_p2p.cu). */
+int engine_cuda_tp_ll_rows(const struct engine_tp *g);
+unsigned engine_cuda_tp_ll_sums(const struct engine_backend *be);
 
 /* Wait for the backend's queued work. */
 int engine_cuda_sync(struct engine_backend *be, struct ny_err *err);

@@ -39,6 +39,7 @@ static struct engine_backend *bes[MAX_RANKS];
 static struct engine_tp *grp;
 static int n_ranks;
 static size_t p2p_floats; /* the group's peer-to-peer limit (0: NCCL only) */
+static int ll_rows;       /* the most decode rows whose fused sums go by LL words (0: none) */
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 static volatile const char *phase = "start";
 
@@ -214,6 +215,32 @@ static int do_fused(struct rank *r, struct ny_err *err)
     G->buf_free(r->be, y);
     G->buf_free(r->be, w);
     G->buf_free(r->be, wp);
+    return rc;
+}
+
+/* A step of one-row requests, then the fused sum + add + norm of their rows (the decode steps'
+ * kernel: LL words unless NY_TP_LL=0), then out read back: what a rank does whose peer never
+ * comes (test_abort). */
+static int do_abort_fused(struct rank *r, struct ny_err *err)
+{
+    size_t cnt = (size_t)r->rows * r->dim;
+    struct engine_buf *x = NULL, *h = NULL, *w = NULL;
+    int rc = step_decode(r->be, r->rows, err);
+    if (!rc)
+        rc = G->buf_alloc(r->be, cnt, &x, err);
+    if (!rc)
+        rc = G->buf_alloc(r->be, cnt, &h, err);
+    if (!rc)
+        rc = G->weight_random(r->be, 1, (size_t)r->dim, 0, 0, (size_t)r->dim, 99, 1.0f, &w, err);
+    if (!rc)
+        rc = G->buf_write(r->be, h, 0, r->in, cnt, err);
+    if (!rc)
+        rc = G->tp_allreduce_add_rmsnorm(r->be, x, h, w, r->dim, 1e-5f, h, err);
+    if (!rc)
+        rc = G->buf_read(r->be, h, 0, r->out, cnt, err);
+    G->buf_free(r->be, x);
+    G->buf_free(r->be, h);
+    G->buf_free(r->be, w);
     return rc;
 }
 
@@ -414,7 +441,7 @@ static void *rank_main(void *arg)
         r->rc = do_ovl_abort_call(r, &err);
         break;
     case JOB_ABORT_WAIT: /* enters the collective; its peer never does */
-        r->rc = do_allreduce(r, &err);
+        r->rc = r->decode ? do_abort_fused(r, &err) : do_allreduce(r, &err);
         break;
     case JOB_ABORT_CALL: { /* fails instead: let the peer block first, abort, then try to enter */
         struct engine_buf *x = NULL;
@@ -462,6 +489,7 @@ static int group_open(int n, struct ny_err *err)
     n_ranks = n;
     int rc = G->tp_create(bes, n, &grp, err);
     p2p_floats = rc ? 0 : engine_cuda_tp_p2p_floats(grp);
+    ll_rows = rc ? 0 : engine_cuda_tp_ll_rows(grp);
     return rc;
 }
 
@@ -594,7 +622,8 @@ static void test_allreduce_invariance(void **state)
  * for bit, the product of a copy of out (decode steps of 32+ rows read the bf16 shadow the norm
  * kernels write: k_p2p_sum_add_norm's, cuda_norm_all's). Shapes: decode rows that take one
  * kernel (peer to peer, widths of the vectorised norm: 9 to 128 rows on k_p2p_sum_add_norm; 1
- * to 8 rows on the last-block kernel, whose row counters are reused case after case: 16 blocks a
+ * to 8 rows on the last-block kernel, whose row counters are reused case after case, its sums by
+ * LL words up to the group's ll_rows rows (counted: exactly those cases): 16 blocks a
  * row of 8,192, one block a row of 96), and ones that run the two ops (a prefill request, 200
  * rows, a width of 8,200). */
 static void test_fused(void **state)
@@ -604,7 +633,7 @@ static void test_fused(void **state)
         {32, 8192, 1, 1}, {9, 4096, 1, 1}, {128, 96, 1, 1}, {12, 8192, 1, 1}, /* block 0 */
         {48, 1024, 1, 1},
         {1, 8192, 1, 1},  {8, 8192, 1, 1}, {3, 4096, 1, 1}, {1, 96, 1, 1},    /* last block */
-        {5, 2048, 1, 1},  {1, 8192, 1, 1},
+        {5, 2048, 1, 1},  {1, 8192, 1, 1}, {2, 8192, 1, 1}, {2, 96, 1, 1},
         {6, 96, 0, 0},    {200, 96, 1, 0}, {20, 8200, 1, 0}, /* two ops */
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
@@ -632,9 +661,19 @@ static void test_fused(void **state)
                                   .out4 = o + 3 * cnt, .decode = cases[c][2],
                                   .prod = prod + (size_t)3 * k * np};
         }
+        unsigned ll0[MAX_RANKS];
+        for (int k = 0; k < n_ranks; k++)
+            ll0[k] = engine_cuda_tp_ll_sums(bes[k]);
         phase = "tp_allreduce_add_rmsnorm";
         run_ranks(rs, n_ranks);
+        /* the fused op of pass 0 by LL words exactly where the group takes them */
+        const unsigned ll_want =
+            cases[c][2] && cases[c][3] && p2p_floats && rows <= ll_rows ? 1 : 0;
         int bad = 0;
+        for (int k = 0; k < n_ranks; k++)
+            if (engine_cuda_tp_ll_sums(bes[k]) - ll0[k] != ll_want && ++bad)
+                printf("  fused tp=%d rows=%d dim=%d: rank %d made %u sums by LL words, not %u\n",
+                       n_ranks, rows, dim, k, engine_cuda_tp_ll_sums(bes[k]) - ll0[k], ll_want);
         for (int k = 0; k < n_ranks; k++) {
             if (rank_failed(&rs[k], "fused") && ++bad) /* a failed rank counts once */
                 continue;
@@ -649,7 +688,8 @@ static void test_fused(void **state)
                 printf("  fused tp=%d rows=%d dim=%d (%s, %s): rank %d x and out %s the two "
                        "calls'%s; products of out %s that of a copy\n", n_ranks, rows, dim,
                        cases[c][2] ? "decode rows" : "prefill",
-                       cases[c][3] && p2p_floats ? "one kernel" : "two ops", k,
+                       ll_want ? "one kernel, LL words"
+                       : cases[c][3] && p2p_floats ? "one kernel" : "two ops", k,
                        same ? "bit-identical to" : "DIFFER from",
                        as0 ? "" : "; DIFFER from rank 0's",
                        prods ? "bit-identical to" : "DIFFER from");
@@ -882,10 +922,12 @@ static void test_weight_random(void **state)
 /* ---- tp_abort ------------------------------------------------------------------------------------ */
 /* Rank 0 enters tp_allreduce then waits in buf_read; rank 1 calls tp_abort instead of entering,
  * then tries to: both must return NY_E_STATE, rank 0 without hanging. */
+static int abort_decode; /* test_abort's rank 0: 0 tp_allreduce, 1 the fused op on decode rows */
+
 static void test_abort(void **state)
 {
     (void)state;
-    const int rows = 3, dim = 96;
+    const int rows = abort_decode ? 1 : 3, dim = abort_decode ? 1024 : 96;
     float *in = malloc((size_t)2 * rows * dim * sizeof(float));
     float *out = malloc((size_t)2 * rows * dim * sizeof(float));
     assert_non_null(in);
@@ -898,12 +940,14 @@ static void test_abort(void **state)
         rs[k].be = bes[k];
         rs[k].rank = k;
         rs[k].job = k == 0 ? JOB_ABORT_WAIT : JOB_ABORT_CALL;
+        rs[k].decode = abort_decode;
         rs[k].rows = rows;
         rs[k].dim = dim;
         rs[k].in = in + (size_t)k * rows * dim;
         rs[k].out = out + (size_t)k * rows * dim;
     }
-    phase = "tp_abort (rank 0 blocked in tp_allreduce + buf_read)";
+    phase = abort_decode ? "tp_abort (rank 0 blocked in the decode rows' fused sum + buf_read)"
+                         : "tp_abort (rank 0 blocked in tp_allreduce + buf_read)";
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     run_ranks(rs, 2);
@@ -914,6 +958,8 @@ static void test_abort(void **state)
     assert_int_equal(rs[0].rc, NY_E_STATE);
     assert_non_null(strstr(rs[0].msg, "aborted"));
     assert_int_equal(rs[1].rc, NY_E_STATE);
+    if (abort_decode && ll_rows) /* rank 0 waited on LL words */
+        assert_int_equal(engine_cuda_tp_ll_sums(bes[0]), 1);
     phase = "tp_destroy after abort";
     free(in);
     free(out);
@@ -942,9 +988,14 @@ static void test_ovl_abort(void **state)
 }
 
 /* A group of n ranks; p2p = 0: NY_TP_P2P=0 (every sum over NCCL, only the sums tested), 1: the
- * default, which must sum peer to peer on these machines (NVLink or PCIe peer access). */
+ * default, which must sum peer to peer on these machines (NVLink or PCIe peer access), 2: peer
+ * to peer with NY_TP_LL=0 (the decode rows' fused sums by the flag protocol: test_fused alone). */
 static int run_size(int n, int p2p)
 {
+    if (p2p == 2)
+        setenv("NY_TP_LL", "0", 1);
+    else
+        unsetenv("NY_TP_LL");
     struct ny_err err;
     ny_err_init(&err);
     char ph[64];
@@ -982,10 +1033,13 @@ static int run_size(int n, int p2p)
         cmocka_unit_test(test_fused),
         cmocka_unit_test(test_overlap),
     };
+    const struct CMUnitTest flag_tests[] = {cmocka_unit_test(test_fused)};
     char name[32];
-    snprintf(name, sizeof name, "tp%d%s", n, p2p ? "" : "-nccl");
-    int rc = p2p ? cmocka_run_group_tests_name(name, tests, NULL, NULL)
-                 : cmocka_run_group_tests_name(name, sum_tests, NULL, NULL);
+    snprintf(name, sizeof name, "tp%d%s", n, p2p == 2 ? "-flags" : p2p ? "" : "-nccl");
+    int rc = p2p == 2 ? cmocka_run_group_tests_name(name, flag_tests, NULL, NULL)
+             : p2p    ? cmocka_run_group_tests_name(name, tests, NULL, NULL)
+                      : cmocka_run_group_tests_name(name, sum_tests, NULL, NULL);
+    unsetenv("NY_TP_LL");
     phase = "tp_destroy";
     group_close();
     alarm(0);
@@ -1011,12 +1065,15 @@ int main(void)
     printf("%d CUDA devices\n", n);
     int rc = run_size(2, 1) | run_size(2, 0);
     if (n >= 4)
-        rc |= run_size(4, 1) | run_size(4, 0);
+        rc |= run_size(4, 1) | run_size(4, 0) | run_size(4, 2);
     else
+        rc |= run_size(2, 2);
+    if (n < 4)
         printf("group of 4: not run (%d devices)\n", n);
     /* the abort poisons its group: a fresh one for each transport, and for the overlap, last */
-    for (int t = 2; t >= 0; t--) {
+    for (int t = 3; t >= 0; t--) {
         const int p2p = t > 0;
+        abort_decode = t == 3; /* rank 0 blocked in the decode rows' fused sum (LL words) */
         phase = "tp_create for the abort test";
         alarm(120);
         if (p2p)
@@ -1029,7 +1086,8 @@ int main(void)
             return 1;
         }
         printf("abort test%s, peer-to-peer sums up to %zu floats\n",
-               t == 2 ? " (overlapped sum)" : "", p2p_floats);
+               t == 3 ? " (decode rows' fused sum)" : t == 2 ? " (overlapped sum)" : "",
+               p2p_floats);
         const struct CMUnitTest abort_tests[] = {cmocka_unit_test(test_abort)};
         const struct CMUnitTest ovl_tests[] = {cmocka_unit_test(test_ovl_abort)};
         if (t == 2 && !p2p_floats)
@@ -1037,8 +1095,10 @@ int main(void)
         else if (t == 2)
             rc |= cmocka_run_group_tests_name("tp_abort-overlap", ovl_tests, NULL, NULL);
         else
-            rc |= cmocka_run_group_tests_name(p2p ? "tp_abort" : "tp_abort-nccl", abort_tests,
-                                              NULL, NULL);
+            rc |= cmocka_run_group_tests_name(t == 3 ? "tp_abort-decode"
+                                              : p2p  ? "tp_abort"
+                                                     : "tp_abort-nccl",
+                                              abort_tests, NULL, NULL);
         group_close();
         alarm(0);
     }
