@@ -599,6 +599,19 @@ static int fused_split(const struct engine_backend *be)
     return s > 0 ? s : 1;
 }
 
+/* The last-block kernel on norm weights of W, by LL words (ll) or the flag protocol. */
+template <typename W>
+static int launch_last(struct engine_backend *be, bool ll, const char *what, unsigned grid,
+                       float *x, const float *h, const W *w, int dim, float eps, float *out,
+                       __nv_bfloat16 *ob, int split, int *ar, const struct p2p_peers &pp,
+                       const volatile int *aw, struct ny_err *err)
+{
+    auto k = ll ? k_p2p_sum_add_norm_last<W, true> : k_p2p_sum_add_norm_last<W, false>;
+    CU_LAUNCH(be, what, k, dim3(grid), dim3(NORM_THREADS), 0, x, h, w, dim, eps, out, ob,
+              be->tp->n, be->tp_rank, be->tp_epoch, split, ar, pp, aw);
+    return NY_OK;
+}
+
 int cuda_tp_p2p_add_norm(struct engine_backend *be, struct engine_buf *x, struct engine_buf *h,
                          const struct engine_buf *w, int dim, float eps, struct engine_buf *out,
                          struct ny_err *err)
@@ -635,24 +648,15 @@ int cuda_tp_p2p_add_norm(struct engine_backend *be, struct engine_buf *x, struct
         be->tp_ll += ll;
         const char *what = ll ? "tp peer-to-peer sum + add + rmsnorm kernel (LL, last block)"
                               : "tp peer-to-peer sum + add + rmsnorm kernel (last block)";
-        const bool bf = w->wtype == CUDA_W_BF16;
-        void (*const kb)(float *, const float *, const __nv_bfloat16 *, int, float, float *,
-                         __nv_bfloat16 *, int, int, unsigned, int, int *, struct p2p_peers,
-                         const volatile int *) =
-            ll ? k_p2p_sum_add_norm_last<__nv_bfloat16, true>
-               : k_p2p_sum_add_norm_last<__nv_bfloat16, false>;
-        void (*const kf)(float *, const float *, const float *, int, float, float *,
-                         __nv_bfloat16 *, int, int, unsigned, int, int *, struct p2p_peers,
-                         const volatile int *) =
-            ll ? k_p2p_sum_add_norm_last<float, true> : k_p2p_sum_add_norm_last<float, false>;
-        if (bf)
-            CU_LAUNCH(be, what, kb, dim3(grid), dim3(NORM_THREADS), 0, (float *)x->d,
-                      (const float *)h->d, (const __nv_bfloat16 *)w->d, dim, eps,
-                      (float *)out->d, ob, g->n, be->tp_rank, be->tp_epoch, split, ar, pp, aw);
-        else
-            CU_LAUNCH(be, what, kf, dim3(grid), dim3(NORM_THREADS), 0, (float *)x->d,
-                      (const float *)h->d, (const float *)w->d, dim, eps, (float *)out->d, ob,
-                      g->n, be->tp_rank, be->tp_epoch, split, ar, pp, aw);
+        rc = w->wtype == CUDA_W_BF16
+                 ? launch_last(be, ll, what, grid, (float *)x->d, (const float *)h->d,
+                               (const __nv_bfloat16 *)w->d, dim, eps, (float *)out->d, ob, split,
+                               ar, pp, aw, err)
+                 : launch_last(be, ll, what, grid, (float *)x->d, (const float *)h->d,
+                               (const float *)w->d, dim, eps, (float *)out->d, ob, split, ar, pp,
+                               aw, err);
+        if (rc)
+            return rc;
         cuda_shadow_mark(be, ob, out->d, dim);
         return NY_OK;
     }
