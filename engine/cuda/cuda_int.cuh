@@ -45,22 +45,35 @@ __device__ __forceinline__ static void pdl_trigger(void)
 }
 int cuda_pdl_max_rows(void);
 
+/* A launch under programmatic dependent launch where rows allow it; cluster > 0: in clusters of
+ * that many blocks along x (sm_90; grid.x a multiple of it). */
 template <typename... KArgs, typename... Args>
-static inline cudaError_t cuda_launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t shm,
-                                      cudaStream_t st, int rows, Args... args)
+static inline cudaError_t cuda_launch_cl(void (*kernel)(KArgs...), dim3 grid, dim3 block,
+                                         size_t shm, cudaStream_t st, int rows, int cluster,
+                                         Args... args)
 {
-    cudaLaunchAttribute attr[1];
+    cudaLaunchAttribute attr[2];
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[0].val.programmaticStreamSerializationAllowed =
         rows <= cuda_pdl_max_rows();
+    attr[1].id = cudaLaunchAttributeClusterDimension;
+    attr[1].val.clusterDim.x = (unsigned)cluster;
+    attr[1].val.clusterDim.y = 1;
+    attr[1].val.clusterDim.z = 1;
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = grid;
     cfg.blockDim = block;
     cfg.dynamicSmemBytes = shm;
     cfg.stream = st;
     cfg.attrs = attr;
-    cfg.numAttrs = 1;
+    cfg.numAttrs = cluster > 0 ? 2 : 1;
     return cudaLaunchKernelEx(&cfg, kernel, static_cast<KArgs>(args)...);
+}
+template <typename... KArgs, typename... Args>
+static inline cudaError_t cuda_launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t shm,
+                                      cudaStream_t st, int rows, Args... args)
+{
+    return cuda_launch_cl(kernel, grid, block, shm, st, rows, 0, args...);
 }
 /* Launch through cuda_launch and return NY_E_DEVICE (poisoning be) if the launch fails. */
 #define CU_LAUNCH(be, what, kernel, grid, block, shm, ...)                                         \
@@ -155,6 +168,7 @@ struct engine_tp {
     unsigned *flags[CUDA_TP_MAX];
     int *arrive[CUDA_TP_MAX]; /* rank k's row counters of the last-block norm: [P2P_BLOCKS_MAX] */
     unsigned long long *ll[CUDA_TP_MAX];
+    int clu; /* the decode steps' fused sums end in a cluster's norm (cuda_tp_p2p.cu) */
     int *abort_word;
     /* Overlapped prefill sums (cuda_tp_overlap.cu), set up where p2p is: ovl = 1 when the
      * stream memory operations work. ovl_flags: pinned host words mapped into every device,
@@ -205,6 +219,7 @@ struct engine_backend {
     int tp_comm_aborted;          /* ncclCommAbort done on tp_comm (by this rank's thread) */
     unsigned tp_epoch;            /* peer-to-peer sums issued (cuda_tp_p2p.cu) */
     unsigned tp_ll;               /* of them, sums by LL words */
+    unsigned tp_clu;              /* of them, sums ending in a cluster's norm */
     void *tp_pairs_h;             /* pinned host copy of the gathered argmax pairs */
     size_t tp_pairs_cap;          /* pairs it holds */
     cudaStream_t stream;

@@ -62,10 +62,41 @@ __device__ __forceinline__ static void norm_add_row(float4 (&v)[NORM_V], float4 
     }
 }
 
+/* One 4-wide group's term of the sum of squares (norm_row_v adds them in index order), its
+ * roundings spelled out: fma(w, w, fma(z, z, fma(x, x, y·y))). Written as a plain expression,
+ * which of x·x and y·y the compiler fuses into the first fma differs from kernel to kernel (it
+ * did between k_rmsnorm_v and a kernel holding the same floats in other registers), and with it
+ * the last bit of some rows' norms; this is the choice k_rmsnorm_v's PTX had. */
+__device__ __forceinline__ static float norm_sq4(const float4 &v)
+{
+    return __fmaf_rn(v.w, v.w, __fmaf_rn(v.z, v.z, __fmaf_rn(v.x, v.x, __fmul_rn(v.y, v.y))));
+}
+
+/* Group i of the row's output: v · inv · w into outr (if given) and, when outb is given, the same
+ * floats rounded to bf16 as cuda_rows_to_bf16 rounds them (the bf16 shadow). */
+__device__ __forceinline__ static void norm_out4(const float4 &v, float inv, const float (&w)[4],
+                                                 int i, float4 *outr, __nv_bfloat16 *outb)
+{
+    const float4 o =
+        make_float4(v.x * inv * w[0], v.y * inv * w[1], v.z * inv * w[2], v.w * inv * w[3]);
+    if (outr)
+        outr[i] = o;
+    if (outb) {
+        const __nv_bfloat162 p2[2] = {__floats2bfloat162_rn(o.x, o.y),
+                                      __floats2bfloat162_rn(o.z, o.w)};
+        reinterpret_cast<uint2 *>(outb)[i] = *reinterpret_cast<const uint2 *>(p2);
+    }
+}
+
+/* The norm's scale from the row's sum of squares tot. */
+__device__ __forceinline__ static float norm_inv(float tot, int dim, float eps)
+{
+    return 1.0f / sqrtf(tot / (float)dim + eps);
+}
+
 /* The norm of a row whose values this thread holds in v (zeros past n4 groups): the sum of
- * squares over its values in index order, the fixed block tree, then outr = v · inv · w and,
- * when outb is given, the same floats rounded to bf16 as cuda_rows_to_bf16 rounds them (the
- * bf16 shadow). outr and outb point at the row (outr NULL: the shadow alone). */
+ * squares over its values in index order, the fixed block tree, then norm_out4 for each group.
+ * outr and outb point at the row (outr NULL: the shadow alone). */
 __device__ __forceinline__ static void norm_row_v(const float4 (&v)[NORM_V],
                                                   const float (&wv)[NORM_V][4], int n4, int dim,
                                                   float eps, float4 *outr, __nv_bfloat16 *outb,
@@ -74,23 +105,13 @@ __device__ __forceinline__ static void norm_row_v(const float4 (&v)[NORM_V],
     float s = 0.0f;
 #pragma unroll
     for (int u = 0; u < NORM_V; u++)
-        s += v[u].x * v[u].x + v[u].y * v[u].y + v[u].z * v[u].z + v[u].w * v[u].w;
-    float tot = block_sum(s, sh);
-    float inv = 1.0f / sqrtf(tot / (float)dim + eps);
+        s += norm_sq4(v[u]);
+    const float inv = norm_inv(block_sum(s, sh), dim, eps);
 #pragma unroll
     for (int u = 0; u < NORM_V; u++) {
         int i = threadIdx.x + u * NORM_THREADS;
-        if (i >= n4)
-            continue;
-        const float4 o = make_float4(v[u].x * inv * wv[u][0], v[u].y * inv * wv[u][1],
-                                     v[u].z * inv * wv[u][2], v[u].w * inv * wv[u][3]);
-        if (outr)
-            outr[i] = o;
-        if (outb) {
-            const __nv_bfloat162 p2[2] = {__floats2bfloat162_rn(o.x, o.y),
-                                          __floats2bfloat162_rn(o.z, o.w)};
-            reinterpret_cast<uint2 *>(outb)[i] = *reinterpret_cast<const uint2 *>(p2);
-        }
+        if (i < n4)
+            norm_out4(v[u], inv, wv[u], i, outr, outb);
     }
 }
 

@@ -301,13 +301,24 @@ __device__ __forceinline__ static int ll_get4(const unsigned long long *p, unsig
     }
 }
 
+/* The residual add of the decode steps' kernels: group i of the row's sum over the ranks, b,
+ * added to x (xr: the row; add_rmsnorm's arithmetic) and written back; the new group is
+ * returned. */
+__device__ __forceinline__ static float4 p2p_add_x(float4 *xr, int i, const float4 &b)
+{
+    const float4 a = xr[i], v = make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
+    xr[i] = v;
+    return v;
+}
+
 /* Slice [g0, g1) of the row at r0 of h: sent to every rank, the ranks' slices added in rank
- * order (p2p_rank_sum4's arithmetic) and the sum added to x (xr: the row), by the flag protocol;
- * nonzero (to every thread) on an abort. */
+ * order (p2p_rank_sum4's arithmetic) and the sum of group i passed to fin(i, sum), by the flag
+ * protocol; nonzero (to every thread) on an abort. */
+template <typename F>
 __device__ __forceinline__ static int p2p_slice_flags(const float *h, size_t r0, int g0, int g1,
-                                                      float4 *xr, int n, int rank, unsigned epoch,
+                                                      int n, int rank, unsigned epoch,
                                                       const struct p2p_peers &pp,
-                                                      const volatile int *abort_word)
+                                                      const volatile int *abort_word, F fin)
 {
     const size_t box = (size_t)(epoch & 1u) * n * CUDA_TP_P2P_FLOATS;
     p2p_send_groups(h, r0, g0, g1, box, n, rank, pp);
@@ -316,18 +327,17 @@ __device__ __forceinline__ static int p2p_slice_flags(const float *h, size_t r0,
     if (p2p_wait(n, rank, blockIdx.x, 1, epoch, pp, abort_word))
         return 1;
     const float *mb = pp.mail[rank] + box + r0;
-    for (int i = g0 + threadIdx.x; i < g1; i += NORM_THREADS) {
-        const float4 b = p2p_rank_sum4(mb, i, n), a = xr[i];
-        xr[i] = make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
-    }
+    for (int i = g0 + threadIdx.x; i < g1; i += NORM_THREADS)
+        fin(i, p2p_rank_sum4(mb, i, n));
     return 0;
 }
 
 /* The same by LL words: the same floats added in the same order. */
+template <typename F>
 __device__ __forceinline__ static int p2p_slice_ll(const float *h, size_t r0, int g0, int g1,
-                                                   float4 *xr, int n, int rank, unsigned epoch,
+                                                   int n, int rank, unsigned epoch,
                                                    const struct p2p_peers &pp,
-                                                   const volatile int *abort_word)
+                                                   const volatile int *abort_word, F fin)
 {
     __shared__ int aborted;
     if (threadIdx.x == 0)
@@ -358,8 +368,7 @@ __device__ __forceinline__ static int p2p_slice_ll(const float *h, size_t r0, in
             aborted = 1;
             break;
         }
-        const float4 a = xr[i];
-        xr[i] = make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
+        fin(i, b);
     }
     __syncthreads();
     return aborted;
@@ -388,11 +397,101 @@ __global__ __launch_bounds__(NORM_THREADS) static void k_p2p_sum_add_norm_last(
     pdl_wait();
     const int gs = (n4 + split - 1) / split, g0 = part * gs, g1 = min(n4, g0 + gs);
     float4 *xr = reinterpret_cast<float4 *>(x + r0);
-    if (LL ? p2p_slice_ll(h, r0, g0, g1, xr, n, rank, epoch, pp, abort_word)
-           : p2p_slice_flags(h, r0, g0, g1, xr, n, rank, epoch, pp, abort_word))
+    auto fin = [&](int i, const float4 &b) { (void)p2p_add_x(xr, i, b); };
+    if (LL ? p2p_slice_ll(h, r0, g0, g1, n, rank, epoch, pp, abort_word, fin)
+           : p2p_slice_flags(h, r0, g0, g1, n, rank, epoch, pp, abort_word, fin))
         return;
     p2p_last_norm(xr, arrive, row, split, n4, dim, eps, wv, reinterpret_cast<float4 *>(out + r0),
                   ob ? ob + r0 : nullptr, sh);
+}
+
+/* ---- the cluster's norm ----------------------------------------------------------------------
+ * The same op for a step of few rows, its norm without a last block: a row's blocks form a
+ * cluster (sm_90) of ceil(n4 / NORM_THREADS) blocks, and thread t of the cluster's block u owns
+ * group u·NORM_THREADS + t of the row, which is norm_row_v's v[u] of thread t. Each block sends
+ * and sums its groups (p2p_slice_ll or p2p_slice_flags, one group a thread) and adds them to x;
+ * each thread puts its group's norm_sq4 in shared memory; after a cluster barrier every block
+ * reads thread t's terms of the cluster's blocks in order u (distributed shared memory): exactly
+ * norm_row_v's s of thread t (the terms past the row are the zeros it adds), so every block
+ * runs the same block_sum and the same norm_inv, and writes its own groups by norm_out4. Same
+ * bits as the last-block kernel (norm_sq4 spells out its roundings: the first version's plain
+ * expression was fused differently here and changed the last bit of some rows' norms), without
+ * its fences, row counter, and one block re-reading and norming the whole row. Measured on 4 x
+ * H100 (70B shape, tp 4; ms a decode step, the last-block kernel alternating in the same call,
+ * the ids equal): batch 8 21.77, 21.75 against 24.47, 23.09 (another call: 21.87 against
+ * 25.22); batch 4 19.70 against 20.04; batch 1 15.99, 16.16, 15.99 against 15.99, 16.21,
+ * 16.19 (traced: the sum after o 8.18 us against 8.54, after down 12.49 against 11.31). A probe
+ * of the add + norm alone on one H100 (a chain of 400 under PDL): 2.22 us a kernel against 3.42
+ * for 16 blocks and a last block, 3.12 for one block. */
+__device__ __forceinline__ static void clu_arrive(void)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("barrier.cluster.arrive.release.aligned;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ static void clu_wait(void)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+#endif
+}
+/* This block's rank u in its cluster and the cluster's block count n. */
+__device__ __forceinline__ static void clu_place(unsigned &u, unsigned &n)
+{
+    u = 0;
+    n = 1;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("mov.u32 %0, %%cluster_ctarank;\n"
+                 "mov.u32 %1, %%cluster_nctarank;\n"
+                 : "=r"(u), "=r"(n));
+#endif
+}
+/* The float at p (this block's shared memory) in block r of the cluster. */
+__device__ __forceinline__ static float clu_load(const float *p, unsigned r)
+{
+    float v = 0.0f;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    unsigned a = (unsigned)__cvta_generic_to_shared(p), ra;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(ra) : "r"(a), "r"(r));
+    asm volatile("ld.shared::cluster.f32 %0, [%1];\n" : "=f"(v) : "r"(ra) : "memory");
+#endif
+    return v;
+}
+
+template <typename W, bool LL>
+__global__ __launch_bounds__(NORM_THREADS) static void k_p2p_sum_add_norm_clu(
+    float *x, const float *h, const W *w, int dim, float eps, float *out, __nv_bfloat16 *ob,
+    int n, int rank, unsigned epoch, struct p2p_peers pp, const volatile int *abort_word)
+{
+    pdl_trigger(); /* every block is resident from here: the next kernel may launch */
+    __shared__ float sh[NORM_THREADS / 32], sq[NORM_THREADS];
+    unsigned u, split;
+    clu_place(u, split);
+    const int n4 = dim / 4, row = blockIdx.x / split, g0 = (int)u * NORM_THREADS;
+    const int i = g0 + threadIdx.x, g1 = min(n4, g0 + NORM_THREADS);
+    const size_t r0 = (size_t)row * dim;
+    float wv[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    if (i < n4) /* the norm weight (no kernel writes it): read before the wait */
+        for (int c = 0; c < 4; c++)
+            wv[c] = (float)w[4 * i + c];
+    pdl_wait();
+    float4 *xr = reinterpret_cast<float4 *>(x + r0);
+    float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    auto fin = [&](int j, const float4 &b) { v = p2p_add_x(xr, j, b); };
+    const int ab = LL ? p2p_slice_ll(h, r0, g0, g1, n, rank, epoch, pp, abort_word, fin)
+                      : p2p_slice_flags(h, r0, g0, g1, n, rank, epoch, pp, abort_word, fin);
+    /* on an abort every block still passes both cluster barriers, then leaves */
+    sq[threadIdx.x] = ab ? 0.0f : norm_sq4(v);
+    clu_arrive();
+    clu_wait();
+    float s = 0.0f;
+    for (unsigned r = 0; r < split; r++)
+        s += clu_load(sq + threadIdx.x, r);
+    clu_arrive(); /* done with the peers' sq; the wait below keeps ours until they are */
+    const float inv = norm_inv(block_sum(s, sh), dim, eps);
+    if (!ab && i < n4)
+        norm_out4(v, inv, wv, i, reinterpret_cast<float4 *>(out + r0), ob ? ob + r0 : nullptr);
+    clu_wait();
 }
 
 /* Whether a new group's sums may go peer to peer: yes unless NY_TP_P2P=0 (read at each
@@ -411,9 +510,30 @@ static int ll_wanted(void)
     return cuda_env_on("NY_TP_LL", &v);
 }
 
+/* Whether a new group's decode-step sums end in a cluster's norm: yes unless NY_TP_CLUSTER=0
+ * (read at each tp_create, for A/B timing; the last-block kernel gives the same bits) and where
+ * every device launches clusters. */
+static int clu_wanted(const struct engine_tp *g)
+{
+    int v = -1;
+    if (!cuda_env_on("NY_TP_CLUSTER", &v))
+        return 0;
+    for (int i = 0; i < g->n; i++) {
+        int ok = 0;
+        if (cudaDeviceGetAttribute(&ok, cudaDevAttrClusterLaunch, g->bes[i]->device) !=
+                cudaSuccess ||
+            !ok) {
+            (void)cudaGetLastError();
+            return 0;
+        }
+    }
+    return 1;
+}
+
 int cuda_tp_p2p_open(struct engine_tp *g, struct ny_err *err)
 {
     g->p2p = 0;
+    g->clu = 0;
     if (!p2p_wanted()) {
         ny_log_info("cuda tp: peer-to-peer sums off (NY_TP_P2P=0): every sum over NCCL");
         return NY_OK;
@@ -476,9 +596,11 @@ int cuda_tp_p2p_open(struct engine_tp *g, struct ny_err *err)
         CU_CHECK(g->bes[i], cudaDeviceSynchronize(), "p2p set-up");
     }
     g->p2p = 1;
-    ny_log_info("cuda tp: peer-to-peer sums up to %d floats (%.1f MiB of mailboxes a rank)%s",
+    g->clu = clu_wanted(g);
+    ny_log_info("cuda tp: peer-to-peer sums up to %d floats (%.1f MiB of mailboxes a rank)%s%s",
                 CUDA_TP_P2P_FLOATS, (double)(mail + ll) / (1024.0 * 1024.0),
-                ll ? "; decode steps' sums by LL words" : "; LL words off (NY_TP_LL=0)");
+                ll ? "; decode steps' sums by LL words" : "; LL words off (NY_TP_LL=0)",
+                g->clu ? ", normed by clusters" : ", normed by a last block");
     return NY_OK;
 }
 
@@ -554,6 +676,16 @@ extern "C" unsigned engine_cuda_tp_ll_sums(const struct engine_backend *be)
     return be ? be->tp_ll : 0;
 }
 
+extern "C" int engine_cuda_tp_cluster(const struct engine_tp *g)
+{
+    return g && g->p2p && g->clu;
+}
+
+extern "C" unsigned engine_cuda_tp_cluster_sums(const struct engine_backend *be)
+{
+    return be ? be->tp_clu : 0;
+}
+
 extern "C" size_t engine_cuda_tp_p2p_floats(const struct engine_tp *g)
 {
     return g && g->p2p ? (size_t)CUDA_TP_P2P_FLOATS : 0;
@@ -561,12 +693,12 @@ extern "C" size_t engine_cuda_tp_p2p_floats(const struct engine_tp *g)
 
 /* Which fused kernel a step's sum of width dim takes: 0 none (the two ops), 1
  * k_p2p_sum_add_norm (more than cuda_pdl_max_rows() rows: steps launched without programmatic
- * dependent launch), 2 k_p2p_sum_add_norm_last (fewer rows, where block 0 doing the sum and the
- * norm alone lost to the two kernels under PDL). Measured on 4 x H100, 70B shape, tp 4 (ms a
- * decode step, same call): batch 1: the two kernels 16.62, k_p2p_sum_add_norm 17.23 (NCCL
- * 18.01); later calls: k_p2p_sum_add_norm_last 16.48-16.70, the two kernels 17.00-17.13;
- * batch 32: the two kernels 29.59, fused 25.60 (NCCL 28.40). NY_TP_FUSED=0: none (A/B timing);
- * every choice gives the same bits. */
+ * dependent launch), 2 k_p2p_sum_add_norm_clu or k_p2p_sum_add_norm_last (fewer rows, where
+ * block 0 doing the sum and the norm alone lost to the two kernels under PDL). Measured on
+ * 4 x H100, 70B shape, tp 4 (ms a decode step, same call): batch 1: the two kernels 16.62,
+ * k_p2p_sum_add_norm 17.23 (NCCL 18.01); later calls: k_p2p_sum_add_norm_last 16.48-16.70, the
+ * two kernels 17.00-17.13; batch 32: the two kernels 29.59, fused 25.60 (NCCL 28.40).
+ * NY_TP_FUSED=0: none (A/B timing); every choice gives the same bits. */
 static int fused_kind(const struct engine_backend *be, int dim)
 {
     static int on = -1;
@@ -599,16 +731,26 @@ static int fused_split(const struct engine_backend *be)
     return s > 0 ? s : 1;
 }
 
-/* The last-block kernel on norm weights of W, by LL words (ll) or the flag protocol. */
+/* The kernel of a step of few rows on norm weights of W, by LL words (ll) or the flag protocol:
+ * the cluster kernel (clu) or the last-block one, split blocks a row. */
 template <typename W>
-static int launch_last(struct engine_backend *be, bool ll, const char *what, unsigned grid,
-                       float *x, const float *h, const W *w, int dim, float eps, float *out,
-                       __nv_bfloat16 *ob, int split, int *ar, const struct p2p_peers &pp,
-                       const volatile int *aw, struct ny_err *err)
+static int launch_last(struct engine_backend *be, bool ll, bool clu, const char *what,
+                       unsigned grid, float *x, const float *h, const W *w, int dim, float eps,
+                       float *out, __nv_bfloat16 *ob, int split, int *ar,
+                       const struct p2p_peers &pp, const volatile int *aw, struct ny_err *err)
 {
+    const int n = be->tp->n;
+    if (clu) {
+        auto k = ll ? k_p2p_sum_add_norm_clu<W, true> : k_p2p_sum_add_norm_clu<W, false>;
+        CU_CHECK(be, cuda_launch_cl(k, dim3(grid), dim3(NORM_THREADS), 0, be->stream,
+                                    be->n_rows, split, x, h, w, dim, eps, out, ob, n,
+                                    be->tp_rank, be->tp_epoch, pp, aw),
+                 what);
+        return NY_OK;
+    }
     auto k = ll ? k_p2p_sum_add_norm_last<W, true> : k_p2p_sum_add_norm_last<W, false>;
-    CU_LAUNCH(be, what, k, dim3(grid), dim3(NORM_THREADS), 0, x, h, w, dim, eps, out, ob,
-              be->tp->n, be->tp_rank, be->tp_epoch, split, ar, pp, aw);
+    CU_LAUNCH(be, what, k, dim3(grid), dim3(NORM_THREADS), 0, x, h, w, dim, eps, out, ob, n,
+              be->tp_rank, be->tp_epoch, split, ar, pp, aw);
     return NY_OK;
 }
 
@@ -640,19 +782,28 @@ int cuda_tp_p2p_add_norm(struct engine_backend *be, struct engine_buf *x, struct
     const struct p2p_peers pp = p2p_next(be);
     const volatile int *aw = (const volatile int *)g->abort_word;
     if (kind == 2) {
-        const int split = last_split(be, dim);
+        /* a cluster of ceil(n4 / NORM_THREADS) <= NORM_V blocks a row where the step's flags
+         * suffice (more rows than 8 here only under NY_PDL_ROWS), else last_split's */
+        const int cs = (dim / 4 + NORM_THREADS - 1) / NORM_THREADS;
+        const int clu = g->clu && be->n_rows * cs <= P2P_BLOCKS_MAX;
+        const int split = clu ? cs : last_split(be, dim);
         const unsigned grid = (unsigned)(be->n_rows * split);
         int *ar = g->arrive[be->tp_rank];
         const int ll =
             g->ll[be->tp_rank] && count <= CUDA_TP_LL_FLOATS && be->n_rows <= LL_ROWS;
         be->tp_ll += ll;
-        const char *what = ll ? "tp peer-to-peer sum + add + rmsnorm kernel (LL, last block)"
-                              : "tp peer-to-peer sum + add + rmsnorm kernel (last block)";
+        be->tp_clu += clu;
+        static const char *const whats[2][2] = {
+            {"tp peer-to-peer sum + add + rmsnorm kernel (last block)",
+             "tp peer-to-peer sum + add + rmsnorm kernel (LL, last block)"},
+            {"tp peer-to-peer sum + add + rmsnorm kernel (cluster)",
+             "tp peer-to-peer sum + add + rmsnorm kernel (LL, cluster)"}};
+        const char *what = whats[clu][ll];
         rc = w->wtype == CUDA_W_BF16
-                 ? launch_last(be, ll, what, grid, (float *)x->d, (const float *)h->d,
+                 ? launch_last(be, ll, clu, what, grid, (float *)x->d, (const float *)h->d,
                                (const __nv_bfloat16 *)w->d, dim, eps, (float *)out->d, ob, split,
                                ar, pp, aw, err)
-                 : launch_last(be, ll, what, grid, (float *)x->d, (const float *)h->d,
+                 : launch_last(be, ll, clu, what, grid, (float *)x->d, (const float *)h->d,
                                (const float *)w->d, dim, eps, (float *)out->d, ob, split, ar, pp,
                                aw, err);
         if (rc)

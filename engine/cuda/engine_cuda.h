@@ -38,6 +38,10 @@ unsigned engine_cuda_tp_overlapped(const struct engine_backend *be);
  * none), and the tp sums of be that went by LL words so far (cuda_tp_p2p.cu). */
 int engine_cuda_tp_ll_rows(const struct engine_tp *g);
 unsigned engine_cuda_tp_ll_sums(const struct engine_backend *be);
+/* For tests: whether group g's decode-step fused sums end in a cluster's norm (NY_TP_CLUSTER),
+ * and the tp sums of be that did so far (cuda_tp_p2p.cu). */
+int engine_cuda_tp_cluster(const struct engine_tp *g);
+unsigned engine_cuda_tp_cluster_sums(const struct engine_backend *be);
 
 /* Wait for the backend's queued work. */
 int engine_cuda_sync(struct engine_backend *be, struct ny_err *err);

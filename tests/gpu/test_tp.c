@@ -40,6 +40,7 @@ static struct engine_tp *grp;
 static int n_ranks;
 static size_t p2p_floats; /* the group's peer-to-peer limit (0: NCCL only) */
 static int ll_rows;       /* the most decode rows whose fused sums go by LL words (0: none) */
+static int clu;           /* whether the decode rows' fused sums end in a cluster's norm */
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 static volatile const char *phase = "start";
 
@@ -490,6 +491,7 @@ static int group_open(int n, struct ny_err *err)
     int rc = G->tp_create(bes, n, &grp, err);
     p2p_floats = rc ? 0 : engine_cuda_tp_p2p_floats(grp);
     ll_rows = rc ? 0 : engine_cuda_tp_ll_rows(grp);
+    clu = rc ? 0 : engine_cuda_tp_cluster(grp);
     return rc;
 }
 
@@ -617,15 +619,28 @@ static void test_allreduce_invariance(void **state)
 }
 
 /* ---- tp_allreduce_add_rmsnorm ---------------------------------------------------------------- */
+/* Where two arrays of cnt floats of rows of width dim first differ (printed, naming what). */
+static void print_first_diff(const char *what, const float *a, const float *b, size_t cnt,
+                             int dim)
+{
+    for (size_t i = 0; i < cnt; i++)
+        if (memcmp(a + i, b + i, sizeof(float))) {
+            printf("    %s first differs at row %zu, element %zu: %.9g against %.9g\n", what,
+                   i / (size_t)dim, i % (size_t)dim, a[i], b[i]);
+            return;
+        }
+}
+
 /* On every rank: the fused op's x and out equal, bit for bit, tp_allreduce then add_rmsnorm on the
  * same inputs, and every rank's equal rank 0's; a product reading out after either equals, bit
  * for bit, the product of a copy of out (decode steps of 32+ rows read the bf16 shadow the norm
  * kernels write: k_p2p_sum_add_norm's, cuda_norm_all's). Shapes: decode rows that take one
  * kernel (peer to peer, widths of the vectorised norm: 9 to 128 rows on k_p2p_sum_add_norm; 1
- * to 8 rows on the last-block kernel, whose row counters are reused case after case, its sums by
- * LL words up to the group's ll_rows rows (counted: exactly those cases): 16 blocks a
- * row of 8,192, one block a row of 96), and ones that run the two ops (a prefill request, 200
- * rows, a width of 8,200). */
+ * to 8 rows on the cluster kernel (counted: exactly those cases) where the group has it, else
+ * on the last-block kernel, whose row counters are reused case after case; their sums by LL
+ * words up to the group's ll_rows rows (counted): 8 blocks (a cluster) or 16 a row of 8,192,
+ * 2 or 4 a row of 2,048, one block a row of 96), and ones that run the two ops (a prefill
+ * request, 200 rows, a width of 8,200). */
 static void test_fused(void **state)
 {
     (void)state;
@@ -661,19 +676,26 @@ static void test_fused(void **state)
                                   .out4 = o + 3 * cnt, .decode = cases[c][2],
                                   .prod = prod + (size_t)3 * k * np};
         }
-        unsigned ll0[MAX_RANKS];
-        for (int k = 0; k < n_ranks; k++)
+        unsigned ll0[MAX_RANKS], clu0[MAX_RANKS];
+        for (int k = 0; k < n_ranks; k++) {
             ll0[k] = engine_cuda_tp_ll_sums(bes[k]);
+            clu0[k] = engine_cuda_tp_cluster_sums(bes[k]);
+        }
         phase = "tp_allreduce_add_rmsnorm";
         run_ranks(rs, n_ranks);
         /* the fused op of pass 0 by LL words exactly where the group takes them */
-        const unsigned ll_want =
-            cases[c][2] && cases[c][3] && p2p_floats && rows <= ll_rows ? 1 : 0;
+        const int one = cases[c][2] && cases[c][3] && p2p_floats;
+        const unsigned ll_want = one && rows <= ll_rows ? 1 : 0;
+        const unsigned clu_want = one && clu && rows <= 8 ? 1 : 0; /* cuda_pdl_max_rows() */
         int bad = 0;
-        for (int k = 0; k < n_ranks; k++)
-            if (engine_cuda_tp_ll_sums(bes[k]) - ll0[k] != ll_want && ++bad)
-                printf("  fused tp=%d rows=%d dim=%d: rank %d made %u sums by LL words, not %u\n",
-                       n_ranks, rows, dim, k, engine_cuda_tp_ll_sums(bes[k]) - ll0[k], ll_want);
+        for (int k = 0; k < n_ranks; k++) {
+            const unsigned nl = engine_cuda_tp_ll_sums(bes[k]) - ll0[k];
+            const unsigned nc = engine_cuda_tp_cluster_sums(bes[k]) - clu0[k];
+            if ((nl != ll_want || nc != clu_want) && ++bad)
+                printf("  fused tp=%d rows=%d dim=%d: rank %d made %u sums by LL words and %u "
+                       "normed by a cluster, not %u and %u\n", n_ranks, rows, dim, k, nl, nc,
+                       ll_want, clu_want);
+        }
         for (int k = 0; k < n_ranks; k++) {
             if (rank_failed(&rs[k], "fused") && ++bad) /* a failed rank counts once */
                 continue;
@@ -688,11 +710,18 @@ static void test_fused(void **state)
                 printf("  fused tp=%d rows=%d dim=%d (%s, %s): rank %d x and out %s the two "
                        "calls'%s; products of out %s that of a copy\n", n_ranks, rows, dim,
                        cases[c][2] ? "decode rows" : "prefill",
-                       ll_want ? "one kernel, LL words"
-                       : cases[c][3] && p2p_floats ? "one kernel" : "two ops", k,
+                       ll_want && clu_want ? "one kernel, LL words, cluster"
+                       : ll_want           ? "one kernel, LL words"
+                       : clu_want          ? "one kernel, cluster"
+                       : one               ? "one kernel"
+                                           : "two ops", k,
                        same ? "bit-identical to" : "DIFFER from",
                        as0 ? "" : "; DIFFER from rank 0's",
                        prods ? "bit-identical to" : "DIFFER from");
+            if (!same) {
+                print_first_diff("x", rs[k].out, rs[k].out3, cnt, dim);
+                print_first_diff("out", rs[k].out2, rs[k].out4, cnt, dim);
+            }
         }
         free(xin);
         free(parts);
@@ -960,6 +989,8 @@ static void test_abort(void **state)
     assert_int_equal(rs[1].rc, NY_E_STATE);
     if (abort_decode && ll_rows) /* rank 0 waited on LL words */
         assert_int_equal(engine_cuda_tp_ll_sums(bes[0]), 1);
+    if (abort_decode) /* in a cluster kernel where the group has them */
+        assert_int_equal(engine_cuda_tp_cluster_sums(bes[0]), clu ? 1 : 0);
     phase = "tp_destroy after abort";
     free(in);
     free(out);
@@ -989,13 +1020,18 @@ static void test_ovl_abort(void **state)
 
 /* A group of n ranks; p2p = 0: NY_TP_P2P=0 (every sum over NCCL, only the sums tested), 1: the
  * default, which must sum peer to peer on these machines (NVLink or PCIe peer access), 2: peer
- * to peer with NY_TP_LL=0 (the decode rows' fused sums by the flag protocol: test_fused alone). */
+ * to peer with NY_TP_LL=0 (the decode rows' fused sums by the flag protocol: test_fused alone),
+ * 3: peer to peer with NY_TP_CLUSTER=0 (their norm by a last block: test_fused alone). */
 static int run_size(int n, int p2p)
 {
     if (p2p == 2)
         setenv("NY_TP_LL", "0", 1);
     else
         unsetenv("NY_TP_LL");
+    if (p2p == 3)
+        setenv("NY_TP_CLUSTER", "0", 1);
+    else
+        unsetenv("NY_TP_CLUSTER");
     struct ny_err err;
     ny_err_init(&err);
     char ph[64];
@@ -1033,13 +1069,19 @@ static int run_size(int n, int p2p)
         cmocka_unit_test(test_fused),
         cmocka_unit_test(test_overlap),
     };
-    const struct CMUnitTest flag_tests[] = {cmocka_unit_test(test_fused)};
+    const struct CMUnitTest fused_tests[] = {cmocka_unit_test(test_fused)};
     char name[32];
-    snprintf(name, sizeof name, "tp%d%s", n, p2p == 2 ? "-flags" : p2p ? "" : "-nccl");
-    int rc = p2p == 2 ? cmocka_run_group_tests_name(name, flag_tests, NULL, NULL)
+    snprintf(name, sizeof name, "tp%d%s", n,
+             p2p == 3 ? "-lastblock" : p2p == 2 ? "-flags" : p2p ? "" : "-nccl");
+    int rc = 1;
+    if (p2p == 3 && clu) /* NY_TP_CLUSTER=0 must turn them off */
+        printf("group of %d: cluster norms on under NY_TP_CLUSTER=0\n", n);
+    else
+        rc = p2p >= 2 ? cmocka_run_group_tests_name(name, fused_tests, NULL, NULL)
              : p2p    ? cmocka_run_group_tests_name(name, tests, NULL, NULL)
                       : cmocka_run_group_tests_name(name, sum_tests, NULL, NULL);
     unsetenv("NY_TP_LL");
+    unsetenv("NY_TP_CLUSTER");
     phase = "tp_destroy";
     group_close();
     alarm(0);
@@ -1065,9 +1107,9 @@ int main(void)
     printf("%d CUDA devices\n", n);
     int rc = run_size(2, 1) | run_size(2, 0);
     if (n >= 4)
-        rc |= run_size(4, 1) | run_size(4, 0) | run_size(4, 2);
+        rc |= run_size(4, 1) | run_size(4, 0) | run_size(4, 2) | run_size(4, 3);
     else
-        rc |= run_size(2, 2);
+        rc |= run_size(2, 2) | run_size(2, 3);
     if (n < 4)
         printf("group of 4: not run (%d devices)\n", n);
     /* the abort poisons its group: a fresh one for each transport, and for the overlap, last */
