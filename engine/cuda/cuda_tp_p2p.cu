@@ -510,9 +510,31 @@ static int ll_wanted(void)
     return cuda_env_on("NY_TP_LL", &v);
 }
 
+/* Whether the current device can hold a cluster of NORM_V blocks of kernel k at once. */
+template <typename K> static int clu_fits(K k)
+{
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeClusterDimension;
+    attr[0].val.clusterDim.x = NORM_V;
+    attr[0].val.clusterDim.y = 1;
+    attr[0].val.clusterDim.z = 1;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(NORM_V);
+    cfg.blockDim = dim3(NORM_THREADS);
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    int n = 0;
+    if (cudaOccupancyMaxActiveClusters(&n, k, &cfg) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return n > 0;
+}
+
 /* Whether a new group's decode-step sums end in a cluster's norm: yes unless NY_TP_CLUSTER=0
  * (read at each tp_create, for A/B timing; the last-block kernel gives the same bits) and where
- * every device launches clusters. */
+ * every device launches clusters and holds one of the widest (an 8,192-float row's) of every
+ * variant of the kernel. */
 static int clu_wanted(const struct engine_tp *g)
 {
     int v = -1;
@@ -520,10 +542,16 @@ static int clu_wanted(const struct engine_tp *g)
         return 0;
     for (int i = 0; i < g->n; i++) {
         int ok = 0;
-        if (cudaDeviceGetAttribute(&ok, cudaDevAttrClusterLaunch, g->bes[i]->device) !=
+        if (cudaSetDevice(g->bes[i]->device) != cudaSuccess ||
+            cudaDeviceGetAttribute(&ok, cudaDevAttrClusterLaunch, g->bes[i]->device) !=
                 cudaSuccess ||
-            !ok) {
+            !ok || !clu_fits(k_p2p_sum_add_norm_clu<float, false>) ||
+            !clu_fits(k_p2p_sum_add_norm_clu<float, true>) ||
+            !clu_fits(k_p2p_sum_add_norm_clu<__nv_bfloat16, false>) ||
+            !clu_fits(k_p2p_sum_add_norm_clu<__nv_bfloat16, true>)) {
             (void)cudaGetLastError();
+            ny_log_info("cuda tp: device %d: no clusters of %d blocks; the decode sums' norms by "
+                        "a last block", g->bes[i]->device, NORM_V);
             return 0;
         }
     }
