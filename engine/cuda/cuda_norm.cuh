@@ -30,22 +30,35 @@ __device__ __forceinline__ static float block_sum(float v, float *sh)
 #define NORM_V 8
 #define NORM_V_FITS(dim) ((dim) % 4 == 0 && (dim) <= NORM_THREADS * 4 * NORM_V)
 
+/* The weights of group i of the row (0 past n4 groups). */
+template <typename W>
+__device__ __forceinline__ static void norm_load_w4(const W *w, int i, int n4, float (&wv)[4])
+{
+#pragma unroll
+    for (int c = 0; c < 4; c++)
+        wv[c] = i < n4 ? (float)w[4 * i + c] : 0.0f;
+}
+
 /* This thread's weights of the row (0 past n4 groups). */
 template <typename W>
 __device__ __forceinline__ static void norm_load_w(const W *w, int n4, float (&wv)[NORM_V][4])
 {
 #pragma unroll
-    for (int u = 0; u < NORM_V; u++) {
-        int i = threadIdx.x + u * NORM_THREADS;
-#pragma unroll
-        for (int c = 0; c < 4; c++)
-            wv[u][c] = i < n4 ? (float)w[4 * i + c] : 0.0f;
-    }
+    for (int u = 0; u < NORM_V; u++)
+        norm_load_w4(w, threadIdx.x + u * NORM_THREADS, n4, wv[u]);
+}
+
+/* The residual add of one group i of the row at xr: x + b (the add op's arithmetic), written back
+ * to x and returned. */
+__device__ __forceinline__ static float4 norm_add4(float4 *xr, int i, const float4 &b)
+{
+    const float4 a = xr[i], v = make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
+    xr[i] = v;
+    return v;
 }
 
 /* The residual add of the fused sum + norm kernels: this thread's groups i of the row at xr,
- * v = x + sum_at(i) (the add op's arithmetic), written back to x (zeros past n4), for
- * norm_row_v. */
+ * v = norm_add4(sum_at(i)) (zeros past n4), for norm_row_v. */
 template <typename F>
 __device__ __forceinline__ static void norm_add_row(float4 (&v)[NORM_V], float4 *xr, int n4,
                                                     F sum_at)
@@ -53,12 +66,7 @@ __device__ __forceinline__ static void norm_add_row(float4 (&v)[NORM_V], float4 
 #pragma unroll
     for (int u = 0; u < NORM_V; u++) {
         const int i = threadIdx.x + u * NORM_THREADS;
-        v[u] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-        if (i < n4) {
-            const float4 b = sum_at(i), a = xr[i];
-            v[u] = make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
-            xr[i] = v[u];
-        }
+        v[u] = i < n4 ? norm_add4(xr, i, sum_at(i)) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     }
 }
 

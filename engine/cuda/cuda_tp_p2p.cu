@@ -301,16 +301,6 @@ __device__ __forceinline__ static int ll_get4(const unsigned long long *p, unsig
     }
 }
 
-/* The residual add of the decode steps' kernels: group i of the row's sum over the ranks, b,
- * added to x (xr: the row; add_rmsnorm's arithmetic) and written back; the new group is
- * returned. */
-__device__ __forceinline__ static float4 p2p_add_x(float4 *xr, int i, const float4 &b)
-{
-    const float4 a = xr[i], v = make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
-    xr[i] = v;
-    return v;
-}
-
 /* Slice [g0, g1) of the row at r0 of h: sent to every rank, the ranks' slices added in rank
  * order (p2p_rank_sum4's arithmetic) and the sum of group i passed to fin(i, sum), by the flag
  * protocol; nonzero (to every thread) on an abort. */
@@ -397,7 +387,7 @@ __global__ __launch_bounds__(NORM_THREADS) static void k_p2p_sum_add_norm_last(
     pdl_wait();
     const int gs = (n4 + split - 1) / split, g0 = part * gs, g1 = min(n4, g0 + gs);
     float4 *xr = reinterpret_cast<float4 *>(x + r0);
-    auto fin = [&](int i, const float4 &b) { (void)p2p_add_x(xr, i, b); };
+    auto fin = [&](int i, const float4 &b) { (void)norm_add4(xr, i, b); };
     if (LL ? p2p_slice_ll(h, r0, g0, g1, n, rank, epoch, pp, abort_word, fin)
            : p2p_slice_flags(h, r0, g0, g1, n, rank, epoch, pp, abort_word, fin))
         return;
@@ -470,14 +460,12 @@ __global__ __launch_bounds__(NORM_THREADS) static void k_p2p_sum_add_norm_clu(
     const int n4 = dim / 4, row = blockIdx.x / split, g0 = (int)u * NORM_THREADS;
     const int i = g0 + threadIdx.x, g1 = min(n4, g0 + NORM_THREADS);
     const size_t r0 = (size_t)row * dim;
-    float wv[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    if (i < n4) /* the norm weight (no kernel writes it): read before the wait */
-        for (int c = 0; c < 4; c++)
-            wv[c] = (float)w[4 * i + c];
+    float wv[4];
+    norm_load_w4(w, i, n4, wv); /* the norm weight (no kernel writes it): read before the wait */
     pdl_wait();
     float4 *xr = reinterpret_cast<float4 *>(x + r0);
     float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    auto fin = [&](int j, const float4 &b) { v = p2p_add_x(xr, j, b); };
+    auto fin = [&](int j, const float4 &b) { v = norm_add4(xr, j, b); };
     const int ab = LL ? p2p_slice_ll(h, r0, g0, g1, n, rank, epoch, pp, abort_word, fin)
                       : p2p_slice_flags(h, r0, g0, g1, n, rank, epoch, pp, abort_word, fin);
     /* on an abort every block still passes both cluster barriers, then leaves */
