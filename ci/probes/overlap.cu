@@ -2,7 +2,7 @@
  * stream runs beside them on the same GPU, on the same SMs or on SMs of their own (green contexts).
  * That is the premise of hiding the small kernels under the products' weight reads.
  *
- * k_bg streams a 4 GiB buffer (past the L2) for a fixed wall time: B blocks of 512 threads, U
+ * k_bg streams a 4 GiB buffer (past the L2) for a fixed wall time: B blocks of 512 threads, 4
  * 16-byte loads in flight a thread. Beside it, a chain of 400 dependent kernels under PDL,
  * replayed from a graph (6 replays), runs on another stream:
  *   one   residual add + RMSNorm of an 8,192-float row in one block (k_rmsnorm_v's shape)
@@ -15,7 +15,7 @@
 
 #define BG_T 512
 #define TILE (128 * 1024 / 16) /* uint4 a 128 KB tile */
-template <int U>
+#define U 4                     /* loads in flight a thread */
 __global__ void __launch_bounds__(BG_T, 3)
     k_bg(const uint4 *w, size_t ntiles, unsigned long long dur, unsigned long long *bytes,
          unsigned *sink)
@@ -82,12 +82,9 @@ struct bufs {
     size_t ntiles;
 };
 
-static void bg(int u, int blocks, cudaStream_t st, const bufs &b, unsigned long long dur)
+static void bg(int blocks, cudaStream_t st, const bufs &b, unsigned long long dur)
 {
-    if (u == 2)
-        k_bg<2><<<blocks, BG_T, 0, st>>>(b.w, b.ntiles, dur, b.bytes, b.sink);
-    else
-        k_bg<4><<<blocks, BG_T, 0, st>>>(b.w, b.ntiles, dur, b.bytes, b.sink);
+    k_bg<<<blocks, BG_T, 0, st>>>(b.w, b.ntiles, dur, b.bytes, b.sink);
     CK(cudaGetLastError());
 }
 
@@ -128,7 +125,7 @@ static void build(const bufs &b, cudaStream_t s1, cudaGraphExec_t *ge)
 
 /* one line: the stream alone, then each chain beside it (blocks 0: the chains alone) */
 static void measure(const char *label, const bufs &b, cudaStream_t s1, cudaGraphExec_t *ge,
-                    cudaStream_t s2, int blocks, int u)
+                    cudaStream_t s2, int blocks)
 {
     const int R = 6;
     const unsigned long long DUR = 60000000ull; /* ns */
@@ -138,17 +135,17 @@ static void measure(const char *label, const bufs &b, cudaStream_t s1, cudaGraph
     double alone = 0;
     if (blocks) {
         CK(cudaMemsetAsync(b.bytes, 0, 8, s2));
-        bg(u, blocks, s2, b, DUR / 3);
+        bg(blocks, s2, b, DUR / 3);
         CK(cudaStreamSynchronize(s2));
         unsigned long long n;
         CK(cudaMemcpy(&n, b.bytes, 8, cudaMemcpyDeviceToHost));
         alone = n / (DUR / 3 * 1e-9) / 1e12;
     }
-    printf("%-16s B %3d U %d | %5.2f |", label, blocks, u, alone);
+    printf("%-16s B %3d | %5.2f |", label, blocks, alone);
     for (int m = 0; m < NCHAIN; m++) {
         if (blocks) {
             CK(cudaMemsetAsync(b.bytes, 0, 8, s2));
-            bg(u, blocks, s2, b, DUR);
+            bg(blocks, s2, b, DUR);
         }
         CK(cudaEventRecord(e0, s1));
         for (int r = 0; r < R; r++)
@@ -187,10 +184,10 @@ int main()
     CK(cudaStreamCreateWithFlags(&s2, cudaStreamNonBlocking));
     cudaGraphExec_t ge[NCHAIN];
     build(b, s1, ge);
-    printf("SMs chain/stream B blocks U | stream alone TB/s | the chains' us a kernel beside it\n");
-    const int cfg[][2] = {{0, 4}, {33, 4}, {66, 4}, {132, 4}, {264, 4}};
-    for (auto &c : cfg)
-        measure("shared 132/132", b, s1, ge, s2, c[0], c[1]);
+    printf("SMs chain/stream B blocks | stream alone TB/s | the chains' us a kernel beside it\n");
+    const int cfg[] = {0, 33, 66, 132, 264};
+    for (int c : cfg)
+        measure("shared 132/132", b, s1, ge, s2, c);
     const unsigned sizes[] = {16, 24, 32};
     for (unsigned nA : sizes) { /* the chains on nA SMs, the stream on the rest */
         CUstream sA, sB;
@@ -202,7 +199,7 @@ int main()
         snprintf(lab, sizeof lab, "split %u/%u", na, nb);
         const int bl[] = {0, (int)nb / 2, (int)nb, 2 * (int)nb};
         for (int x : bl)
-            measure(lab, b, (cudaStream_t)sA, gg, (cudaStream_t)sB, x, 4);
+            measure(lab, b, (cudaStream_t)sA, gg, (cudaStream_t)sB, x);
         for (int m = 0; m < NCHAIN; m++)
             CK(cudaGraphExecDestroy(gg[m]));
     }
